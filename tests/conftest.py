@@ -36,3 +36,27 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("corpus") / "tiny"
     return make_corpus(out, size="tiny", seed=0, workers=1)
+
+
+def cli_env() -> dict:
+    """Environment for subprocesses that run the real CLI from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def run_cli():
+    """Run `python -m harness.cli ARGS...` in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    def _run(*args, check=True, timeout=600, cwd=None):
+        proc = subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], env=cli_env(),
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"harness {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+    return _run
