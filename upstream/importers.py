@@ -321,8 +321,8 @@ def hf_to_duet_state(state: dict) -> dict:
     return out
 
 
-def hf_model_to_duet(hf_model: nn.Module, where: str = "model") -> nn.Module:
-    """A transformers HubertModel -> DUET hubert_compact model with the same weights (eval)."""
+def hf_model_to_duet(hf_model: nn.Module, where: str = "model"):
+    """A transformers HubertModel -> (DUET hubert_compact model with the same weights (eval), its config)."""
     from upstream.checkpoint import CheckpointError, check_state_dict
     from upstream.models.hubert import HubertCompact
 
@@ -334,16 +334,15 @@ def hf_model_to_duet(hf_model: nn.Module, where: str = "model") -> nn.Module:
     except CheckpointError as e:
         raise BackboneImportError(str(e)) from None
     model.load_state_dict(state, strict=True)
-    return model.eval()
+    return model.eval(), cfg
 
 
 def load_hf_backbone(path: str | os.PathLike) -> nn.Module:
     """A transformers HuBERT directory (``save_pretrained`` output) as DUET's hubert backbone."""
-    return hf_model_to_duet(load_hf_source(path), str(path))
+    return hf_model_to_duet(load_hf_source(path), str(path))[0]
 
 
-def load_fairseq_hubert(path: str | os.PathLike, *, allow_unpickle: bool = False) -> nn.Module:
-    """A fairseq or s3prl-converted HuBERT ``.pt`` as DUET's hubert backbone."""
+def _fairseq_backbone(path, allow_unpickle: bool):
     hf, info = load_fairseq_as_hf(path, allow_unpickle=allow_unpickle)
     if info["normalize"]:
         warnings.warn(f"{path}: this HuBERT was trained on layer-normalised waveforms (task.normalize=True); "
@@ -351,17 +350,54 @@ def load_fairseq_hubert(path: str | os.PathLike, *, allow_unpickle: bool = False
     return hf_model_to_duet(hf, str(path))
 
 
-def load_backbone(path: str | os.PathLike, *, allow_unpickle: bool = False) -> nn.Module:
-    """DUET hubert backbone from a transformers directory, a fairseq/s3prl .pt or a DUET
-    hubert_compact checkpoint directory."""
+def load_fairseq_hubert(path: str | os.PathLike, *, allow_unpickle: bool = False) -> nn.Module:
+    """A fairseq or s3prl-converted HuBERT ``.pt`` as DUET's hubert backbone."""
+    return _fairseq_backbone(path, allow_unpickle)[0]
+
+
+def load_backbone_and_config(path: str | os.PathLike, *, allow_unpickle: bool = False):
+    """(DUET hubert backbone, its HubertConfig) from a transformers directory, a fairseq/s3prl .pt
+    or a DUET hubert_compact checkpoint directory."""
     from upstream.checkpoint import is_checkpoint_dir, load_checkpoint
+    from upstream.models.hubert import HubertConfig
 
     p = Path(path)
     if p.is_dir() and is_checkpoint_dir(p):
-        return load_checkpoint(p, expected_model="hubert_compact")[0]
+        model, meta = load_checkpoint(p, expected_model="hubert_compact")
+        return model, HubertConfig.from_dict(meta["config"])
     if p.is_dir() and is_hf_dir(p):
-        return load_hf_backbone(p)
+        return hf_model_to_duet(load_hf_source(p), str(p))
     if p.is_file():
-        return load_fairseq_hubert(p, allow_unpickle=allow_unpickle)
+        return _fairseq_backbone(p, allow_unpickle)
     raise BackboneImportError(f"{p}: not a transformers HuBERT directory, a fairseq .pt or a DUET hubert_compact "
                               f"checkpoint directory")
+
+
+def load_backbone(path: str | os.PathLike, *, allow_unpickle: bool = False) -> nn.Module:
+    """DUET hubert backbone from any of the formats of :func:`load_backbone_and_config`."""
+    return load_backbone_and_config(path, allow_unpickle=allow_unpickle)[0]
+
+
+def build_with_backbone(name: str, path: str | os.PathLike, *, preset: str = "compact", seed: int = 0,
+                        allow_unpickle: bool = False) -> nn.Module:
+    """A DUET model ``name`` whose HuBERT backbone comes from ``path`` (any importable format).
+
+    hubert_compact: the backbone itself. learn2diss: the ``preset``'s frame/utterance encoders,
+    seeded random (``seed``), on top of the imported (frozen) backbone, the utterance encoder fed
+    from the backbone's middle layer; train them with pretrain/ or use as a random-head baseline.
+    """
+    import dataclasses
+
+    backbone, bcfg = load_backbone_and_config(path, allow_unpickle=allow_unpickle)
+    if name == "hubert_compact":
+        return backbone
+    if name != "learn2diss":
+        raise BackboneImportError(f"{name} has no separable HuBERT backbone; -k {path} needs a DUET {name} checkpoint")
+    from upstream.registry import build_model, preset_config
+
+    cfg = dataclasses.replace(preset_config(name, preset), backbone=bcfg, utt_input_layer=bcfg.num_layers // 2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(name, cfg)
+    model.backbone.load_state_dict(backbone.state_dict(), strict=True)
+    return model.eval()
