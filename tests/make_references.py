@@ -41,16 +41,17 @@ def summarize(feats: dict) -> dict:
     return out
 
 
-def compute(name: str) -> dict:
+def compute(name: str, model_config: dict | None = None) -> dict:
     import harness.compat
     harness.compat.install()
     from upstream.hub import UPSTREAMS
 
     torch.set_num_threads(1)
-    up = UPSTREAMS[name](model_config=dict(MODEL_CONFIG)).eval()
+    model_config = dict(model_config or MODEL_CONFIG)
+    up = UPSTREAMS[name](model_config=model_config).eval()
     with torch.no_grad():
         feats = up(reference_input())
-    return {"name": name, "model_config": MODEL_CONFIG, "lengths": list(LENGTHS),
+    return {"name": name, "model_config": model_config, "lengths": list(LENGTHS),
             "rates": {k: up.get_downsample_rates(k) for k in sorted(feats)},
             "keys": summarize(feats)}
 
