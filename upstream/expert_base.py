@@ -167,7 +167,9 @@ def bundled_checkpoint(name: str) -> Path:
     """Where the bundled checkpoint of ``name`` lives: checkpoints/<name with - for _>-compact
     (or $DUET_CHECKPOINTS/...)."""
     root = Path(os.environ.get("DUET_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-    return root / f"{name.replace('_', '-')}-compact"
+    dash = name.replace("_", "-")
+    candidates = [root / f"{dash}-compact"] + ([root / dash] if dash.endswith("-compact") else [])
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def build_random(name: str, preset: str, seed: int) -> nn.Module:

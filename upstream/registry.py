@@ -18,7 +18,12 @@ from typing import Any
 
 from torch import nn
 
+from .models.barlow_twins import (BARLOW_TWINS_BASE, BARLOW_TWINS_COMPACT, BARLOW_TWINS_TINY,
+                                  BarlowTwins, BarlowTwinsConfig)
 from .models.hubert import HUBERT_BASE, HUBERT_COMPACT, HUBERT_TINY, HubertCompact, HubertConfig
+from .models.jooci import JOOCI_BASE, JOOCI_COMPACT, JOOCI_TINY, Jooci, JoociConfig
+from .models.learn2diss import (LEARN2DISS_BASE, LEARN2DISS_COMPACT, LEARN2DISS_TINY, Learn2Diss,
+                                Learn2DissConfig)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,17 @@ MODELS: dict[str, ModelSpec] = {
     "hubert_compact": ModelSpec(
         HubertCompact, HubertConfig,
         {"base": HUBERT_BASE, "compact": HUBERT_COMPACT, "tiny": HUBERT_TINY},
+    ),
+    "learn2diss": ModelSpec(
+        Learn2Diss, Learn2DissConfig,
+        {"base": LEARN2DISS_BASE, "compact": LEARN2DISS_COMPACT, "tiny": LEARN2DISS_TINY},
+    ),
+    "jooci": ModelSpec(
+        Jooci, JoociConfig, {"base": JOOCI_BASE, "compact": JOOCI_COMPACT, "tiny": JOOCI_TINY},
+    ),
+    "barlow_twins": ModelSpec(
+        BarlowTwins, BarlowTwinsConfig,
+        {"base": BARLOW_TWINS_BASE, "compact": BARLOW_TWINS_COMPACT, "tiny": BARLOW_TWINS_TINY},
     ),
 }
 
