@@ -76,13 +76,17 @@ def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, sto
             import multiprocessing as mp
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(workers, initializer=init_worker, initargs=(str(lay.root), plan.voices, plan.utts)) as pool:
+            pool = ctx.Pool(workers, initializer=init_worker, initargs=(str(lay.root), plan.voices, plan.utts))
+            try:
                 for _ in pool.imap_unordered(run_job, todo, chunksize=4):
                     done += 1
                     bar.update()
                     if stop_after is not None and done >= stop_after:
-                        pool.terminate()
                         raise GenerationInterrupted(f"stopped after {done} utterances (test hook)")
+                pool.close()  # workers exit normally (and remove their espeak data folders)
+                pool.join()
+            finally:
+                pool.terminate()
     finally:
         bar.close()
     return done
@@ -148,6 +152,9 @@ def make_corpus(out_dir: str | Path, size: str | CorpusSpec = "tiny", seed: int 
         raise CorpusError(f"{root} is not empty and is not a DUET corpus (no {lay.plan_json.name}); "
                           f"choose an empty or new --out")
     _prepare_dir(root)
+    if lay.plan_json.is_file():  # resuming: drop temporary files of writes that were cut off
+        for tmp in root.rglob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
     atomic_write_json(lay.plan_json, meta)
     t0 = time.time()
     plan = make_plan(spec, seed)

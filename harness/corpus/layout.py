@@ -13,6 +13,8 @@ DIR/LibriSpeech/                     ASR + PR (s3prl `asr`, `ctc`)
     lexicon.txt                      "WORD ph ph ..." (libriphone `lexicon`), one pronunciation a word
     phones.txt                       phone vocabulary, one a line (libriphone `text.vocab_file`, word mode)
     phones/<libri split>.txt         "UTT_ID ph ph ..." exact phone transcripts (the audio's phones)
+    libriphone/<libri split>.csv     harness.libriphone tables "wav_path,transcription,phones"
+                                     (wav_path relative to this folder; phones = the exact transcript)
 DIR/VoxCeleb1/                       SID (`voxceleb1`) + ASV (`sv_voxceleb1`)
     {dev,test}/wav/idNNNNN/<video>/<nnnnn>.wav   test/ = ASV test speakers (unseen in dev/)
     iden_split.txt                   "1|2|3 idNNNNN/<video>/<nnnnn>.wav" (train/dev/test), all speakers
@@ -72,6 +74,7 @@ class CorpusLayout:
         self.lexicon = self.librispeech / "lexicon.txt"
         self.phone_vocab = self.librispeech / "phones.txt"
         self.phone_transcripts_dir = self.librispeech / "phones"
+        self.libriphone_dir = self.librispeech / "libriphone"
         # VoxCeleb1
         self.voxceleb1 = r / "VoxCeleb1"
         self.vox_dev_wav = self.voxceleb1 / "dev" / "wav"
@@ -95,6 +98,9 @@ class CorpusLayout:
 
     def phone_transcripts(self, split: str) -> Path:
         return self.phone_transcripts_dir / f"{LIBRI_SPLITS[split]}.txt"
+
+    def libriphone_csv(self, split: str) -> Path:
+        return self.libriphone_dir / f"{LIBRI_SPLITS[split]}.csv"
 
     def vox_wav_dir(self, vox_set: str) -> Path:
         return self.voxceleb1 / vox_set / "wav"
@@ -144,7 +150,7 @@ class CorpusLayout:
                               f"regenerate: {make_hint(self.root)}")
         required = [self.manifest, self.iden_split, self.veri_test, self.char_dict, self.lexicon,
                     self.phone_vocab, self.abx_item("dev"), self.abx_item("test")]
-        required += [self.bucket_csv(s) for s in SPLITS] + [self.iemocap_meta_json(k, p) for k in ER_FOLDS
+        required += [self.bucket_csv(s) for s in SPLITS] + [self.libriphone_csv(s) for s in SPLITS] + [self.iemocap_meta_json(k, p) for k in ER_FOLDS
                                                              for p in ("train", "test")]
         missing = [p for p in required if not p.is_file()]
         if missing:

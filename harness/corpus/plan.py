@@ -63,12 +63,12 @@ def _video_id(seed: int, speaker: int, k: int) -> str:
     return "".join(_VIDEO_CHARS[b % len(_VIDEO_CHARS)] for b in h[:11])
 
 
-def _sentence_pools(n: int, seed: int) -> dict[str, np.ndarray]:
+def _sentence_pools(n: int, seed: int) -> dict[str, list[int]]:
     """Disjoint sentence index pools for train/dev/test (80/10/10 %), each shuffled."""
     rng = np.random.default_rng([seed, 0x5E7])
     order = rng.permutation(n)
     a, b = int(n * 0.8), int(n * 0.9)
-    return {"train": order[:a], "dev": order[a:b], "test": order[b:]}
+    return {"train": order[:a].tolist(), "dev": order[a:b].tolist(), "test": order[b:].tolist()}
 
 
 def make_plan(spec: CorpusSpec, seed: int) -> Plan:
@@ -97,21 +97,23 @@ def make_plan(spec: CorpusSpec, seed: int) -> Plan:
         iem = i < N_IEMOCAP_SPEAKERS
         session, g = i // 2 + 1, ("F" if voice.gender == "female" else "M")
         pool = pools[split]
+        jrs, jps = rng.uniform(0.94, 1.06, size=n), rng.uniform(0.92, 1.08, size=n)
+        videos = [_video_id(seed, i, k) for k in range((n + spec.video_size - 1) // spec.video_size)]
         for j in range(n):
             sent = sentences[pool[cursor[split] % len(pool)]]
             cursor[split] += 1
             st = STYLES[styles[j]]
-            jr, jp = rng.uniform(0.94, 1.06), rng.uniform(0.92, 1.08)
+            jr, jp = float(jrs[j]), float(jps[j])
             chapter = str(10000 + 10 * i + j // spec.chapter_size)
             utt_id = f"{libri_spk}-{chapter}-{j % spec.chapter_size:04d}"
-            video = _video_id(seed, i, j // spec.video_size)
+            video = videos[j // spec.video_size]
             iem_rel = None
             if iem:
                 dialog = f"Ses0{session}{g}_impro{j // 10 + 1:02d}"
                 iem_rel = f"Session{session}/sentences/wav/{dialog}/{dialog}_{g}{j % 10:03d}.wav"
             utts.append(Utt(
                 utt_id=utt_id, speaker=i, libri_spk=libri_spk, chapter=chapter, split=split, sentence=sent,
-                style=st.name, rate=int(round(st.rate * jr)), pitch=int(np.clip(round(st.pitch * jp), 0, 99)),
+                style=st.name, rate=int(round(st.rate * jr)), pitch=min(99, max(0, int(round(st.pitch * jp)))),
                 range=st.range, volume=st.volume, vox_id=vox_id, vox_set=spec.asv_role(i),
                 vox_rel=f"{vox_id}/{video}/{j % spec.video_size + 1:05d}.wav", sid_split=int(sid[j]),
                 iemocap_rel=iem_rel, er_label=er_label(st.name) if iem else None))

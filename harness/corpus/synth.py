@@ -15,12 +15,13 @@ Example::
 
     eng = get_engine()
     s = eng.synthesize("Hello there.", voice, rate=175, pitch=50, range=50, volume=100)
-    s.audio (int16, 16 kHz), s.phones [(start, end, phone)] in samples, s.words [(WORD, [phones])]
+    s.audio (int16, 16 kHz), s.phones [(start, end, phone)] in samples, s.words [(WORD, [phones], merged)]
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -55,7 +56,9 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class Synthesis:
     audio: np.ndarray  # (S,) int16 at 16 kHz
     phones: list[tuple[int, int, str]]  # (start, end) in 16 kHz samples; tiles [0, S); pauses are "sil"
-    words: list[tuple[str, list[str]]]  # transcript words with the phones espeak spoke for each
+    # transcript words: (WORD, the phones espeak spoke for it, merged); merged words were spoken in one
+    # word event with their neighbours (the group's phones are on its first word, None on the others)
+    words: list[tuple[str, list[str] | None, bool]]
 
     @property
     def duration(self) -> float:
@@ -80,6 +83,8 @@ class Espeak:
         src = espeakng_loader.get_data_path()
         self._home = tempfile.mkdtemp(prefix="duet-espeak-")
         atexit.register(shutil.rmtree, self._home, True)
+        # pool workers leave through multiprocessing's exit path, which skips atexit but runs these
+        multiprocessing.util.Finalize(self, shutil.rmtree, args=(self._home, True), exitpriority=10)
         data = os.path.join(self._home, "espeak-ng-data")
         os.makedirs(os.path.join(data, "voices", "!v"))
         for name in os.listdir(src):
@@ -137,24 +142,31 @@ class Espeak:
 
         words = words_with_offsets(text)
         starts = {off: k for k, (_, off) in enumerate(words)}
-        word_phones: list[list[str]] = [[] for _ in words]
-        cur = -1
+        groups: list[tuple[int, list[str]]] = []  # (first word index of a word event, its phones)
         bounds: list[tuple[int, str]] = [(0, SIL)]
         for typ, pos, sample, name in events:
             if typ == _EV_WORD:
                 k = starts.get(pos - 1)
-                if k is None:  # an event inside a word (e.g. a split contraction): stay on the word
-                    k = max([j for j, (_, off) in enumerate(words) if off <= pos - 1], default=cur)
-                cur = k
+                if k is None:  # an event inside a word (e.g. a split contraction): stay on that word
+                    k = max([j for j, (_, off) in enumerate(words) if off <= pos - 1], default=0)
+                if not groups or groups[-1][0] != k:
+                    groups.append((k, []))
                 continue
             ph = name.decode("utf-8", "replace").translate(_STRESS).strip()
             if not ph:
                 continue
             if ph.startswith("_"):
                 ph = SIL
-            elif cur >= 0:
-                word_phones[cur].append(ph)
+            elif groups:
+                groups[-1][1].append(ph)
             bounds.append((min(n, max(0, int(round(sample * scale)))), ph))
+        # a word event may cover several words (espeak speaks "I shall" as one): the group's phones
+        # go to its first word and every word of the group is marked merged (None for the others)
+        word_phones: list[tuple[str, list[str] | None, bool]] = [(w, None, True) for w, _ in words]
+        for g, (k, phs) in enumerate(groups):
+            end = groups[g + 1][0] if g + 1 < len(groups) else len(words)
+            merged = end - k > 1
+            word_phones[k] = (words[k][0], phs, merged)
         segs: list[tuple[int, int, str]] = []
         for j, (start, ph) in enumerate(bounds):
             end = bounds[j + 1][0] if j + 1 < len(bounds) else n
@@ -169,14 +181,32 @@ class Espeak:
                 segs.append((start, end, ph))
         if not segs or segs[-1][1] != n:
             raise EspeakError(f"phone segments do not tile the audio for {text!r}")
-        return Synthesis(audio=audio, phones=segs, words=[(w, p) for (w, _), p in zip(words, word_phones)])
+        return Synthesis(audio=audio, phones=segs, words=word_phones)
+
+    def word_phonemes(self, word: str) -> list[str]:
+        """espeak's phones for a word spoken alone (its dictionary/rules), stress marks stripped."""
+        self._lib.espeak_SetVoiceByName(b"en-us")
+        buf = ctypes.create_string_buffer(word.lower().encode("utf-8"))
+        ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        out = []
+        while ptr.value:
+            res = self._lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, ord(" ") << 8)
+            if res:
+                out += [p.translate(_STRESS) for p in res.decode("utf-8", "replace").split()]
+        return [p for p in out if p and not p.startswith("_")]
 
 
 _ENGINE: Espeak | None = None
+_ENGINE_PID: int | None = None
 
 
 def get_engine() -> Espeak:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = Espeak()
+    """This process's engine. A forked child gets its own (own data folder and variant file: the
+    parent's would be shared, and two processes rewriting one variant file mix their voices)."""
+    global _ENGINE, _ENGINE_PID
+    if _ENGINE is None or _ENGINE_PID != os.getpid():
+        if _ENGINE is not None:
+            _ENGINE._lib.espeak_Terminate()
+        _ENGINE, _ENGINE_PID = Espeak(), os.getpid()
     return _ENGINE

@@ -29,7 +29,7 @@ def synthesize_utt(root: Path, voice: Voice, utt: Utt) -> str:
     atomic_write_text(lay.alignment(utt.split, utt.utt_id),
                       "".join(f"{fmt_time(a)} {fmt_time(b)} {p}\n" for a, b, p in s.phones))
     record = {"utt_id": utt.utt_id, "num_samples": int(len(s.audio)),
-              "phones": [[a, b, p] for a, b, p in s.phones], "words": [[w, p] for w, p in s.words]}
+              "phones": [[a, b, p] for a, b, p in s.phones], "words": [[w, p, m] for w, p, m in s.words]}
     atomic_write_text(lay.utterance_record(utt.libri_spk, utt.utt_id), json.dumps(record, separators=(",", ":")))
     return utt.utt_id
 
