@@ -274,3 +274,33 @@ def read_words(record: Path, sample_rate: int = 16000) -> tuple[list, list] | No
     phones = [(a / sample_rate, b / sample_rate, p) for a, b, p in rec["phones"]]
     words = [tuple(w) for w in rec.get("words", [])]
     return phones, words
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (printed as one line, exit status 2), not a bug."""
+    from analysis.abx import ItemFileError, MissingFeaturesError
+    from harness.features import FeatureStoreError
+
+    errs: list[type[BaseException]] = [AnalysisError, ItemFileError, MissingFeaturesError, FeatureStoreError]
+    try:
+        from harness.corpus.layout import CorpusError
+
+        errs.append(CorpusError)
+    except ImportError:
+        pass
+    try:
+        from upstream.expert_base import UpstreamConfigError
+
+        errs.append(UpstreamConfigError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+def guarded(name: str, fn, args) -> int:
+    """Run a command; bad input becomes ``harness NAME: error: ...`` on stderr and exit status 2."""
+    try:
+        return int(fn(args) or 0)
+    except known_errors() as e:
+        print(f"harness {name}: error: {e}", file=sys.stderr)
+        return 2

@@ -58,6 +58,12 @@ def audio_files(folder: Path, file_ids: set[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.analysis_io import guarded
+
+    return guarded("abx", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import time
 
     from tqdm import tqdm

@@ -68,6 +68,12 @@ def build_views(rows, views, top_words: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.analysis_io import guarded
+
+    return guarded("cca", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 

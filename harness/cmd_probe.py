@@ -59,6 +59,12 @@ def frame_phone_labels(rows, get, rate, max_frames: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.analysis_io import guarded
+
+    return guarded("probe", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 
