@@ -161,6 +161,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + 1000 * self.rank)
 
         self.objective.to(self.device)
+        self.objective.train()
         aux = list(self.objective.aux_parameters()) if hasattr(self.objective, "aux_parameters") else []
         aux_ids = {id(p) for p in aux}
         main = [p for p in self.objective.parameters() if p.requires_grad and id(p) not in aux_ids]
