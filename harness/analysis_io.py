@@ -1,0 +1,228 @@
+"""Plumbing shared by ``harness abx|cca|probe``: corpus and upstream arguments, the feature store,
+layer selections and the results CSV (long format, one row per model x stream x layer x metric).
+
+Results CSV columns: ``model, upstream, ckpt, stream, layer, metric, value, chance`` plus
+command-specific columns; a ``<csv>.meta.json`` beside it records the command line, git commit,
+machine and wall time. ``harness plot`` reads these files.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = ("tiny", "small", "large")
+DUET_UPSTREAMS = ("learn2diss", "jooci", "barlow_twins", "hubert_compact")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class AnalysisError(RuntimeError):
+    """Bad analysis arguments; the message says what to change."""
+
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+
+def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("upstream")
+    g.add_argument("--upstream", "-u", required=True,
+                   help="s3prl upstream name: a DUET one (learn2diss, jooci, barlow_twins, hubert_compact) or an "
+                        "s3prl built-in such as fbank, mfcc")
+    g.add_argument("--ckpt", "-k", default=None, help="checkpoint directory (DUET upstreams: default the bundled one)")
+    g.add_argument("--model-config", "-g", default=None, help="upstream model config YAML (as run_downstream.py -g)")
+    g.add_argument("--features", default=None,
+                   help="comma-separated feature keys (streams); default content,other for DUET upstreams "
+                        "that return them, else hidden_states")
+    g.add_argument("--layers", default="all", help="layers to analyse: all | 6-11 | 0,3,5 | 2-4,8 (0-based, inclusive)")
+    g.add_argument("--cache", default=None, type=Path,
+                   help="feature store directory (default cache/features/<upstream>[-<ckpt hash>])")
+    g.add_argument("--batch-seconds", type=float, default=60.0,
+                   help="padded audio per forward pass during extraction (0 = one file per forward)")
+    g.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+
+
+def add_corpus_arguments(p: argparse.ArgumentParser, default: str | None = "small") -> None:
+    p.add_argument("--corpus", default=default,
+                   help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH")
+    p.add_argument("--corpora-dir", default="corpora", type=Path, help="where generated corpora live")
+    p.add_argument("--split", default="dev", choices=("dev", "test"), help="corpus split to analyse")
+
+
+def add_output_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"results CSV (default results/{name}/<model>-<split>.csv)")
+    p.add_argument("--plot", action="store_true", help="also write a PNG next to the CSV (harness plot)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def resolve_corpus(arg: str | None, corpora_dir: Path, make: bool = True) -> Path:
+    """A corpus size name (generated if missing) or an existing corpus path; checked."""
+    from harness.corpus.layout import CorpusLayout
+
+    if arg is None:
+        raise AnalysisError("no corpus given: pass --corpus tiny|small|large|PATH")
+    if arg in SIZES and not Path(arg).is_dir():
+        root = Path(corpora_dir) / arg
+        if make and not (root / "corpus.json").is_file():
+            from harness.corpus import make_corpus
+
+            print(f"generating the {arg} corpus into {root} (once) ...", file=sys.stderr)
+            make_corpus(root, size=arg, seed=0, workers=max(1, (os.cpu_count() or 1)))
+    else:
+        root = Path(arg)
+    CorpusLayout(root).check()
+    return root
+
+
+def parse_layers(spec: str, num_layers: int, key: str) -> list[int]:
+    """'all' | '6-11' | '0,3,5' | '2-4,8' -> sorted layer indices, checked against the key's layers."""
+    if spec in (None, "", "all"):
+        return list(range(num_layers))
+    out: set[int] = set()
+    try:
+        for part in spec.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out.update(range(int(a), int(b) + 1))
+            else:
+                out.add(int(part))
+    except ValueError:
+        raise AnalysisError(f"--layers {spec!r}: use all, a range like 6-11, or a list like 0,3,5") from None
+    bad = sorted(x for x in out if not 0 <= x < num_layers)
+    if bad:
+        raise AnalysisError(f"layer {bad[0]} is out of range for '{key}': valid layers are 0-{num_layers - 1}")
+    return sorted(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# upstream + features
+
+def ckpt_tag(ckpt: str | None) -> str:
+    if ckpt is None:
+        return ""
+    p = Path(ckpt)
+    w = p / "model.safetensors" if p.is_dir() else p
+    if w.is_file():
+        h = hashlib.sha256(w.read_bytes()).hexdigest()[:8]
+        return f"{p.name}@{h}"
+    return p.name
+
+
+def model_name(args) -> str:
+    tag = ckpt_tag(args.ckpt)
+    return args.upstream + (f"[{tag}]" if tag else "")
+
+
+def open_upstream(args):
+    """Build the upstream once (for probing its keys and for extraction)."""
+    from harness.features import load_upstream
+
+    return load_upstream(args.upstream, args.ckpt, args.model_config)
+
+
+def choose_keys(args, upstream) -> list[str]:
+    """--features, or the streams the upstream returns (content, other) else hidden_states."""
+    if args.features:
+        return [k.strip() for k in args.features.split(",") if k.strip()]
+    import torch
+
+    with torch.no_grad():
+        out = upstream([torch.zeros(16000)])
+    keys = [k for k in ("content", "other") if isinstance(out.get(k), (list, tuple)) and len(out[k]) > 0]
+    return keys or ["hidden_states"]
+
+
+def feature_store(args, wavs: dict[str, Path], keys: list[str], upstream=None):
+    """Extract (once; cached, resumable) every layer of ``keys`` for ``wavs``; returns the store."""
+    from harness.features import FeatureStore
+
+    root = args.cache
+    if root is None:
+        tag = ckpt_tag(args.ckpt).replace("@", "-").replace("/", "_")
+        cfg = ""
+        if args.model_config:
+            cfg = "-g" + hashlib.sha256(Path(args.model_config).read_bytes()).hexdigest()[:8]
+        root = Path("cache") / "features" / (args.upstream + (f"-{tag}" if tag else "") + cfg)
+    store = FeatureStore(root)
+    store.extract(args.upstream, args.ckpt, keys, wavs, model_config=args.model_config,
+                  batch_seconds=args.batch_seconds, device=args.device, upstream=upstream,
+                  progress=not getattr(args, "quiet", False))
+    return store
+
+
+# ----------------------------------------------------------------------------------------------
+# results
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu} x{os.cpu_count()} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            desc += f" / {torch.cuda.get_device_name(0)}"
+        else:
+            desc += " / no GPU"
+    except Exception:  # noqa: BLE001 - description only
+        pass
+    return desc
+
+
+def default_out(name: str, args) -> Path:
+    model = model_name(args).replace("[", "-").replace("]", "").replace("@", "-").replace("/", "_")
+    return Path("results") / name / f"{model}-{args.split}.csv"
+
+
+def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict | None = None) -> Path:
+    """Write the CSV atomically plus ``<out>.meta.json`` (command, commit, machine, wall time)."""
+    import pandas as pd
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    via_cli = Path(sys.argv[0]).name in ("harness", "cli.py", "-m") or sys.argv[0].endswith("harness/cli.py")
+    meta = {"command": " ".join((["harness"] + sys.argv[1:]) if via_cli else sys.argv),
+            "commit": git_commit(), "machine": machine(), "wall_s": round(time.time() - started, 2),
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta.update(extra_meta or {})
+    mp = out.with_name(out.name + ".meta.json")
+    mp.with_name(mp.name + ".tmp").write_text(json.dumps(meta, indent=1))
+    os.replace(mp.with_name(mp.name + ".tmp"), mp)
+    return out
+
+
+def print_table(rows: list[dict], index: list[str], columns: str = "metric") -> None:
+    import pandas as pd
+
+    if not rows:
+        print("(no results)")
+        return
+    df = pd.DataFrame(rows)
+    wide = df.pivot_table(index=index, columns=columns, values="value", aggfunc="first")
+    print(wide.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -1,0 +1,90 @@
+"""FeatureStore: layers stored once, lookup by file id, resume, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from harness.features import FeatureStore, FeatureStoreError
+
+
+class CountingUpstream(torch.nn.Module):
+    """A fake s3prl upstream: 3 layers of (B, T, 4) at 160 samples per frame; counts forwards."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def get_downsample_rates(self, key):
+        return 160
+
+    def forward(self, wavs):
+        self.calls += 1
+        t = max(len(w) for w in wavs) // 160
+        out = torch.zeros(len(wavs), t, 4)
+        for b, w in enumerate(wavs):
+            n = len(w) // 160
+            out[b, :n, 0] = w[: n * 160].view(n, 160).mean(1)
+            out[b, :n, 1] = torch.arange(n, dtype=torch.float32)
+            out[b, :n, 2] = float(len(w))
+        return {"hidden_states": [out, out + 1, out + 2], "other": [out * 2]}
+
+
+@pytest.fixture
+def wavs(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = {}
+    for i, n in enumerate([16000, 8000, 12000, 24000]):
+        p = tmp_path / "wav" / f"utt{i}.wav"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(p, rng.standard_normal(n).astype("float32") * 0.1, 16000)
+        paths[f"utt{i}"] = p
+    return paths
+
+
+def test_extract_get_and_resume(tmp_path, wavs):
+    up = CountingUpstream()
+    store = FeatureStore(tmp_path / "store").extract("fake", None, ["hidden_states"], wavs, upstream=up,
+                                                     batch_seconds=2.0, shard_seconds=1.0, progress=False)
+    assert store.num_layers("hidden_states") == 3 and store.dim("hidden_states") == 4
+    assert store.rate("hidden_states") == 100.0
+    for i, n in enumerate([16000, 8000, 12000, 24000]):
+        x = store.get("hidden_states", 2, f"utt{i}")
+        assert x.shape == (n // 160, 4)
+        np.testing.assert_array_equal(x[:, 1], np.arange(n // 160) + 2)   # layer 2 = out + 2
+        assert np.all(x[:, 2] == n + 2)                                   # no other file's frames
+    assert json.loads((tmp_path / "store" / "index.json").read_text())["num_shards"] >= 2
+    calls = up.calls
+    again = FeatureStore(tmp_path / "store")
+    again.extract("fake", None, ["hidden_states"], wavs, upstream=up, progress=False)
+    assert up.calls == calls                                  # nothing re-run
+    again.extract("fake", None, ["hidden_states", "other"], wavs, upstream=up, progress=False)
+    assert up.calls > calls and again.num_layers("other") == 1
+    np.testing.assert_array_equal(again.get("other", 0, "utt1")[:, 1], 2 * np.arange(50))
+
+
+def test_errors(tmp_path, wavs):
+    store = FeatureStore(tmp_path / "s").extract("fake", None, ["hidden_states"], wavs,
+                                                 upstream=CountingUpstream(), progress=False)
+    with pytest.raises(FeatureStoreError, match="valid layers are 0-2"):
+        store.get("hidden_states", 3, "utt0")
+    with pytest.raises(FeatureStoreError, match="nope"):
+        store.get("hidden_states", 0, "nope")
+    with pytest.raises(FeatureStoreError, match="holds: hidden_states"):
+        store.get("content", 0, "utt0")
+    with pytest.raises(FeatureStoreError, match="another directory"):
+        store.extract("other_model", None, ["hidden_states"], wavs, upstream=CountingUpstream(), progress=False)
+    with pytest.raises(FeatureStoreError, match="no feature key 'content'"):
+        FeatureStore(tmp_path / "t").extract("fake", None, ["content"], wavs, upstream=CountingUpstream(),
+                                             progress=False)
+
+
+def test_real_s3prl_fbank(tmp_path, wavs):
+    store = FeatureStore(tmp_path / "fb").extract("fbank", None, ["hidden_states"], wavs, progress=False)
+    assert store.rate("hidden_states") == 100.0 and store.num_layers("hidden_states") == 1
+    x = store.get("hidden_states", 0, "utt0")
+    assert x.shape[1] == store.dim("hidden_states") and abs(x.shape[0] - 100) <= 2
+    assert np.isfinite(x).all() and x.std() > 0

@@ -1,0 +1,92 @@
+"""hubert_compact backbone + front-end / transformer blocks (tiny preset, CPU, fast)."""
+import torch
+import pytest
+
+from upstream.models.hubert import HUBERT_TINY, HubertCompact, HubertConfig
+from upstream.nn.conv_frontend import ConvFrontEnd, conv_output_lengths
+from upstream.registry import build_model
+
+
+def hf_lengths(lengths):
+    """transformers' `_get_feat_extract_output_lengths`, computed by transformers itself."""
+    from transformers import HubertConfig as HC, HubertModel
+    hf = HubertModel(HC(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
+                        conv_dim=(4,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=1))
+    return hf._get_feat_extract_output_lengths(lengths)
+
+
+def test_output_lengths_match_transformers():
+    lengths = torch.tensor([400, 401, 719, 720, 1000, 16000, 16319, 16320, 160001])
+    ours = conv_output_lengths(lengths, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
+    assert ours.tolist() == hf_lengths(lengths).tolist()
+    assert ours[0] == 1 and ours[5] == 49
+
+
+def test_frontend_rate_and_receptive_field():
+    fe = ConvFrontEnd(conv_dim=(4,) * 7, out_dim=8)
+    assert fe.rate == 320 and fe.receptive_field == 400
+    with pytest.raises(ValueError, match="400 samples"):
+        fe(torch.randn(1, 399), torch.tensor([399]))
+
+
+def test_shapes_random_lengths_and_padding_does_not_leak():
+    torch.manual_seed(0)
+    m = HubertCompact.from_config(HUBERT_TINY).eval()
+    lens = torch.randint(400, 12000, (4,))
+    wav = torch.randn(4, int(lens.max()))
+    with torch.no_grad():
+        out = m(wav, lens)
+        expect = conv_output_lengths(lens, m.frontend.kernels, m.frontend.strides)
+        assert out.content_len.tolist() == expect.tolist()
+        assert len(out.content) == HUBERT_TINY.num_layers + 1 and out.other == []
+        for h in out.content:
+            assert h.shape == (4, int(expect.max()), HUBERT_TINY.hidden_size)
+        for b in range(4):
+            one = m(wav[b : b + 1, : lens[b]], lens[b : b + 1])
+            n = int(one.content_len[0])
+            for a, c in zip(one.content, out.content):
+                torch.testing.assert_close(a[0], c[b, :n], atol=1e-5, rtol=1e-4)
+                assert c[b, n:].abs().max() == 0 if c.shape[1] > n else True
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_matches_transformers_hubert(stable):
+    """Same module layout as transformers' HubertModel: its weights load 1:1 and reproduce it."""
+    from transformers import HubertConfig as HC, HubertModel
+    torch.manual_seed(0)
+    hc = HC(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=4,
+            do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
+            conv_bias=stable)
+    hf = HubertModel(hc).eval()
+    cfg = HubertConfig(conv_dim=(16,) * 7, hidden_size=32, num_layers=2, num_heads=2, ffn_dim=64,
+                       pos_conv_kernel=8, pos_conv_groups=4, layer_norm_first=stable,
+                       conv_norm="layer" if stable else "group", conv_bias=stable)
+    m = HubertCompact.from_config(cfg).eval()
+    sd = {k.replace("feature_extractor.", "frontend.").replace("feature_projection.", "frontend."): v
+          for k, v in hf.state_dict().items()}
+    m.load_state_dict(sd, strict=True)
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        ref = hf(wav, output_hidden_states=True)
+        out = m(wav, torch.tensor([8000]))
+    n = len(out.content)
+    for i in range(n - 1):
+        torch.testing.assert_close(out.content[i], ref.hidden_states[i], atol=1e-4, rtol=1e-4)
+    last = ref.last_hidden_state if stable else ref.hidden_states[-1]
+    torch.testing.assert_close(out.content[-1], last, atol=1e-4, rtol=1e-4)
+
+
+def test_masked_encode_hook_uses_mask_embedding():
+    torch.manual_seed(0)
+    m = build_model("hubert_compact", "tiny").eval()
+    wav, lens = torch.randn(2, 8000), torch.tensor([8000, 6000])
+    feat, feat_len = m.features(wav, lens)
+    mask = torch.zeros(feat.shape[:2], dtype=torch.bool)
+    mask[:, 3:8] = True
+    masked = m.apply_mask(feat, mask)
+    assert torch.equal(masked[0, 4], m.masked_spec_embed.detach())
+    assert torch.equal(masked[0, 0], feat[0, 0])
+    hs_masked, hs = m.encode(feat, feat_len, mask), m.encode(feat, feat_len)
+    assert len(hs_masked) == len(hs)
+    assert not torch.allclose(hs_masked[-1], hs[-1])

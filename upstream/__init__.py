@@ -1,0 +1,1 @@
+"""DUET upstream models, checkpoints and s3prl experts."""

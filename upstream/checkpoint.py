@@ -1,0 +1,283 @@
+"""Self-describing DUET checkpoints: a directory with safetensors weights and a JSON config.
+
+Layout (docs/contracts.md, "Checkpoint directory")::
+
+    <dir>/config.json        {"format": "duet-checkpoint/1", "model": "jooci", "config": {...},
+                              "provenance": {...}, "sha256": {"model.safetensors": "..."}}
+    <dir>/model.safetensors  float32 state_dict of the model
+    <dir>/MODEL_CARD.md      optional human card
+
+Nothing here unpickles: weights are safetensors, metadata is JSON.
+
+    >>> from upstream.checkpoint import save_checkpoint, load_checkpoint   # doctest: +SKIP
+    >>> save_checkpoint(model, "checkpoints/jooci-compact", name="jooci", config=cfg,
+    ...                 provenance={"recipe": "jooci-compact", "steps": 2000})
+    >>> model, meta = load_checkpoint("checkpoints/jooci-compact")
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+FORMAT = "duet-checkpoint/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "MODEL_CARD.md"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def config_to_dict(config: Any) -> dict:
+    """A model config (dataclass, possibly nested, or dict) as a JSON-safe dict."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dataclass instance or a dict, got {type(config).__name__}")
+    return json.loads(json.dumps(config))  # fails early on non-JSON values; tuples -> lists
+
+
+def _state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if v.is_floating_point():
+            v = v.to(torch.float32)
+        out[k] = v.clone().contiguous()  # clone: safetensors refuses tensors sharing storage
+    return out
+
+
+def _default_build(name: str, config: dict) -> nn.Module:
+    from upstream.registry import build_model
+    return build_model(name, config)
+
+
+def _known_models() -> list[str]:
+    try:
+        from upstream.registry import MODELS
+        return sorted(MODELS)
+    except Exception:  # registry not importable: do not mask the original error with another
+        return []
+
+
+# ----------------------------------------------------------------------------------- save
+
+def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, config: Any,
+                    provenance: dict | None = None, model_card: str | None = None,
+                    overwrite: bool = True) -> Path:
+    """Write ``model`` as a checkpoint directory, atomically (temp dir + rename).
+
+    ``name`` is the registry name (``jooci``...), ``config`` the model's dataclass config (or its
+    dict), ``provenance`` what made it (recipe, corpus, seed, steps, wall_s, machine, git_commit).
+    A reader never sees a half-written directory: either the old one or the new one.
+    Returns the directory.
+    """
+    dest = Path(dir)
+    if dest.exists() and not overwrite:
+        raise CheckpointError(f"{dest} already exists; pass overwrite=True or choose another directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        weights = tmp / WEIGHTS_FILE
+        save_file(_state_for_saving(model), str(weights), metadata={"format": FORMAT, "model": name})
+        meta = {
+            "format": FORMAT,
+            "model": name,
+            "config": config_to_dict(config),
+            "provenance": json.loads(json.dumps(provenance or {}, default=str)),
+            "sha256": {WEIGHTS_FILE: sha256_file(weights)},
+        }
+        with open(tmp / CONFIG_FILE, "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if model_card is not None:
+            (tmp / CARD_FILE).write_text(model_card)
+        os.chmod(tmp, 0o755)
+        old = None
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# ----------------------------------------------------------------------------------- load
+
+def is_checkpoint_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a directory whose config.json declares the DUET format."""
+    cfg = Path(path) / CONFIG_FILE
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format", "").startswith("duet-checkpoint/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_meta(dir: str | os.PathLike) -> dict:
+    """Read and check config.json of a checkpoint directory (weights not touched)."""
+    d = Path(dir)
+    if not d.exists():
+        raise CheckpointError(f"{d}: no such checkpoint directory; pass a directory written by "
+                              f"upstream.checkpoint.save_checkpoint (config.json + {WEIGHTS_FILE})")
+    if d.is_file():
+        hint = ("it looks like a fairseq/s3prl .pt: load it with upstream.importers.load_fairseq_hubert "
+                "(or pass it to -k of learn2diss/hubert_compact)") if d.suffix in (".pt", ".ckpt") else \
+            f"pass the directory that contains {CONFIG_FILE} and {WEIGHTS_FILE}"
+        raise CheckpointError(f"{d} is a file, not a DUET checkpoint directory; {hint}")
+    cfg = d / CONFIG_FILE
+    if not cfg.is_file():
+        raise CheckpointError(f"{cfg} is missing; {d} is not a complete DUET checkpoint (an interrupted "
+                              f"copy?). Re-copy the directory or re-save it with save_checkpoint")
+    try:
+        meta = json.loads(cfg.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg} is corrupt or truncated (not valid JSON: {e}); re-copy the "
+                              f"checkpoint directory") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg} does not hold a JSON object; it is not a DUET checkpoint config")
+    fmt = meta.get("format")
+    if fmt != FORMAT:
+        if meta.get("model_type") in ("hubert", "wavlm", "wav2vec2"):
+            raise CheckpointError(
+                f"{cfg} is a transformers {meta['model_type']} config, not a DUET checkpoint; load it with "
+                f"upstream.importers.load_hf_backbone (or pass the directory to -k of learn2diss/hubert_compact)")
+        raise CheckpointError(f"{cfg} has format {fmt!r}, expected {FORMAT!r}; it was not written by this "
+                              f"version of DUET's save_checkpoint")
+    for key in ("model", "config", "sha256"):
+        if key not in meta:
+            raise CheckpointError(f"{cfg} lacks the {key!r} entry; re-save the checkpoint with save_checkpoint")
+    return meta
+
+
+def _load_weights(d: Path, meta: dict, verify: bool) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    w = d / WEIGHTS_FILE
+    if not w.is_file():
+        raise CheckpointError(f"{w} is missing; the checkpoint directory {d} is incomplete: re-copy it")
+    if verify:
+        expected = meta["sha256"].get(WEIGHTS_FILE)
+        got = sha256_file(w)
+        if expected != got:
+            raise CheckpointError(
+                f"{w} is corrupt or truncated: sha256 {got[:12]}... does not match {expected and expected[:12]}... "
+                f"recorded in {d / CONFIG_FILE} ({w.stat().st_size} bytes on disk); re-copy the checkpoint")
+    try:
+        return load_file(str(w))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{w} cannot be read as safetensors ({e}); the file is corrupt or "
+                              f"truncated: re-copy the checkpoint") from e
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Raise CheckpointError listing missing / unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:4])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:3])})")
+    if problems:
+        raise CheckpointError(f"{where} does not match the model its config describes: "
+                              f"{'; '.join(problems)}. The checkpoint was written by different model code "
+                              f"or its config.json was edited; re-save it with the current code")
+
+
+def load_checkpoint(dir: str | os.PathLike, *, expected_model: str | None = None, verify: bool = True,
+                    build: Callable[[str, dict], nn.Module] | None = None) -> tuple[nn.Module, dict]:
+    """Load a checkpoint directory -> (model in eval mode, meta dict from config.json).
+
+    ``expected_model``: raise if the checkpoint holds another model (e.g. a jooci checkpoint given to
+    the learn2diss expert). ``verify``: check the weights' sha256 against config.json.
+    ``build(name, config_dict)`` builds the empty model (default: upstream.registry.build_model).
+    """
+    d = Path(dir)
+    meta = read_meta(d)
+    name = meta["model"]
+    if expected_model is not None and name != expected_model:
+        raise CheckpointError(f"{d / CONFIG_FILE} holds a {name!r} model, not {expected_model!r}; use the "
+                              f"{name} upstream (-u {name}) or a {expected_model} checkpoint")
+    build = build or _default_build
+    try:
+        model = build(name, meta["config"])
+    except KeyError as e:
+        known = _known_models()
+        raise CheckpointError(f"{d / CONFIG_FILE}: model {name!r} is not a known DUET model"
+                              f"{' (known: ' + ', '.join(known) + ')' if known else ''}") from e
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{d / CONFIG_FILE}: its 'config' does not fit the {name} model code ({e}); "
+                              f"the checkpoint was made by another DUET version") from e
+    state = _load_weights(d, meta, verify)
+    check_state_dict(model, state, str(d / WEIGHTS_FILE))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, meta
+
+
+def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = False) -> str:
+    """First 12 hex digits of the weights' sha256 (as recorded in config.json; ``verify`` recomputes)."""
+    d = Path(dir)
+    meta = read_meta(d)
+    h = meta["sha256"].get(WEIGHTS_FILE)
+    if verify or not h:
+        w = d / WEIGHTS_FILE
+        if not w.is_file():
+            raise CheckpointError(f"{w} is missing; the checkpoint directory {d} is incomplete: re-copy it")
+        h = sha256_file(w)
+    return h[:12]
+
+
+def from_pretrained(path: str | os.PathLike, *, expected_model: str | None = None,
+                    allow_unpickle: bool = False) -> nn.Module:
+    """Load a model from what the user has: a DUET checkpoint directory, a transformers
+    HuBERT/WavLM directory, or a fairseq / s3prl-converted HuBERT ``.pt`` (the last two become the
+    project's hubert backbone, see upstream.importers)."""
+    p = Path(path)
+    if p.is_dir() and is_checkpoint_dir(p):
+        return load_checkpoint(p, expected_model=expected_model)[0]
+    from upstream import importers
+    if p.is_dir() and importers.is_hf_dir(p):
+        return importers.load_hf_backbone(p)
+    if p.is_file() and p.suffix in (".pt", ".ckpt", ".pth"):
+        return importers.load_fairseq_hubert(p, allow_unpickle=allow_unpickle)
+    return load_checkpoint(p, expected_model=expected_model)[0]  # raises the precise error

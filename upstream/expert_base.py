@@ -1,0 +1,314 @@
+"""What the four DUET s3prl experts share: option parsing (``-g``), checkpoint resolution (``-k``),
+input checks, and the mapping from a model's ``StreamOutput`` to s3prl feature keys.
+
+Keys returned by ``forward(wavs)`` (each a list of (B, T, D) tensors of one shape):
+
+``hidden_states``      every content layer, then every other layer when their shapes agree with
+                       the content layers (else the content layers only)
+``content``            the content/frame stream layers (restricted by ``layers.content``)
+``other``              the other/utterance stream, frame by frame at its own rate (restricted by
+                       ``layers.other``; absent for single-stream models)
+``utterance``          the pooled utterance embedding repeated over the content frames (1 tensor)
+``last_hidden_state``  the last content layer
+named subsets          from ``keys:`` in the model config, e.g. ``content_words: {stream: content,
+                       layers: "6-11"}``
+
+Model config (``-g FILE.yaml``), every entry optional::
+
+    layers: {content: "6-11", other: "0-3"}   # inclusive, 0-based; also "0,2,4-6" or a list
+    keys: {content_words: {stream: content, layers: "6-11"}}
+    random_init: compact      # only when no checkpoint exists: a seeded random model of that preset
+    seed: 0
+    sample_rate: 16000        # the rate of your audio; anything but 16000 is an error (resample)
+    allow_unpickle: false     # fairseq .pt that cannot be read with weights_only=True
+
+s3prl's weighted sum then learns one weight per layer of exactly the chosen subset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from upstream.validation import SAMPLE_RATE, check_sample_rate, check_wavs, pad_wavs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STREAMS = ("content", "other")
+
+
+class UpstreamConfigError(ValueError):
+    """A bad ``-g`` model config or ``-k`` checkpoint for a DUET expert."""
+
+
+# ----------------------------------------------------------------------------- layer subsets
+
+def parse_layers(spec: Any, num_layers: int, stream: str = "content") -> list[int]:
+    """Parse an inclusive 0-based layer subset: "6-11", "0,2,5-7", 3, [0, 1, 2].
+
+    >>> parse_layers("6-11", 13)
+    [6, 7, 8, 9, 10, 11]
+    >>> parse_layers("0,2,4-5", 6)
+    [0, 2, 4, 5]
+    """
+    valid = f"{stream} has {num_layers} layers: valid indices are 0-{num_layers - 1}" if num_layers \
+        else f"this model has no {stream} layers"
+    if isinstance(spec, bool) or spec is None:
+        raise UpstreamConfigError(f"layers.{stream}: {spec!r} is not a layer subset; write e.g. \"6-11\" ({valid})")
+    items: list[int] = []
+    if isinstance(spec, int):
+        items = [spec]
+    elif isinstance(spec, (list, tuple)):
+        for s in spec:
+            items += parse_layers(s, num_layers, stream) if isinstance(s, str) else [s]
+    elif isinstance(spec, str):
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                if "-" in part[1:]:
+                    a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
+                    lo, hi = int(a), int(b)
+                    if hi < lo:
+                        raise UpstreamConfigError(f"layers.{stream}: range {part!r} is empty (end < start)")
+                    items += list(range(lo, hi + 1))
+                else:
+                    items.append(int(part))
+            except ValueError as e:
+                if isinstance(e, UpstreamConfigError):
+                    raise
+                raise UpstreamConfigError(f"layers.{stream}: cannot parse {part!r}; write e.g. \"6-11\" or "
+                                          f"\"0,2,4-6\" ({valid})") from None
+    else:
+        raise UpstreamConfigError(f"layers.{stream}: {spec!r} is not a layer subset; write e.g. \"6-11\"")
+    if not items:
+        raise UpstreamConfigError(f"layers.{stream}: the subset {spec!r} is empty ({valid})")
+    for i in items:
+        if not isinstance(i, int) or i < 0 or i >= num_layers:
+            raise UpstreamConfigError(f"layers.{stream}: layer {i!r} is out of range; {valid}")
+    if len(set(items)) != len(items):
+        raise UpstreamConfigError(f"layers.{stream}: {spec!r} names a layer twice")
+    return sorted(items)
+
+
+# ----------------------------------------------------------------------------- options (-g)
+
+@dataclasses.dataclass
+class ExpertOptions:
+    """The parsed ``-g`` model config of a DUET expert."""
+
+    layers: dict = dataclasses.field(default_factory=dict)       # stream -> subset spec
+    keys: dict = dataclasses.field(default_factory=dict)         # key -> {stream, layers}
+    random_init: str | None = None                                # preset name
+    seed: int = 0
+    sample_rate: int | None = None
+    allow_unpickle: bool = False
+
+    @classmethod
+    def load(cls, model_config: Any) -> "ExpertOptions":
+        """From None, a dict, or a YAML file path (what ``-g`` gives)."""
+        if model_config is None or model_config == "":
+            return cls()
+        if isinstance(model_config, ExpertOptions):
+            return model_config
+        source = "model config"
+        if isinstance(model_config, (str, os.PathLike)):
+            path = Path(model_config)
+            source = str(path)
+            if not path.is_file():
+                raise UpstreamConfigError(f"-g {path}: no such model config file; write a YAML file such as "
+                                          f"'layers: {{content: \"6-11\"}}'")
+            import yaml
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise UpstreamConfigError(f"{path}: not valid YAML ({e})") from e
+        elif isinstance(model_config, dict):
+            data = model_config
+        else:
+            raise UpstreamConfigError(f"model_config must be a YAML path or a dict, got {type(model_config).__name__}")
+        if not isinstance(data, dict):
+            raise UpstreamConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UpstreamConfigError(f"{source}: unknown entries {unknown}; valid entries: {sorted(names)}")
+        opts = cls(**data)
+        if not isinstance(opts.layers, dict):
+            raise UpstreamConfigError(f"{source}: 'layers' must map a stream to a subset, e.g. "
+                                      f"layers: {{content: \"6-11\", other: \"0-3\"}}")
+        for s in opts.layers:
+            if s not in STREAMS:
+                raise UpstreamConfigError(f"{source}: layers.{s}: unknown stream {s!r}; valid streams: "
+                                          f"{', '.join(STREAMS)}")
+        if not isinstance(opts.keys, dict):
+            raise UpstreamConfigError(f"{source}: 'keys' must map a key name to {{stream, layers}}")
+        for k, v in opts.keys.items():
+            if not isinstance(v, dict) or set(v) - {"stream", "layers"} or "stream" not in v:
+                raise UpstreamConfigError(f"{source}: keys.{k} must be {{stream: content|other, layers: \"6-11\"}}")
+            if v["stream"] not in STREAMS:
+                raise UpstreamConfigError(f"{source}: keys.{k}: unknown stream {v['stream']!r}; valid streams: "
+                                          f"{', '.join(STREAMS)}")
+            if k in RESERVED_KEYS:
+                raise UpstreamConfigError(f"{source}: keys.{k} would shadow a built-in key ({', '.join(RESERVED_KEYS)})")
+        check_sample_rate(opts.sample_rate)
+        return opts
+
+
+RESERVED_KEYS = ("hidden_states", "content", "other", "utterance", "last_hidden_state")
+
+
+# ----------------------------------------------------------------------------- checkpoints (-k)
+
+def bundled_checkpoint(name: str) -> Path:
+    """Where the bundled checkpoint of ``name`` lives: checkpoints/<name with - for _>-compact
+    (or $DUET_CHECKPOINTS/...)."""
+    root = Path(os.environ.get("DUET_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+    dash = name.replace("_", "-")
+    candidates = [root / f"{dash}-compact"] + ([root / dash] if dash.endswith("-compact") else [])
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def build_random(name: str, preset: str, seed: int) -> nn.Module:
+    from upstream.registry import MODELS, build_model
+    presets = sorted(MODELS[name].presets)
+    if preset not in presets:
+        raise UpstreamConfigError(f"random_init: {preset!r} is not a preset of {name}; choose one of {presets}")
+    with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = build_model(name, preset)
+    return model.eval()
+
+
+def resolve_model(name: str, ckpt: str | None, opts: ExpertOptions) -> tuple[nn.Module, dict]:
+    """The model an expert wraps, and a description of where it came from."""
+    from upstream.checkpoint import CheckpointError, is_checkpoint_dir, load_checkpoint
+
+    if ckpt is None or ckpt == "":
+        bundled = bundled_checkpoint(name)
+        if bundled.exists():
+            model, meta = load_checkpoint(bundled, expected_model=name)
+            return model, {"source": "bundled", "path": str(bundled), "meta": meta}
+        if opts.random_init:
+            return build_random(name, opts.random_init, opts.seed), {
+                "source": "random_init", "preset": opts.random_init, "seed": opts.seed}
+        raise UpstreamConfigError(
+            f"{name}: no checkpoint given (-k) and the bundled checkpoint {bundled} does not exist (yet). "
+            f"Pass -k DIR (a DUET checkpoint directory"
+            f"{', a transformers HuBERT/WavLM directory or a fairseq HuBERT .pt' if name in BACKBONE_MODELS else ''}"
+            f"), or for a seeded random model a -g YAML with 'random_init: compact' (tiny|compact|base)")
+    path = Path(ckpt)
+    if path.is_dir() and is_checkpoint_dir(path):
+        model, meta = load_checkpoint(path, expected_model=name)
+        return model, {"source": "checkpoint", "path": str(path), "meta": meta}
+    if name in BACKBONE_MODELS:
+        from upstream import importers
+        if path.is_dir() and importers.is_hf_dir(path) or path.is_file() and path.suffix in (".pt", ".pth", ".ckpt"):
+            model = importers.build_with_backbone(name, path, preset=opts.random_init or "compact",
+                                                  seed=opts.seed, allow_unpickle=opts.allow_unpickle)
+            return model, {"source": "imported", "path": str(path)}
+    if not path.exists():
+        raise CheckpointError(f"-k {path}: no such file or directory")
+    load_checkpoint(path, expected_model=name)  # raises the precise CheckpointError
+    raise AssertionError("unreachable")
+
+
+# Models whose backbone can come from a transformers / fairseq HuBERT.
+BACKBONE_MODELS = ("hubert_compact", "learn2diss")
+
+
+# ----------------------------------------------------------------------------- the expert
+
+class DuetUpstreamExpert(nn.Module):
+    """s3prl upstream expert around a DUET model (subclasses only set ``MODEL_NAME``)."""
+
+    MODEL_NAME: str = ""
+
+    def __init__(self, ckpt: str | None = None, model_config: Any = None, refresh: bool = False, **kwargs):
+        super().__init__()
+        self.name = f"[DUET {self.MODEL_NAME}]"
+        self.options = ExpertOptions.load(model_config)
+        model, self.source = resolve_model(self.MODEL_NAME, ckpt, self.options)
+        self.model = model
+        self.content_rate = int(model.content_rate)
+        self.other_rate = int(getattr(model, "other_rate", 0) or 0)
+        self._probe()
+
+    # -- structure, from one probe forward on 1 s of silence
+    def _probe(self) -> None:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(torch.zeros(1, SAMPLE_RATE), torch.tensor([SAMPLE_RATE]))
+        self.model.train(was_training)
+        self.num_layers = {"content": len(out.content), "other": len(out.other)}
+        self.has_utterance = out.utterance is not None
+        c_shapes = {tuple(t.shape) for t in out.content}
+        o_shapes = {tuple(t.shape) for t in out.other}
+        self._stack_other = bool(out.other) and c_shapes == o_shapes
+        sel = {s: list(range(n)) for s, n in self.num_layers.items()}
+        for stream, spec in self.options.layers.items():
+            sel[stream] = parse_layers(spec, self.num_layers[stream], stream)
+        self.selection = sel
+        self.named_keys = {k: (v["stream"], parse_layers(v.get("layers", f"0-{self.num_layers[v['stream']] - 1}"),
+                                                         self.num_layers[v["stream"]], v["stream"]))
+                           for k, v in self.options.keys.items()}
+
+    def available_keys(self) -> list[str]:
+        keys = ["hidden_states", "content", "last_hidden_state"]
+        if self.num_layers["other"]:
+            keys.append("other")
+        if self.has_utterance:
+            keys.append("utterance")
+        return keys + list(self.named_keys)
+
+    def check_key(self, key: str) -> None:
+        """Raise (instead of s3prl's silent fallback to hidden_states) for a key this expert lacks."""
+        if key not in self.available_keys():
+            raise KeyError(f"{self.MODEL_NAME} has no feature key {key!r}; valid keys (-s): "
+                           f"{', '.join(self.available_keys())}")
+
+    def key_layers(self, key: str) -> tuple[str, list[int]]:
+        """(stream, layer indices) a key's list is made of."""
+        self.check_key(key)
+        if key == "hidden_states":
+            return "content+other" if self._stack_other else "content", \
+                list(range(self.num_layers["content"] + (self.num_layers["other"] if self._stack_other else 0)))
+        if key == "last_hidden_state":
+            return "content", [self.num_layers["content"] - 1]
+        if key == "utterance":
+            return "utterance", [0]
+        if key in STREAMS:
+            return key, self.selection[key]
+        return self.named_keys[key]
+
+    def get_downsample_rates(self, key: str) -> int:
+        self.check_key(key)
+        stream = self.key_layers(key)[0]
+        return self.other_rate if stream == "other" else self.content_rate
+
+    def forward(self, wavs: list[Tensor], sample_rate: int | None = None) -> dict[str, list[Tensor]]:
+        wavs = check_wavs(wavs, sample_rate=sample_rate if sample_rate is not None else self.options.sample_rate)
+        wav, wav_len = pad_wavs(wavs)
+        out = self.model(wav, wav_len)
+        content, other = list(out.content), list(out.other)
+        feats: dict[str, list[Tensor]] = {
+            "hidden_states": content + other if self._stack_other else list(content),
+            "content": [content[i] for i in self.selection["content"]],
+            "last_hidden_state": [content[-1]],
+        }
+        if other:
+            feats["other"] = [other[i] for i in self.selection["other"]]
+        if out.utterance is not None:
+            b, t = content[0].shape[:2]
+            feats["utterance"] = [out.utterance[:, None, :].expand(b, t, out.utterance.shape[-1]).contiguous()]
+        for key, (stream, idx) in self.named_keys.items():
+            layers = content if stream == "content" else other
+            feats[key] = [layers[i] for i in idx]
+        return feats
+
+    def extra_repr(self) -> str:
+        return f"source={self.source.get('source')}, layers={ {s: len(v) for s, v in self.selection.items()} }"

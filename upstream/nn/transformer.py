@@ -1,0 +1,159 @@
+"""HuBERT / wav2vec2-style transformer encoder with key-padding masks; returns every layer.
+
+Layout (mirrors transformers' `HubertEncoder` / `HubertEncoderStableLayerNorm`, same module
+names so weights map one to one):
+
+  x <- x (padded frames zeroed) + GELU(weight-normed grouped Conv1d(x))   # relative positions
+  post-LN (HuBERT Base, layer_norm_first=False):
+      x <- LayerNorm(x); each layer: x <- LN(x + MHA(x)); x <- LN(x + FFN(x))
+  pre-LN  (HuBERT Large, layer_norm_first=True):
+      each layer: x <- x + MHA(LN(x)); x <- x + FFN(LN(x)); final LayerNorm on the last output
+
+Returned hidden states equal transformers' `output_hidden_states`: element 0 is the layer
+input (after positional conv, and after the LayerNorm in post-LN mode), element i the output of
+layer i, i.e. L + 1 tensors. In pre-LN mode the last element has the final LayerNorm applied
+(= transformers' `last_hidden_state`; note transformers 5's `hidden_states[-1]` is the raw output
+of the last layer instead; post-LN models such as HuBERT Base agree element by element).
+Padded keys are masked out of attention; padded frames are zeroed in every output.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .masking import mask_time
+
+
+class PositionalConv(nn.Module):
+    """Convolutional relative positional embedding (kernel K, groups G, weight norm over dim 2)."""
+
+    def __init__(self, dim: int, kernel: int = 128, groups: int = 16):
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.remove = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) with padded frames zeroed
+        y = self.conv(x.transpose(1, 2))
+        if self.remove:
+            y = y[:, :, : -self.remove]
+        return F.gelu(y).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        b, t, d = x.shape
+        h = self.heads
+
+        def split(z: Tensor) -> Tensor:
+            return z.view(b, t, h, d // h).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0, act_dropout: float = 0.0):
+        super().__init__()
+        self.intermediate_dense = nn.Linear(dim, ffn_dim)
+        self.intermediate_dropout = nn.Dropout(act_dropout)
+        self.output_dense = nn.Linear(ffn_dim, dim)
+        self.output_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
+        return self.output_dropout(self.output_dense(x))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, layer_norm_first: bool,
+                 dropout: float = 0.1, attention_dropout: float = 0.1, act_dropout: float = 0.0,
+                 eps: float = 1e-5):
+        super().__init__()
+        self.layer_norm_first = layer_norm_first
+        self.attention = SelfAttention(dim, heads, attention_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(dim, eps=eps)
+        self.feed_forward = FeedForward(dim, ffn_dim, dropout, act_dropout)
+        self.final_layer_norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout(self.attention(self.layer_norm(x), key_mask))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.layer_norm(x + self.dropout(self.attention(x, key_mask)))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class TransformerEncoder(nn.Module):
+    """forward(x (B, T, D), mask (B, T) bool) -> list of L+1 tensors (B, T, D).
+
+    `pos_conv_kernel=0` disables the positional convolution (used by stacks that sit on top of
+    another encoder, e.g. Learn2Diss's frame encoder g). `input_norm=False` skips the input
+    LayerNorm of post-LN mode (same reason).
+
+    Example:
+        >>> enc = TransformerEncoder(dim=16, layers=2, heads=2, ffn_dim=32, pos_conv_kernel=8,
+        ...                          pos_conv_groups=2)
+        >>> hs = enc(torch.randn(2, 10, 16), torch.ones(2, 10, dtype=torch.bool))
+        >>> len(hs), tuple(hs[-1].shape)
+        (3, (2, 10, 16))
+    """
+
+    def __init__(self, dim: int = 768, layers: int = 12, heads: int = 12, ffn_dim: int = 3072,
+                 layer_norm_first: bool = False, pos_conv_kernel: int = 128,
+                 pos_conv_groups: int = 16, dropout: float = 0.1, attention_dropout: float = 0.1,
+                 act_dropout: float = 0.0, layerdrop: float = 0.0, input_norm: bool = True,
+                 eps: float = 1e-5):
+        super().__init__()
+        self.dim = dim
+        self.layer_norm_first = layer_norm_first
+        self.layerdrop = layerdrop
+        self.pos_conv_embed = PositionalConv(dim, pos_conv_kernel, pos_conv_groups) if pos_conv_kernel else None
+        self.layer_norm = nn.LayerNorm(dim, eps=eps) if (layer_norm_first or input_norm) else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, heads, ffn_dim, layer_norm_first, dropout, attention_dropout,
+                         act_dropout, eps)
+            for _ in range(layers)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        if mask is not None:
+            x = mask_time(x, mask)
+        if self.pos_conv_embed is not None:
+            x = x + self.pos_conv_embed(x)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        if mask is not None:
+            x = mask_time(x, mask)
+        hidden = [x]
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+                hidden.append(x)
+                continue
+            x = layer(x, mask)
+            if mask is not None:
+                x = mask_time(x, mask)
+            hidden.append(x)
+        if self.layer_norm_first and self.layers:
+            last = self.layer_norm(hidden[-1])
+            hidden[-1] = last if mask is None else mask_time(last, mask)
+        return hidden
