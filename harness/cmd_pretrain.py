@@ -69,12 +69,12 @@ def run(args) -> int:
                 raise RecipeError("--steps must be >= 1")
             cfg = set_all_steps(cfg, args.steps)
         cfg = apply_overrides(cfg, args.overrides)
+        if args.show_config:
+            print(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+            return 0
         recipe.check(cfg)
     except (RecipeError, ValueError, KeyError) as e:
         return _fail(str(e).strip("'\""))
-    if args.show_config:
-        print(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
-        return 0
 
     corpus = Path(args.corpus or os.environ.get("DUET_CORPUS") or DEFAULT_CORPUS)
     if not corpus.is_dir():

@@ -129,6 +129,19 @@ def reverberate(wav: Tensor, rir: Tensor) -> Tensor:
     return y * (wav.norm() / y.norm().clamp_min(1e-8))
 
 
+def band_limit(wav: Tensor, low: float | None = None, high: float | None = None, order: int = 4) -> Tensor:
+    """Zero-phase Butterworth-shaped low/high-pass in the frequency domain (one FFT each way)."""
+    n = wav.shape[0]
+    spec = torch.fft.rfft(wav)
+    f = torch.fft.rfftfreq(n, 1.0 / SR)
+    gain = torch.ones_like(f)
+    if high is not None:
+        gain = gain / torch.sqrt(1 + (f / high) ** (2 * order))
+    if low is not None:
+        gain = gain / torch.sqrt(1 + (low / f.clamp_min(1e-3)) ** (2 * order))
+    return torch.fft.irfft(spec * gain, n=n)
+
+
 def _pick(items: list[Tensor], gen: torch.Generator) -> Tensor:
     return items[int(torch.randint(len(items), (1,), generator=gen))]
 
@@ -176,15 +189,13 @@ class TwoViews:
         self.bank, self.cfg = bank, cfg
 
     def __call__(self, wav: Tensor, gen: torch.Generator) -> Tensor:
-        import torchaudio.functional as AF
-
         c = self.cfg
         w = wav
         if float(torch.rand(1, generator=gen)) < c.p_filter:
             if float(torch.rand(1, generator=gen)) < 0.5:
-                w = AF.lowpass_biquad(w, SR, _uniform(2000.0, 6000.0, gen))
+                w = band_limit(w, high=_uniform(2000.0, 6000.0, gen))
             else:
-                w = AF.highpass_biquad(w, SR, _uniform(100.0, 600.0, gen))
+                w = band_limit(w, low=_uniform(100.0, 600.0, gen))
         if float(torch.rand(1, generator=gen)) < c.p_reverb:
             w = reverberate(w, _pick(self.bank.rir, gen))
         if float(torch.rand(1, generator=gen)) < c.p_noise:

@@ -8,6 +8,7 @@ from pretrain.losses.distill import CosineDistillation
 from pretrain.losses.info_nce import InfoNCE
 from pretrain.losses.masked_prediction import MaskedPrediction, MulticlusterMaskedPrediction
 from pretrain.losses.pseudo_con import PseudoCon
+from upstream.nn.club import CLUBSample
 
 LOSSES: dict[str, type] = {
     "masked_prediction": MaskedPrediction,
@@ -17,6 +18,8 @@ LOSSES: dict[str, type] = {
     "cluster_ce": ClusterCE,
     "barlow_twins": BarlowTwins,
     "cosine_distillation": CosineDistillation,
+    "club": CLUBSample,           # upstream/nn/club.py: learning_loss (estimator) and forward (MI upper bound)
 }
 
-__all__ = ["LOSSES", "LossOutput"] + [c.__name__ for c in LOSSES.values()]
+__all__ = ["LOSSES", "LossOutput", "BarlowTwins", "ClusterCE", "CosineDistillation", "InfoNCE", "MaskedPrediction",
+           "MulticlusterMaskedPrediction", "PseudoCon", "CLUBSample"]
