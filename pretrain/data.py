@@ -49,19 +49,21 @@ def frames(n_samples: int | Tensor):
 
 
 # ------------------------------------------------------------------------------------- corpus
-def _eval_audio_ids(corpus: Path) -> set[str]:
-    """Utterance ids that a DUET corpus uses for SID dev/test (from manifest.csv), else empty."""
+def _eval_audio(corpus: Path) -> set[Path]:
+    """LibriSpeech files of a DUET corpus whose utterance is in SID dev/test (manifest.csv), else empty.
+
+    The generated corpora put one utterance in several layouts (LibriSpeech, VoxCeleb1, ...), so
+    SID's dev/test audio would otherwise be seen in pre-training.
+    """
     man = corpus / "manifest.csv"
     if not man.exists():
         return set()
     with open(man, newline="") as f:
         rows = list(csv.DictReader(f))
-    if not rows:
+    if not rows or "sid_split" not in rows[0] or "librispeech" not in rows[0]:
         return set()
-    key = next((k for k in ("sid_split", "iden_split", "voxceleb_split") if k in rows[0]), None)
-    if key is None:
-        return set()
-    return {r["utt_id"] for r in rows if str(r[key]).strip() in {"2", "3", "dev", "test"}}
+    return {(corpus / r["librispeech"]).resolve() for r in rows
+            if r["librispeech"] and str(r["sid_split"]).strip().lower() in {"2", "3", "dev", "test"}}
 
 
 def find_training_audio(corpus: str | Path, split: str = "train-clean-100", exclude_eval: bool = True) -> list[Path]:
@@ -76,8 +78,8 @@ def find_training_audio(corpus: str | Path, split: str = "train-clean-100", excl
                             f"`harness corpus make --size small --out DIR` and pass --corpus DIR, or set data.split=...")
     files = sorted(root.rglob("*.flac")) + sorted(root.rglob("*.wav"))
     if exclude_eval:
-        drop = _eval_audio_ids(corpus)
-        files = [f for f in files if f.stem not in drop]
+        drop = _eval_audio(corpus)
+        files = [f for f in files if f.resolve() not in drop]
     if not files:
         raise DataError(f"{root} contains no .flac/.wav files; the corpus is empty or half-written — regenerate it")
     return files

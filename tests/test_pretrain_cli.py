@@ -23,24 +23,20 @@ def _log(run: Path, phase: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def cli(*args) -> None:
+    """The CLI's own entry point, in this process (a subprocess per run would re-import torch)."""
+    from harness.cli import main
+
+    rc = main([str(a) for a in args])
+    assert rc == 0, f"harness {' '.join(map(str, args))} exited {rc}"
+
+
 @pytest.fixture(scope="module")
-def hubert_tiny(tiny_corpus, tmp_path_factory, run_cli_module):
+def hubert_tiny(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain") / "hubert"
-    run_cli_module("pretrain", "--recipe", "hubert-compact", "--corpus", tiny_corpus, "--out", out, "--steps", "3",
-                   *TINY, "k_mfcc=8", "k_layer=8", "label_layer=1")
+    cli("pretrain", "--recipe", "hubert-compact", "--corpus", tiny_corpus, "--out", out, "--steps", "3",
+        *TINY, "k_mfcc=8", "k_layer=8", "label_layer=1")
     return out
-
-
-@pytest.fixture(scope="module")
-def run_cli_module():
-    def _run(*args, check=True, timeout=600):
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], env=cli_env(),
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"harness {' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        return proc
-    return _run
 
 
 def _check_final(run: Path, model: str, phases: list[str]):
@@ -71,12 +67,11 @@ def test_hubert_compact_two_iterations(hubert_tiny):
     ("jooci-compact", "jooci", ["train"], ["label_layers=1,2", "predict_layers=1,2", "k=8"]),
     ("barlow-twins-compact", "barlow_twins", ["train"], []),
 ])
-def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_tiny, tmp_path, run_cli_module):
+def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_tiny, tmp_path):
     ck = [f"backbone_ckpt={hubert_tiny / 'final'}"] if recipe.startswith("learn2diss") else \
          [f"init_ckpt={hubert_tiny / 'final'}"] if recipe.startswith("jooci") else []
     out = tmp_path / recipe
-    run_cli_module("pretrain", "--recipe", recipe, "--corpus", tiny_corpus, "--out", out, "--steps", "3", *TINY,
-                   *ck, *extra)
+    cli("pretrain", "--recipe", recipe, "--corpus", tiny_corpus, "--out", out, "--steps", "3", *TINY, *ck, *extra)
     m, meta = _check_final(out, model, phases)
     if recipe.startswith("learn2diss"):
         rows = _log(out, "stage2")
@@ -92,11 +87,11 @@ def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_ti
         assert {"content", "other_distill", "reg_decoder"} <= set(_log(out, "train")[0])
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path, run_cli_module):
+def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path):
     args = ["pretrain", "--recipe", "barlow-twins-compact", "--corpus", str(tiny_corpus), *TINY,
             "train.steps=24", "train.ckpt_every=4", "train.warmup_steps=4"]
     full = tmp_path / "full"
-    run_cli_module(*args, "--out", full)
+    cli(*args, "--out", full)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args, "--out", str(killed)], env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -111,7 +106,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path, run_c
     proc.wait()
     assert not (killed / "final").exists()
     done_before = latest.read_text().strip()
-    run_cli_module(*args, "--out", killed)
+    cli(*args, "--out", killed)                 # the same command resumes from the last checkpoint
     assert done_before < "step_0000024"
     a = [(r["step"], r["loss"], r["bt_frame"]) for r in _log(full, "train")]
     b = [(r["step"], r["loss"], r["bt_frame"]) for r in _log(killed, "train")]

@@ -73,19 +73,22 @@ def apply_overrides(cfg, overrides: list[str]):
         if "=" not in item:
             raise RecipeError(f"override {item!r} is not key=value (e.g. data.batch_size=4)")
         key, raw = item.split("=", 1)
-        path = key.strip().split(".")
-        cfg = _set(cfg, path, raw, key)
+        key = key.strip()
+        try:
+            cfg = _set(cfg, key.split("."), raw, key)
+        except KeyError:
+            raise RecipeError(f"unknown override key {key!r}; valid keys: {', '.join(config_keys(cfg))}") from None
     return cfg
 
 
 def _set(obj, path: list[str], raw: str, full: str):
     names = {f.name: f for f in fields(obj)}
     if path[0] not in names:
-        raise RecipeError(f"unknown override key {full!r}; valid keys: {', '.join(config_keys(obj))}")
+        raise KeyError(full)
     cur = getattr(obj, path[0])
     if len(path) > 1:
         if not is_dataclass(cur):
-            raise RecipeError(f"unknown override key {full!r}: {path[0]} has no sub-keys")
+            raise KeyError(full)
         return dataclasses.replace(obj, **{path[0]: _set(cur, path[1:], raw, full)})
     if is_dataclass(cur):
         raise RecipeError(f"override {full!r} names a group; set one of its keys, e.g. {full}.{fields(cur)[0].name}=...")
