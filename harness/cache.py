@@ -92,7 +92,8 @@ def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu") -> dict[str
     for (upstream, ckpt, h), group in groups.items():
         keys = sorted({c.feature for c in group})
         audio = sorted({p for c in group for p in taskview.audio_files(c.task, data)})
-        spec = build_store(store_root(cache_dir, upstream, h, data.corpus_id), upstream, ckpt, keys, audio, device)
+        spec = build_store(store_root(Path(cache_dir).resolve(), upstream, h, data.corpus_id), upstream, ckpt, keys,
+                           audio, device)
         for c in group:
             out[c.id] = spec
     return out

@@ -8,7 +8,10 @@ the config says ``corpus.name: libriphone``, but the PyPI sdist ships no ``ctc/c
     LibriPhoneDataset(split_csv, tokenizer, bucket_size, lexicon, csv_dir, ascending=False, **kw)
 
 * ``csv_dir/split_csv``: a CSV with columns ``wav_path`` (absolute, or relative to ``csv_dir``)
-  and ``transcription`` (words separated by spaces);
+  and ``transcription`` (words separated by spaces) -- SUPERB's PR tables; or, DUET's extension,
+  an s3prl ASR bucket table (``len_for_bucket/<split>.csv``, column ``file_path`` relative to the
+  ``libri_root`` corpus option) whose transcripts are read from LibriSpeech's
+  ``SPK-CHAP.trans.txt`` beside each file (so a LibriSpeech tree needs no extra PR tables);
 * ``lexicon``: list of files with lines ``WORD PH1 PH2 ...`` (first pronunciation wins);
 * items: ``(wav_path, token_ids)``, or with ``bucket_size > 1`` a list of ``bucket_size``
   neighbouring items (sorted by label length, longest first unless ``ascending``), which
@@ -48,10 +51,38 @@ def read_lexicon(files, vocab: set[str] | None = None) -> dict[str, list[str]]:
     return lex
 
 
+class _TranscriptCache:
+    """utt_id -> words from LibriSpeech ``SPK-CHAP.trans.txt`` files, read once per chapter."""
+
+    def __init__(self):
+        self._loaded: dict[Path, dict[str, str]] = {}
+
+    def get(self, wav_path: str) -> str:
+        wav = Path(wav_path)
+        utt = wav.name.split(".")[0]
+        spk_chap = "-".join(utt.split("-")[:2])
+        trans = wav.parent / f"{spk_chap}.trans.txt"
+        if trans not in self._loaded:
+            if not trans.is_file():
+                raise FileNotFoundError(f"libriphone: no transcript file {trans} for {wav} (LibriSpeech layout "
+                                        f"SPK/CHAP/SPK-CHAP.trans.txt expected; set corpus.libri_root)")
+            table = {}
+            for line in trans.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    key, _, words = line.strip().partition(" ")
+                    table[key] = words
+            self._loaded[trans] = table
+        try:
+            return self._loaded[trans][utt]
+        except KeyError:
+            raise KeyError(f"libriphone: utterance {utt} has no line in {trans}") from None
+
+
 class LibriPhoneDataset(Dataset):
     """Phone-transcribed LibriSpeech-style utterances for CTC phone recognition."""
 
-    def __init__(self, split_csv, tokenizer, bucket_size, lexicon, csv_dir, ascending=False, **kwargs):
+    def __init__(self, split_csv, tokenizer, bucket_size, lexicon, csv_dir, ascending=False,
+                 libri_root=None, **kwargs):
         self.bucket_size = int(bucket_size)
         vocab = set(getattr(tokenizer, "_vocab2idx", {}) or []) or None
         lex = read_lexicon(lexicon if isinstance(lexicon, (list, tuple)) else [lexicon], vocab)
@@ -62,19 +93,25 @@ class LibriPhoneDataset(Dataset):
         items = []
         with open(table, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = {"wav_path", "transcription"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(f"libriphone: {table} lacks column(s) {sorted(missing)} "
-                                 f"(needs wav_path,transcription)")
+            fields = set(reader.fieldnames or [])
+            path_col = "wav_path" if "wav_path" in fields else "file_path" if "file_path" in fields else None
+            if path_col is None or (path_col == "wav_path" and "transcription" not in fields):
+                raise ValueError(f"libriphone: {table} needs columns wav_path,transcription (SUPERB PR table) "
+                                 f"or file_path (s3prl ASR bucket table + libri_root); has {sorted(fields)}")
+            base = Path(libri_root) if (path_col == "file_path" and libri_root) else Path(csv_dir)
+            transcripts = _TranscriptCache()
             for row in reader:
-                wav = row["wav_path"]
+                wav = row[path_col]
                 if not os.path.isabs(wav):
-                    wav = str(Path(csv_dir) / wav)
+                    wav = str(base / wav)
+                text = row.get("transcription")
+                if text is None:
+                    text = transcripts.get(wav)
                 phones = []
-                for word in row["transcription"].split():
+                for word in text.split():
                     pron = lex.get(word, lex.get(word.upper()))
                     if pron is None:
-                        raise KeyError(f"libriphone: word {word!r} of {row['wav_path']} ({table}) is not "
+                        raise KeyError(f"libriphone: word {word!r} of {wav} ({table}) is not "
                                        f"in the lexicon {list(lexicon) if isinstance(lexicon, (list, tuple)) else lexicon}")
                     phones += pron
                 items.append((wav, tokenizer.encode(" ".join(phones))))

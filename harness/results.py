@@ -37,7 +37,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 class ResultStore:
     def __init__(self, results_dir: Path, name: str):
-        self.dir = Path(results_dir)
+        self.dir = Path(results_dir).resolve()
         self.name = name
         self.root = self.dir / name
         self.cells_dir = self.root / "cells"

@@ -76,6 +76,14 @@ def _child_env(extra: dict) -> dict:
     return env
 
 
+def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGKILL when the harness dies
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def stream_subprocess(cmd: list[str], log: Path, env: dict, on_progress=None, cwd: Path | None = None) -> tuple[int, bytes]:
     """Run `cmd`, appending stdout+stderr to `log`; call on_progress(step, total) as s3prl's
     'overall' bar moves. Returns (returncode, output). The child runs in its own process group and
@@ -84,7 +92,8 @@ def stream_subprocess(cmd: list[str], log: Path, env: dict, on_progress=None, cw
         logf.write(("\n$ " + " ".join(cmd) + "\n").encode())
         logf.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(cwd or ROOT), start_new_session=True)
+                                cwd=str(cwd) if cwd else None, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         chunks = []
         try:
             fd = proc.stdout.fileno()
@@ -137,8 +146,25 @@ def featurizer_weights(ckpt: Path) -> list[float] | None:
     return torch.softmax(w.float(), dim=-1).tolist()
 
 
+def split_segments(text: str) -> dict[str, str]:
+    """{split: output of its evaluation} from a cell_main log."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("[harness-cell] test split="):
+            cur = line.split("split=", 1)[1].split(" ckpt=")[0]
+            out[cur] = ""
+        elif line.startswith("[harness-cell]"):
+            cur = None
+        elif cur is not None:
+            out[cur] += line + "\n"
+    return out
+
+
 def run_cell(plan: CellPlan, pbar=None) -> dict:
-    """Train + test; returns the measured part of the row (metric value, wall time, commands...)."""
+    """Train + test in one subprocess (harness.cell_main running the repo's run_downstream.py);
+    returns the measured part of the row (metric value, wall time, commands, layer weights)."""
+    import json
+
     import yaml
 
     if plan.run_dir.exists():  # a half-finished earlier attempt: start clean
@@ -157,35 +183,34 @@ def run_cell(plan: CellPlan, pbar=None) -> dict:
             pbar.refresh()
 
     train_cmd = plan.train_cmd()
-    rc, _ = stream_subprocess(train_cmd, plan.log, env, progress)
+    cell_plan = {"train": train_cmd[2:], "expdir": str(plan.expdir), "test_splits": plan.test_splits,
+                 "test_extra": ["--device", plan.device]}
+    (plan.run_dir / "plan.json").write_text(json.dumps(cell_plan, indent=1))
+    cmd = [sys.executable, "-m", "harness.cell_main", str(plan.run_dir / "plan.json")]
+    rc, out = stream_subprocess(cmd, plan.log, env, progress)
+    text = out.decode(errors="replace")
     if rc != 0:
-        raise CellFailed(f"training failed (exit {rc})", plan.log)
+        where = "testing" if "[harness-cell] test split=" in text else "training"
+        raise CellFailed(f"{where} failed (exit {rc})", plan.log)
     ckpt = pick_eval_ckpt(plan.expdir)
-    if ckpt is None:
-        raise CellFailed(f"training wrote no checkpoint in {plan.expdir}", plan.log)
-    values, test_cmds = [], []
+    segments = split_segments(text)
+    values = []
     for split in plan.test_splits:
-        if pbar is not None:
-            pbar.set_postfix_str(f"testing {split}")
-        cmd = plan.test_cmd(ckpt, split)
-        test_cmds.append(cmd)
-        rc, out = stream_subprocess(cmd, plan.log, env)
-        if rc != 0:
-            raise CellFailed(f"testing on {split} failed (exit {rc})", plan.log)
         try:
-            values.append(float(plan.parse_metric(out.decode(errors="replace"))))
-        except (ValueError, KeyError, IndexError) as e:
+            values.append(float(plan.parse_metric(segments.get(split, ""))))
+        except (ValueError, KeyError, IndexError, TypeError) as e:
             raise CellFailed(f"could not parse the test metric on {split}: {e}", plan.log) from e
     weights = featurizer_weights(ckpt)
     for p in plan.expdir.glob("states-*.ckpt"):  # keep only the evaluated checkpoint (disk)
         if p != ckpt:
             p.unlink()
+    test_cmds = [" ".join(plan.test_cmd(ckpt, s)) for s in plan.test_splits]
     return {
         "value": sum(values) / len(values),
         "split_values": values,
         "wall_s": round(time.time() - t0, 1),
         "eval_ckpt": str(ckpt),
         "layer_weights": weights,
-        "command": " ".join(train_cmd) + " && " + " && ".join(" ".join(c) for c in test_cmds),
+        "command": " ".join(train_cmd) + " && " + " && ".join(test_cmds),
         "log": str(plan.log),
     }

@@ -52,16 +52,44 @@ def resolve_upstreams(names: list[str]) -> list[str]:
     return names
 
 
-def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None) -> dict[str, Path | None]:
-    """--ckpt DIR (model read from its config.json) or NAME=DIR, repeatable; defaults to the bundled
-    checkpoints/<name>-compact. Returns name -> dir (None for upstreams without checkpoints)."""
+def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path:
+    """A seeded random-init model of `preset` saved once as a real checkpoint dir (same seed ->
+    same weights -> same hash): a baseline, and a stand-in before trained checkpoints exist."""
+    d = Path(root).resolve() / f"{name.replace('_', '-')}-{preset}-random{seed}"
+    if (d / "config.json").is_file():
+        return d
+    import torch
+
+    from upstream.checkpoint import save_checkpoint
+    from upstream.registry import build_model, make_config
+    try:
+        cfg = make_config(name, preset)
+    except (KeyError, ValueError) as e:
+        raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(name, cfg)
+    save_checkpoint(model, d, name=name, config=cfg, provenance={"recipe": f"random_init:{preset}", "seed": seed})
+    return d
+
+
+def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
+                        random_dir: Path = Path("cache/random_checkpoints")) -> dict[str, Path | None]:
+    """--ckpt DIR (model read from its config.json), NAME=DIR or NAME=random:PRESET (a seeded
+    random-init baseline), repeatable; defaults to the bundled checkpoints/<name>-compact.
+    Returns name -> dir (None for upstreams without checkpoints)."""
     given: dict[str, Path] = {}
     for item in ckpt_args or []:
         for part in split_list(item):
             name, sep, path = part.partition("=")
             if not sep:
                 path, name = name, None
-            p = Path(path).expanduser()
+            if path.startswith("random:"):
+                if name not in UPSTREAMS or not UPSTREAMS[name].duet:
+                    raise SweepError(f"--ckpt {part}: write NAME=random:PRESET with NAME a DUET upstream")
+                given[name] = random_checkpoint(name, path.split(":", 1)[1], random_dir)
+                continue
+            p = Path(path).expanduser().resolve()
             try:
                 model = checkpoint_model_name(p)
             except CheckpointMissing as e:
@@ -127,7 +155,7 @@ def resolve_corpus(corpus: str, corpora_dir: Path, make: bool = True, workers: i
     from harness.corpus.layout import CorpusLayout
 
     if corpus in CORPUS_SIZES:
-        root = Path(corpora_dir) / corpus
+        root = (Path(corpora_dir) / corpus).resolve()
         if not (root / "corpus.json").is_file():
             if not make:
                 raise SweepError(f"corpus {root} does not exist; run `harness corpus make --size {corpus} --out {root}`")
@@ -139,7 +167,7 @@ def resolve_corpus(corpus: str, corpora_dir: Path, make: bool = True, workers: i
                     make_corpus(root, size=corpus, seed=0, workers=workers)
         name = corpus
     else:
-        root = Path(corpus).expanduser()
+        root = Path(corpus).expanduser().resolve()
         if not root.is_dir():
             raise SweepError(f"--corpus {corpus}: no such directory; use tiny|small|large or a corpus made by "
                              f"`harness corpus make --out DIR`")
@@ -160,7 +188,9 @@ def resolve_real_data(path: Path, tasks: list[str]) -> DataSource:
         data.check(tasks)
     except (OSError, ValueError, KeyError) as e:
         raise SweepError(str(e)) from e
-    return DataSource("real", Path(path), data.data_id(), data, f"real:{Path(path).stem}")
+    ds = DataSource("real", Path(path).resolve(), data.data_id(), data.layout(), f"real:{Path(path).stem}")
+    ds.real = data
+    return ds
 
 
 # ----------------------------------------------------------------------------- cells

@@ -37,8 +37,6 @@ def config_path(spec, real: bool) -> Path:
 
 def overrides(spec, data) -> str:
     """`-o` string pointing the task's config at `data` (a generated corpus or real datasets)."""
-    if data.kind == "real":
-        return data.layout.overrides(_get(spec, "name", default=None) or data.task_name(spec))
     fn = _get(spec, "overrides")
     return fn(data.layout) if callable(fn) else ""
 
@@ -68,5 +66,5 @@ def audio_files(task: str, data) -> list[Path]:
     if callable(fn):
         return [Path(p) for p in fn(data.layout)]
     sub = {"sid": "VoxCeleb1", "asv": "VoxCeleb1", "er": "IEMOCAP", "pr": "LibriSpeech", "asr": "LibriSpeech"}[task]
-    root = Path(data.root) / sub if data.kind == "generated" else Path(data.layout.root_for(task))
+    root = Path(data.root) / sub if data.kind == "generated" else Path(data.real.root_for(task))
     return sorted(p for ext in ("*.wav", "*.flac") for p in root.rglob(ext))

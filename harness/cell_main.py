@@ -1,0 +1,67 @@
+"""One cell in one process: the repo's run_downstream.py `-m train`, then `-m evaluate` of the
+dev-best checkpoint on each test split (s3prl's own runner both times; imported once, which
+halves the start-up cost of a cell on CPU).
+
+    python -m harness.cell_main PLAN.json     # written by harness/runner.py
+
+Prints `[harness-cell] test split=S ckpt=C` before each evaluation so the caller can parse each
+split's metric from its own segment of the log.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+from harness.provenance import ROOT
+
+MARK = "[harness-cell]"
+
+
+def run_downstream(argv: list[str]) -> int:
+    """Exactly `python run_downstream.py ARGV...` (the repo's script), in this process."""
+    script = ROOT / "run_downstream.py"
+    old = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        return 0
+    except SystemExit as e:
+        code = e.code
+        if code is None or code == 0:
+            return 0
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            return 1
+        return code
+    finally:
+        sys.argv = old
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.runner import pick_eval_ckpt
+
+    argv = sys.argv[1:] if argv is None else argv
+    plan = json.loads(Path(argv[0]).read_text())
+    print(f"{MARK} train", flush=True)
+    rc = run_downstream(plan["train"])
+    if rc:
+        print(f"{MARK} train failed rc={rc}", flush=True)
+        return rc
+    ckpt = pick_eval_ckpt(Path(plan["expdir"]))
+    if ckpt is None:
+        print(f"{MARK} no checkpoint in {plan['expdir']}", flush=True)
+        return 3
+    for split in plan["test_splits"]:
+        print(f"{MARK} test split={split} ckpt={ckpt}", flush=True)
+        rc = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])])
+        if rc:
+            print(f"{MARK} test failed rc={rc}", flush=True)
+            return rc
+    print(f"{MARK} done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

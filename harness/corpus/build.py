@@ -1,0 +1,176 @@
+"""``make_corpus``: plan -> synthesise (parallel, resumable) -> write every layout -> corpus.json.
+
+Resumption: ``plan.json`` (size, seed, spec) is written first; an utterance whose record exists is
+not synthesised again; the layout text files are rewritten from the records; ``corpus.json`` is
+written last and atomically, so it exists only for a complete corpus. Synthesis is a pure function
+of the plan, so the bytes do not depend on ``workers`` or on where a run was interrupted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from .abx import write_abx
+from .fileio import atomic_write_json
+from .iemocap import write_iemocap
+from .layout import FORMAT, LIBRI_SPLITS, SPLITS, CorpusError, CorpusLayout
+from .librispeech import write_librispeech
+from .manifest import write_manifest
+from .plan import Plan, make_plan
+from .spec import SAMPLE_RATE, CorpusSpec, get_spec
+from .styles import STYLES
+from .text import SENTENCES_PATH
+from .voxceleb import write_voxceleb
+
+GENERATOR_VERSION = 1
+
+
+class GenerationInterrupted(CorpusError):
+    """Raised by the ``stop_after`` test hook (and stands for any interruption)."""
+
+
+def _prepare_dir(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CorpusError(f"cannot create corpus directory {root} ({e.strerror}): choose a writable --out") from None
+    if not root.is_dir():
+        raise CorpusError(f"{root} exists and is not a directory: choose another --out")
+    probe = root / f".write-test-{os.getpid()}"
+    try:
+        probe.write_text("x")
+        probe.unlink()
+    except OSError as e:
+        raise CorpusError(f"corpus directory {root} is not writable ({e.strerror}): choose a writable --out") from None
+
+
+def _plan_meta(spec: CorpusSpec, seed: int) -> dict:
+    return {"format": FORMAT, "generator_version": GENERATOR_VERSION, "size": spec.name, "seed": seed,
+            "spec": spec.to_dict()}
+
+
+def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, stop_after: int | None) -> int:
+    from tqdm import tqdm
+
+    from .worker import init_worker, run_job
+
+    todo = [k for k, u in enumerate(plan.utts) if not lay.utterance_record(u.libri_spk, u.utt_id).is_file()]
+    if not todo:
+        return 0
+    bar = tqdm(total=len(todo), desc=f"corpus {plan.spec.name}", unit="utt", disable=not progress, smoothing=0.1)
+    done = 0
+    try:
+        if workers <= 1:
+            init_worker(str(lay.root), plan.voices, plan.utts)
+            for k in todo:
+                if stop_after is not None and done >= stop_after:
+                    raise GenerationInterrupted(f"stopped after {done} utterances (test hook)")
+                run_job(k)
+                done += 1
+                bar.update()
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers, initializer=init_worker, initargs=(str(lay.root), plan.voices, plan.utts))
+            try:
+                for _ in pool.imap_unordered(run_job, todo, chunksize=4):
+                    done += 1
+                    bar.update()
+                    if stop_after is not None and done >= stop_after:
+                        raise GenerationInterrupted(f"stopped after {done} utterances (test hook)")
+                pool.close()  # workers exit normally (and remove their espeak data folders)
+                pool.join()
+            finally:
+                pool.terminate()
+    finally:
+        bar.close()
+    return done
+
+
+def _load_records(lay: CorpusLayout, plan: Plan) -> dict[str, dict]:
+    records = {}
+    for u in plan.utts:
+        p = lay.utterance_record(u.libri_spk, u.utt_id)
+        try:
+            records[u.utt_id] = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CorpusError(f"utterance record {p} is unreadable ({e}); delete it and rerun "
+                              f"`harness corpus make --size {plan.spec.name} --out {lay.root}`") from None
+    return records
+
+
+def _summary(plan: Plan, records: dict[str, dict], parts: dict) -> dict:
+    secs = {s: sum(records[u.utt_id]["num_samples"] for u in plan.utts if u.split == s) / SAMPLE_RATE for s in SPLITS}
+    sha = hashlib.sha256(SENTENCES_PATH.read_bytes()).hexdigest()[:16]
+    counts = {"speakers": plan.spec.n_speakers, "utterances": len(plan.utts)}
+    counts.update({f"{s}_speakers": len({u.speaker for u in plan.utts if u.split == s}) for s in SPLITS})
+    counts.update({f"{s}_utterances": sum(1 for u in plan.utts if u.split == s) for s in SPLITS})
+    counts.update({k: v for k, v in parts.items() if k != "phones"})
+    return {
+        **_plan_meta(plan.spec, plan.seed),
+        "sample_rate": SAMPLE_RATE,
+        "hours": round(sum(secs.values()) / 3600, 4),
+        "hours_per_split": {s: round(v / 3600, 4) for s, v in secs.items()},
+        "counts": counts,
+        "libri_splits": LIBRI_SPLITS,
+        "styles": {k: v.er_label for k, v in STYLES.items()},
+        "phones": parts["phones"],
+        "sentences": {"file": "harness/corpus/data/sentences.txt", "sha256_16": sha},
+        "utterances": {s: [u.utt_id for u in plan.utts if u.split == s] for s in SPLITS},
+    }
+
+
+def make_corpus(out_dir: str | Path, size: str | CorpusSpec = "tiny", seed: int = 0, workers: int = 1, *,
+                progress: bool = True, stop_after: int | None = None) -> Path:
+    """Generate (or finish, or just return) the corpus at ``out_dir``; returns its root.
+
+    ``size``: a name in ``SIZES`` or a ``CorpusSpec``. ``stop_after``: test hook that interrupts
+    synthesis after that many utterances (raises ``GenerationInterrupted``).
+    """
+    spec = size if isinstance(size, CorpusSpec) else get_spec(size)
+    root = Path(out_dir).expanduser().resolve()
+    lay = CorpusLayout(root)
+    meta = _plan_meta(spec, seed)
+    if root.exists() and root.is_dir() and lay.plan_json.is_file():
+        try:
+            old = json.loads(lay.plan_json.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old != meta:
+            what = f"size {old.get('size')!r}, seed {old.get('seed')!r}" if isinstance(old, dict) else "an unreadable plan"
+            raise CorpusError(f"{root} holds another corpus ({what}; asked: size {spec.name!r}, seed {seed}); "
+                              f"choose another --out or delete {root}")
+        if lay.corpus_json.is_file():
+            lay.check()
+            return root
+    elif root.exists() and root.is_dir() and any(root.iterdir()):
+        raise CorpusError(f"{root} is not empty and is not a DUET corpus (no {lay.plan_json.name}); "
+                          f"choose an empty or new --out")
+    _prepare_dir(root)
+    if lay.plan_json.is_file():  # resuming: drop temporary files of writes that were cut off
+        for tmp in root.rglob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
+    atomic_write_json(lay.plan_json, meta)
+    t0 = time.time()
+    plan = make_plan(spec, seed)
+    n_new = _synthesize(lay, plan, max(1, int(workers)), progress, stop_after)
+    t_synth = time.time() - t0
+    records = _load_records(lay, plan)
+    parts = write_librispeech(lay, plan, records)
+    parts.update(write_voxceleb(lay, plan))
+    parts.update(write_iemocap(lay, plan, records))
+    parts.update(write_abx(lay, plan, records))
+    write_manifest(lay, plan, records)
+    summary = _summary(plan, records, parts)
+    wall = time.time() - t0
+    atomic_write_json(lay.generation_json, {
+        "wall_s": round(wall, 2), "synth_s": round(t_synth, 2), "workers": workers, "synthesized": n_new,
+        "reused": len(plan.utts) - n_new, "audio_hours": summary["hours"], "machine": platform.machine(),
+        "cpus": os.cpu_count(), "python": platform.python_version()})
+    atomic_write_json(lay.corpus_json, summary)  # last: marks the corpus complete
+    return root

@@ -1,0 +1,159 @@
+"""Where everything lives in a generated corpus (the one place that names the files).
+
+```
+DIR/corpus.json                      written LAST (atomically): its absence means half-written
+DIR/plan.json                        size + seed + spec of the corpus being generated (resume check)
+DIR/generation.json                  wall time, workers, machine of the last generation run
+DIR/manifest.csv                     one row per utterance (columns: MANIFEST_COLUMNS)
+DIR/utterances/<spk>/<utt_id>.json   per-utterance record (phones, word phones); marks it done
+DIR/LibriSpeech/                     ASR + PR (s3prl `asr`, `ctc`)
+    {train-clean-100,dev-clean,test-clean}/SPK/CHAP/SPK-CHAP-NNNN.flac + SPK-CHAP.trans.txt
+    len_for_bucket/{train-clean-100,dev-clean,test-clean}.csv   ",file_path,length,label" (samples)
+    char.dict                        fairseq dictionary "SYMBOL COUNT" ("|" = word boundary)
+    lexicon.txt                      "WORD ph ph ..." (libriphone `lexicon`), one pronunciation a word
+    phones.txt                       phone vocabulary, one a line (libriphone `text.vocab_file`, word mode)
+    phones/<libri split>.txt         "UTT_ID ph ph ..." exact phone transcripts (the audio's phones)
+    libriphone/<libri split>.csv     harness.libriphone tables "wav_path,transcription,phones"
+                                     (wav_path relative to this folder; phones = the exact transcript)
+DIR/VoxCeleb1/                       SID (`voxceleb1`) + ASV (`sv_voxceleb1`)
+    {dev,test}/wav/idNNNNN/<video>/<nnnnn>.wav   test/ = ASV test speakers (unseen in dev/)
+    iden_split.txt                   "1|2|3 idNNNNN/<video>/<nnnnn>.wav" (train/dev/test), all speakers
+    veri_test.txt                    ASV test trials "1|0 path1 path2", paths relative to test/wav
+    dev_meta_data/dev_meta_data.txt  ASV dev trials, same format, relative to dev/wav
+DIR/IEMOCAP/                         ER (`emotion`), 5 sessions = 5 folds, 4 classes
+    SessionK/sentences/wav/<dialog>/<utt>.wav
+    SessionK/dialog/EmoEvaluation/<dialog>.txt    IEMOCAP-style labels (neu hap exc ang sad oth)
+    meta_data/SessionK/{train,test}_meta_data.json  s3prl's format: test = session K
+DIR/alignments/{train,dev,test}/<utt_id>.txt      "onset offset phone" (s), tiles [0, duration]
+DIR/abx/{dev,test}.item              "#file onset offset #phone prev-phone next-phone speaker"
+DIR/abx/{dev,test}/<utt_id>.wav      the files the items name (#file = utt_id)
+```
+
+Audio is 16 kHz mono 16-bit; flac under LibriSpeech, wav elsewhere. The wav files of VoxCeleb1,
+IEMOCAP and abx are hard links to one file (copies where the file system has no hard links).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPLITS = ("train", "dev", "test")
+LIBRI_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+ABX_SPLITS = ("dev", "test")
+ER_FOLDS = (1, 2, 3, 4, 5)
+FORMAT = "duet-corpus/1"
+MANIFEST_COLUMNS = ["utt_id", "speaker", "vox_id", "gender", "style", "er_label", "split", "sid_split",
+                    "asv_set", "session", "text", "sentence", "duration_s", "num_samples",
+                    "librispeech", "voxceleb1", "iemocap", "alignment", "abx"]
+
+
+class CorpusError(RuntimeError):
+    """A corpus directory that is missing, half-written or not a DUET corpus."""
+
+
+def make_hint(root: Path, size: str = "small") -> str:
+    return f"run `harness corpus make --size {size} --out {root}`"
+
+
+class CorpusLayout:
+    """Every path of a corpus rooted at ``root``. Nothing is created or checked on construction;
+    call ``check()`` before reading."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        r = self.root
+        self.corpus_json = r / "corpus.json"
+        self.plan_json = r / "plan.json"
+        self.generation_json = r / "generation.json"
+        self.manifest = r / "manifest.csv"
+        self.utterances = r / "utterances"
+        # LibriSpeech
+        self.librispeech = r / "LibriSpeech"
+        self.bucket_dir = self.librispeech / "len_for_bucket"
+        self.char_dict = self.librispeech / "char.dict"
+        self.lexicon = self.librispeech / "lexicon.txt"
+        self.phone_vocab = self.librispeech / "phones.txt"
+        self.phone_transcripts_dir = self.librispeech / "phones"
+        self.libriphone_dir = self.librispeech / "libriphone"
+        # VoxCeleb1
+        self.voxceleb1 = r / "VoxCeleb1"
+        self.vox_dev_wav = self.voxceleb1 / "dev" / "wav"
+        self.vox_test_wav = self.voxceleb1 / "test" / "wav"
+        self.iden_split = self.voxceleb1 / "iden_split.txt"
+        self.veri_test = self.voxceleb1 / "veri_test.txt"
+        self.veri_dev = self.voxceleb1 / "dev_meta_data" / "dev_meta_data.txt"
+        # IEMOCAP
+        self.iemocap = r / "IEMOCAP"
+        self.iemocap_meta = self.iemocap / "meta_data"
+        # alignments, ABX
+        self.alignments = r / "alignments"
+        self.abx = r / "abx"
+
+    # --- per-split / per-item paths -------------------------------------------------------
+    def libri_split_dir(self, split: str) -> Path:
+        return self.librispeech / LIBRI_SPLITS[split]
+
+    def bucket_csv(self, split: str) -> Path:
+        return self.bucket_dir / f"{LIBRI_SPLITS[split]}.csv"
+
+    def phone_transcripts(self, split: str) -> Path:
+        return self.phone_transcripts_dir / f"{LIBRI_SPLITS[split]}.txt"
+
+    def libriphone_csv(self, split: str) -> Path:
+        return self.libriphone_dir / f"{LIBRI_SPLITS[split]}.csv"
+
+    def vox_wav_dir(self, vox_set: str) -> Path:
+        return self.voxceleb1 / vox_set / "wav"
+
+    def iemocap_meta_json(self, fold: int, part: str) -> Path:
+        """part: 'train' | 'test'; fold k tests on Session k."""
+        return self.iemocap_meta / f"Session{fold}" / f"{part}_meta_data.json"
+
+    def iemocap_session(self, k: int) -> Path:
+        return self.iemocap / f"Session{k}"
+
+    def alignment(self, split: str, utt_id: str) -> Path:
+        return self.alignments / split / f"{utt_id}.txt"
+
+    def abx_item(self, split: str) -> Path:
+        return self.abx / f"{split}.item"
+
+    def abx_wav_dir(self, split: str) -> Path:
+        return self.abx / split
+
+    def utterance_record(self, libri_spk: str, utt_id: str) -> Path:
+        return self.utterances / libri_spk / f"{utt_id}.json"
+
+    # --- checks ----------------------------------------------------------------------------
+    def _size_hint(self) -> str:
+        try:
+            return json.loads(self.plan_json.read_text())["size"]
+        except Exception:
+            return "small"
+
+    def check(self) -> dict:
+        """Raise CorpusError unless ``root`` holds a complete corpus; return its corpus.json."""
+        if not self.root.is_dir():
+            raise CorpusError(f"corpus directory {self.root} does not exist: {make_hint(self.root)}")
+        if not self.corpus_json.is_file():
+            what = "half-written (generation was interrupted or is still running)" if any(self.root.iterdir()) \
+                else "empty"
+            raise CorpusError(f"corpus directory {self.root} is {what}: {self.corpus_json.name} is missing; "
+                              f"{make_hint(self.root, self._size_hint())} (it resumes where it stopped)")
+        try:
+            info = json.loads(self.corpus_json.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CorpusError(f"{self.corpus_json} is unreadable ({e}); remove it and "
+                              f"{make_hint(self.root, self._size_hint())}") from None
+        if info.get("format") != FORMAT:
+            raise CorpusError(f"{self.corpus_json} is not a {FORMAT} corpus (format {info.get('format')!r}); "
+                              f"regenerate: {make_hint(self.root)}")
+        required = [self.manifest, self.iden_split, self.veri_test, self.char_dict, self.lexicon,
+                    self.phone_vocab, self.abx_item("dev"), self.abx_item("test")]
+        required += [self.bucket_csv(s) for s in SPLITS] + [self.libriphone_csv(s) for s in SPLITS] + [self.iemocap_meta_json(k, p) for k in ER_FOLDS
+                                                             for p in ("train", "test")]
+        missing = [p for p in required if not p.is_file()]
+        if missing:
+            raise CorpusError(f"corpus {self.root} is incomplete: {missing[0]} is missing "
+                              f"({len(missing)} files in all); {make_hint(self.root, info.get('size', 'small'))}")
+        return info
