@@ -184,3 +184,48 @@ def test_s3prl_nn_upstream_sees_hidden_states():
         assert up.num_layers == len(direct(wavs(16000))["hidden_states"])
         hs, lens = up(torch.randn(2, 16000), torch.tensor([16000, 9000]))
         assert len(hs) == up.num_layers and lens[0][1] == (9000 - 1) // 320 + 1
+
+
+def test_streams_with_mixed_widths_need_one_width_per_key(capsys):
+    up = expert("learn2diss")
+    widths = [s[-1] for s in up._shapes["other"]]
+    assert len(set(widths)) > 1  # ECAPA block outputs vs the wider MFA output
+    assert len(up(wavs(8000))["other"]) == widths.count(widths[0])
+    with pytest.raises(UpstreamConfigError, match="different widths"):
+        expert("learn2diss", layers={"other": f"0-{len(widths) - 1}"})
+    last = len(widths) - 1
+    up = expert("learn2diss", keys={"other_mfa": {"stream": "other", "layers": str(last)}})
+    f = featurizer(up, "other_mfa", capsys)
+    assert f.output_dim == widths[last] and not hasattr(f, "weights")
+
+
+@pytest.mark.parametrize("name", ["hubert_compact", "learn2diss"])
+def test_k_accepts_a_transformers_hubert_directory(name, tmp_path):
+    from transformers import HubertConfig, HubertModel
+    torch.manual_seed(5)
+    hf = HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                  conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                  num_conv_pos_embedding_groups=4)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    up = UPSTREAMS[name](ckpt=str(tmp_path / "hf"), model_config={"random_init": "tiny"}).eval()
+    x = wavs(8000)
+    with torch.no_grad():
+        ref = hf(torch.stack(x), output_hidden_states=True).hidden_states
+        ours = up(x)["content"]
+    assert len(ours) >= len(ref)
+    for a, b in zip(ours, ref):  # the backbone layers come first in the content stream
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert up.source["source"] == "imported"
+
+
+def test_unknown_key_is_an_error_not_a_silent_fallback():
+    import s3prl.hub
+    from s3prl.upstream.interfaces import Featurizer
+    from upstream.hub import register
+    register(s3prl.hub)
+    up = expert("hubert_compact")
+    with pytest.raises(KeyError, match="hubert_compact has no feature key 'other'; valid keys"):
+        Featurizer(up, feature_selection="other", upstream_device="cpu")
+    with pytest.raises(KeyError, match="no feature key 'contnet'"):
+        Featurizer(up, feature_selection="contnet", upstream_device="cpu")
+    assert Featurizer(up, feature_selection="content", upstream_device="cpu").feature_selection == "content"

@@ -248,14 +248,36 @@ class DuetUpstreamExpert(nn.Module):
         self.has_utterance = out.utterance is not None
         c_shapes = {tuple(t.shape) for t in out.content}
         o_shapes = {tuple(t.shape) for t in out.other}
-        self._stack_other = bool(out.other) and c_shapes == o_shapes
-        sel = {s: list(range(n)) for s, n in self.num_layers.items()}
+        self._stack_other = bool(out.other) and len(c_shapes) == 1 and c_shapes == o_shapes
+        self._shapes = {"content": [tuple(t.shape[2:]) for t in out.content],
+                        "other": [tuple(t.shape[2:]) for t in out.other]}
+        sel = {s: self._default_layers(s) for s in STREAMS}
         for stream, spec in self.options.layers.items():
-            sel[stream] = parse_layers(spec, self.num_layers[stream], stream)
+            sel[stream] = self._subset(stream, spec, f"layers.{stream}")
         self.selection = sel
-        self.named_keys = {k: (v["stream"], parse_layers(v.get("layers", f"0-{self.num_layers[v['stream']] - 1}"),
-                                                         self.num_layers[v["stream"]], v["stream"]))
+        self.named_keys = {k: (v["stream"], self._subset(v["stream"], v["layers"], f"keys.{k}") if "layers" in v
+                               else self._default_layers(v["stream"]))
                            for k, v in self.options.keys.items()}
+
+    def _default_layers(self, stream: str) -> list[int]:
+        """All layers; if their widths differ (Learn2Diss's ECAPA blocks vs its MFA output), the
+        largest group of equal-shaped layers (a weighted sum needs one shape)."""
+        shapes = self._shapes[stream]
+        if not shapes:
+            return []
+        common = max(set(shapes), key=lambda s: (shapes.count(s), -shapes.index(s)))
+        return [i for i, s in enumerate(shapes) if s == common]
+
+    def _subset(self, stream: str, spec: Any, where: str) -> list[int]:
+        idx = parse_layers(spec, self.num_layers[stream], stream)
+        shapes = {self._shapes[stream][i] for i in idx}
+        if len(shapes) > 1:
+            detail = ", ".join(f"{i}: {self._shapes[stream][i][-1]}" for i in idx)
+            raise UpstreamConfigError(
+                f"{where}: the {stream} layers {spec!r} have different widths ({detail}); s3prl's weighted "
+                f"sum needs one shape: choose layers of one width (a single odd layer can be its own key, "
+                f"e.g. keys: {{{stream}_{idx[-1]}: {{stream: {stream}, layers: \"{idx[-1]}\"}}}})")
+        return idx
 
     def available_keys(self) -> list[str]:
         keys = ["hidden_states", "content", "last_hidden_state"]
