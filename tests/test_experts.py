@@ -216,3 +216,16 @@ def test_k_accepts_a_transformers_hubert_directory(name, tmp_path):
     for a, b in zip(ours, ref):  # the backbone layers come first in the content stream
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert up.source["source"] == "imported"
+
+
+def test_unknown_key_is_an_error_not_a_silent_fallback():
+    import s3prl.hub
+    from s3prl.upstream.interfaces import Featurizer
+    from upstream.hub import register
+    register(s3prl.hub)
+    up = expert("hubert_compact")
+    with pytest.raises(KeyError, match="hubert_compact has no feature key 'other'; valid keys"):
+        Featurizer(up, feature_selection="other", upstream_device="cpu")
+    with pytest.raises(KeyError, match="no feature key 'contnet'"):
+        Featurizer(up, feature_selection="contnet", upstream_device="cpu")
+    assert Featurizer(up, feature_selection="content", upstream_device="cpu").feature_selection == "content"
