@@ -168,3 +168,21 @@ def test_conv_layer_spec_is_parsed_without_eval():
     assert parse_conv_layers(CONV) == [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2
     with pytest.raises(BackboneImportError):
         parse_conv_layers("__import__('os').system('true')")
+
+
+def test_from_pretrained_dispatches_on_format(tmp_path):
+    from upstream.checkpoint import CheckpointError, from_pretrained, save_checkpoint
+    from upstream.models.hubert import HubertCompact
+    from upstream.registry import build_model, preset_config
+    hf, d = make_hf_dir(tmp_path, False)
+    assert isinstance(from_pretrained(d), HubertCompact)
+    m, model_cfg, task_cfg = make_fairseq_model()
+    torch.save({"cfg": {"model": model_cfg, "task": task_cfg}, "model": m.state_dict()}, tmp_path / "f.pt")
+    assert isinstance(from_pretrained(tmp_path / "f.pt"), HubertCompact)
+    torch.manual_seed(0)
+    ours = build_model("hubert_compact", "tiny")
+    save_checkpoint(ours, tmp_path / "duet", name="hubert_compact", config=preset_config("hubert_compact", "tiny"))
+    loaded = from_pretrained(tmp_path / "duet")
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        from_pretrained(tmp_path / "nothing")

@@ -206,3 +206,26 @@ def test_param_counts_of_presets():
     for name in NAMES:
         assert n_params(build_model(name, "compact")) <= 3.0e6, name  # <= 12 MB of float32
         assert n_params(build_model(name, "tiny")) < 200e3, name
+
+
+@pytest.mark.parametrize("pre_ln", [False, True])
+def test_learn2diss_init_from_backbone_reproduces_parent(pre_ln):
+    """Frozen lower layers + g (the parent's top layers) compose to the parent model exactly."""
+    import dataclasses
+    from upstream.models.hubert import HubertCompact
+    from upstream.models.learn2diss import Learn2Diss
+    cfg = make_config("learn2diss", "tiny")
+    bb = dataclasses.replace(cfg.backbone, num_layers=3, layer_norm_first=pre_ln)
+    cfg = dataclasses.replace(cfg, backbone=bb, frame_layers=2, utt_input_layer=1)
+    torch.manual_seed(0)
+    parent = HubertCompact.from_config(bb).eval()
+    l2d = Learn2Diss.from_config(cfg).eval()
+    l2d.init_from_backbone(parent)
+    wav, lens = torch.randn(2, 7000), torch.tensor([7000, 3000])
+    with torch.no_grad():
+        a, b = parent(wav, lens), l2d(wav, lens)
+    assert len(a.content) == len(b.content) == 4
+    for x, y in zip(a.content, b.content):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        l2d.init_from_backbone(HubertCompact.from_config(dataclasses.replace(bb, num_layers=2)))

@@ -84,13 +84,17 @@ def build_frontend(cfg: HubertConfig) -> ConvFrontEnd:
     )
 
 
-def build_encoder(cfg: HubertConfig, num_layers: int | None = None) -> TransformerEncoder:
+def build_encoder(cfg: HubertConfig, num_layers: int | None = None, *, final_norm: bool = True,
+                  top: bool = False) -> TransformerEncoder:
+    """The transformer of `cfg` (or its first `num_layers` layers). `final_norm=False`: a lower
+    part of a cut stack; `top=True`: an upper part (no positional conv, no input LayerNorm)."""
     return TransformerEncoder(
         dim=cfg.hidden_size, layers=cfg.num_layers if num_layers is None else num_layers,
         heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, layer_norm_first=cfg.layer_norm_first,
-        pos_conv_kernel=cfg.pos_conv_kernel, pos_conv_groups=cfg.pos_conv_groups,
-        dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
+        pos_conv_groups=cfg.pos_conv_groups, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
         act_dropout=cfg.activation_dropout, layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps,
+        final_norm=final_norm, pos_conv_kernel=0 if top else cfg.pos_conv_kernel,
+        input_norm=not top,
     )
 
 

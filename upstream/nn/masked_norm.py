@@ -10,6 +10,7 @@ taken over valid frames only; in eval mode it is exactly `nn.BatchNorm1d` (runni
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -23,14 +24,17 @@ class MaskedInstanceNorm1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
-        n = m.sum(-1, keepdim=True).clamp_min(1.0)
-        mean = (x * m).sum(-1, keepdim=True) / n
-        var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / n
-        y = (x - mean) * torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            y = y * self.weight[None, :, None] + self.bias[None, :, None]
-        return y * m
+        """`mask` must be a prefix mask (valid frames first), as `lengths_to_mask` makes."""
+        c, t = x.shape[1], x.shape[-1]
+        lengths = mask.sum(1)
+        if bool((lengths == t).all()):  # no padding: the fused kernel, exactly nn.GroupNorm(C, C)
+            return F.group_norm(x, c, self.weight, self.bias, self.eps)
+        # padded batch: normalise each item over its own valid frames (same fused kernel)
+        pieces = []
+        for b, n in enumerate(lengths.tolist()):
+            y = F.group_norm(x[b : b + 1, :, :n], c, self.weight, self.bias, self.eps)
+            pieces.append(F.pad(y, (0, t - n)))
+        return torch.cat(pieces, 0)
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):

@@ -104,9 +104,10 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """forward(x (B, T, D), mask (B, T) bool) -> list of L+1 tensors (B, T, D).
 
-    `pos_conv_kernel=0` disables the positional convolution (used by stacks that sit on top of
-    another encoder, e.g. Learn2Diss's frame encoder g). `input_norm=False` skips the input
-    LayerNorm of post-LN mode (same reason).
+    A stack can be cut in two (Learn2Diss: frozen lower layers + trainable top layers g) so
+    that the two halves compose to the uncut stack: the lower half with `final_norm=False`
+    (pre-LN: no final LayerNorm yet), the upper half with `pos_conv_kernel=0` (no positional
+    convolution) and `input_norm=False` (post-LN: no input LayerNorm).
 
     Example:
         >>> enc = TransformerEncoder(dim=16, layers=2, heads=2, ffn_dim=32, pos_conv_kernel=8,
@@ -120,13 +121,15 @@ class TransformerEncoder(nn.Module):
                  layer_norm_first: bool = False, pos_conv_kernel: int = 128,
                  pos_conv_groups: int = 16, dropout: float = 0.1, attention_dropout: float = 0.1,
                  act_dropout: float = 0.0, layerdrop: float = 0.0, input_norm: bool = True,
-                 eps: float = 1e-5):
+                 final_norm: bool = True, eps: float = 1e-5):
         super().__init__()
         self.dim = dim
         self.layer_norm_first = layer_norm_first
         self.layerdrop = layerdrop
         self.pos_conv_embed = PositionalConv(dim, pos_conv_kernel, pos_conv_groups) if pos_conv_kernel else None
-        self.layer_norm = nn.LayerNorm(dim, eps=eps) if (layer_norm_first or input_norm) else nn.Identity()
+        self.final_norm = final_norm
+        use_norm = (layer_norm_first and final_norm) or (not layer_norm_first and input_norm)
+        self.layer_norm = nn.LayerNorm(dim, eps=eps) if use_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(dim, heads, ffn_dim, layer_norm_first, dropout, attention_dropout,
@@ -153,7 +156,7 @@ class TransformerEncoder(nn.Module):
             if mask is not None:
                 x = mask_time(x, mask)
             hidden.append(x)
-        if self.layer_norm_first and self.layers:
+        if self.layer_norm_first and self.final_norm and self.layers:
             last = self.layer_norm(hidden[-1])
             hidden[-1] = last if mask is None else mask_time(last, mask)
         return hidden

@@ -1,0 +1,125 @@
+"""Extraction cost of both streams vs a HuBERT-Base-shaped single-stream model.
+
+Times, in one process on the same audio, interleaved round-robin (so machine load hits every
+model alike), eval mode under torch.inference_mode():
+  * reference: transformers `HubertModel(HubertConfig())` (default = HuBERT Base shape, random
+    weights), `output_hidden_states=True` (all layers, as an s3prl upstream extracts them);
+  * DUET hubert_compact "base" preset (same shape; checks our transformer matches HF's cost);
+  * JOOCI "base" (content + other + utterance), Learn2Diss "base" (frozen HuBERT-Base backbone +
+    2 frame layers + ECAPA-TDNN on a middle layer).
+Prints the median seconds per extraction and the ratio vs the reference, against the goals
+JOOCI-base <= 1.15x and Learn2Diss-base <= 1.25x.
+
+Run by hand (CPU, 1 thread, as in the goals):
+    python -m bench.bench_extract                      # 10 s of audio, 7 repeats
+    python -m bench.bench_extract --seconds 20 --repeats 9 --threads 1 --out results/bench_extract.md
+    python -m bench.bench_extract --device cuda --threads 4
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+GOALS = {"jooci base": 1.15, "learn2diss base": 1.25}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def build(device: torch.device) -> dict[str, object]:
+    from transformers import HubertConfig, HubertModel
+
+    from upstream.registry import build_model
+
+    torch.manual_seed(0)
+    hf = HubertModel(HubertConfig()).eval().to(device)
+    models = {
+        "HF HubertModel (ref)": lambda w, n: hf(w, output_hidden_states=True).hidden_states,
+    }
+    for name in ("hubert_compact", "jooci", "learn2diss"):
+        m = build_model(name, "base").eval().to(device)
+        models[f"{name} base"] = (lambda mm: (lambda w, n: mm(w, n)))(m)
+    return models
+
+
+def time_all(models: dict, wav: torch.Tensor, wav_len: torch.Tensor, repeats: int, device) -> dict[str, list[float]]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.inference_mode():
+        for fn in models.values():  # warm-up
+            fn(wav, wav_len)
+        sync()
+        try:
+            from tqdm import tqdm
+            it = tqdm(range(repeats), desc="repeats")
+        except ImportError:
+            it = range(repeats)
+        for _ in it:
+            for name, fn in models.items():
+                sync()
+                t0 = time.perf_counter()
+                fn(wav, wav_len)
+                sync()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0, help="audio length (16 kHz)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=None, help="also write a markdown table here")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    n = int(args.seconds * 16000)
+    wav = (0.1 * torch.randn(args.batch, n, generator=torch.Generator().manual_seed(0))).to(device)
+    wav_len = torch.full((args.batch,), n, dtype=torch.long, device=device)
+
+    models = build(device)
+    times = time_all(models, wav, wav_len, args.repeats, device)
+    ref = statistics.median(times["HF HubertModel (ref)"])
+
+    machine = f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if device.type == "cuda":
+        machine += f", {torch.cuda.get_device_name(device)}"
+    header = (f"audio {args.seconds:g} s x batch {args.batch}, device {device}, threads "
+              f"{args.threads}, {args.repeats} repeats (median), commit {_git_commit()}, {machine}")
+    rows = ["| model | median s | min s | ratio vs ref | goal | ok |", "|---|---|---|---|---|---|"]
+    ok_all = True
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratio = med / ref
+        goal = GOALS.get(name)
+        ok = "" if goal is None else ("yes" if ratio <= goal else "NO")
+        ok_all &= ok != "NO"
+        rows.append(f"| {name} | {med:.3f} | {min(ts):.3f} | {ratio:.3f}x | "
+                    f"{'' if goal is None else f'<= {goal}x'} | {ok} |")
+    text = "\n".join([header, "", *rows])
+    print(text)
+    if args.out:
+        cmd = "python -m bench.bench_extract " + " ".join(
+            f"--{k} {v}" for k, v in vars(args).items() if v is not None)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(f"# Extraction benchmark\n\nCommand: `{cmd}`\n\n{text}\n")
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
