@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fold", default="fold1", help="ER test fold (default fold1)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bridge_evidence")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bridge_fbank.md")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per s3prl run")
     a = p.parse_args(argv)
 
@@ -186,11 +187,21 @@ def main(argv: list[str] | None = None) -> int:
         if not up or not names:
             raise SystemExit(f"--also {spec!r}: expected UPSTREAM:TASK[,TASK...], e.g. fbank_no_cmvn:sid,er")
         cells += [(up.strip(), t) for t in get_tasks(names) if (up.strip(), t) not in cells]
-    for upstream, task in tqdm(cells, desc="bridge evidence", unit="cell"):
-        r = run_cell(upstream, task, a.corpus.resolve(), a.workdir.resolve(), a.steps, eval_step, env, a.timeout,
-                     a.fold if task.folds else None)
-        tqdm.write(f"{upstream} {task.name}: {r['split']} {r['metric']} = {fmt(r['value'], r['unit'])}")
-        results.append(r)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(cell):
+        upstream, task = cell
+        return run_cell(upstream, task, a.corpus.resolve(), a.workdir.resolve(), a.steps, eval_step, env,
+                        a.timeout, a.fold if task.folds else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool, \
+            tqdm(total=len(cells), desc="bridge evidence", unit="cell") as bar:
+        futures = [pool.submit(one, c) for c in cells]
+        for fut in futures:  # report in the fixed cell order
+            r = fut.result()
+            tqdm.write(f"{r['upstream']} {r['task']}: {r['split']} {r['metric']} = {fmt(r['value'], r['unit'])}")
+            results.append(r)
+            bar.update(1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_report(a.out, results, a.corpus, info, started, time.time() - t0, argv)
     print(f"wrote {a.out}")
