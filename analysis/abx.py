@@ -360,13 +360,16 @@ def _cell_pairs(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 def normalize_frames(x: torch.Tensor) -> torch.Tensor:
     """Libri-light's ``normalize_with_singularity`` on (T, D): unit rows plus one extra dimension
     (1e-12; a zero row becomes constant with -2e12 there, i.e. at distance 1 from everything)."""
-    norm = (x ** 2).sum(1, keepdim=True)
-    zero = (norm == 0).view(-1)
-    y = x / torch.sqrt(norm)
-    y[zero] = 1 / math.sqrt(x.shape[1])
-    extra = torch.full((x.shape[0], 1), 1e-12, dtype=x.dtype, device=x.device)
-    extra[zero] = -2e12
-    return torch.cat([y, extra], 1)
+    norm = (x * x).sum(1, keepdim=True)
+    zero = norm == 0
+    y = torch.empty((x.shape[0], x.shape[1] + 1), dtype=x.dtype, device=x.device)
+    torch.div(x, norm.sqrt(), out=y[:, :-1])
+    y[:, -1:] = 1e-12
+    if bool(zero.any()):
+        z = zero.view(-1)
+        y[z, :-1] = 1 / math.sqrt(x.shape[1])
+        y[z, -1] = -2e12
+    return y
 
 
 def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -557,13 +560,13 @@ def _cell_errors(cells: Cells, dist_lookup, device, chunk_elements: int) -> torc
             r = xs[:, :, None].expand(-1, mx, ma)
             c = as_[:, None, :].expand(-1, mx, ma)
             va = (xs[:, :, None] >= 0) & (as_[:, None, :] >= 0)
-        dxa = dist_lookup(r, c)
-        dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb))
         vb = (xs[:, :, None] >= 0) & (bs[:, None, :] >= 0)
-        valid = va[:, :, :, None] & vb[:, :, None, :]
-        lt = ((dxa[:, :, :, None] < dxb[:, :, None, :]) & valid).sum((1, 2, 3)).double()
-        eq = ((dxa[:, :, :, None] == dxb[:, :, None, :]) & valid).sum((1, 2, 3)).double()
-        nvalid = valid.sum((1, 2, 3)).double()
+        # invalid (x, a') -> +inf and invalid (x, b) -> -inf: such triplets are neither < nor ==
+        dxa = dist_lookup(r, c).masked_fill(~va, float("inf"))
+        dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb)).masked_fill(~vb, -float("inf"))
+        lt = (dxa[:, :, :, None] < dxb[:, :, None, :]).sum((1, 2, 3)).double()
+        eq = (dxa[:, :, :, None] == dxb[:, :, None, :]).sum((1, 2, 3)).double()
+        nvalid = (va.sum(2) * vb.sum(2)).sum(1).double()
         out.append(1 - (lt + 0.5 * eq) / nvalid)
     return torch.cat(out).cpu()
 
