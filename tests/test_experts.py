@@ -114,6 +114,8 @@ def test_bad_model_config_and_ckpt(name, tmp_path, monkeypatch):
         expert(name, layers={"speaker": "0-1"})
     with pytest.raises(UpstreamConfigError, match=r"unknown entries \['layer'\]"):
         expert(name, layer={"content": "0-1"})
+    with pytest.raises(UpstreamConfigError, match="seed: 'x' has the wrong type"):
+        expert(name, seed="x")
     with pytest.raises(UpstreamConfigError, match="not a preset"):
         expert(name, random_init="huge")
     with pytest.raises(UpstreamConfigError, match="no such model config file"):
