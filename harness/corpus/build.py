@@ -54,33 +54,39 @@ def _plan_meta(spec: CorpusSpec, seed: int) -> dict:
 
 
 def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, stop_after: int | None) -> int:
+    """Synthesise every speaker without a record; returns the number of utterances synthesised."""
     from tqdm import tqdm
 
     from .worker import init_worker, run_job
 
-    todo = [k for k, u in enumerate(plan.utts) if not lay.utterance_record(u.libri_spk, u.utt_id).is_file()]
+    by_speaker: dict[int, list] = {}
+    for u in plan.utts:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    todo = [i for i, us in by_speaker.items() if not lay.speaker_record(us[0].libri_spk).is_file()]
     if not todo:
         return 0
-    bar = tqdm(total=len(todo), desc=f"corpus {plan.spec.name}", unit="utt", disable=not progress, smoothing=0.1)
+    total = sum(len(by_speaker[i]) for i in todo)
+    bar = tqdm(total=total, desc=f"corpus {plan.spec.name}", unit="utt", disable=not progress, smoothing=0.1)
     done = 0
     try:
         if workers <= 1:
-            init_worker(str(lay.root), plan.voices, plan.utts)
-            for k in todo:
+            init_worker(str(lay.root), plan.voices, by_speaker)
+            for i in todo:
                 if stop_after is not None and done >= stop_after:
                     raise GenerationInterrupted(f"stopped after {done} utterances (test hook)")
-                run_job(k)
-                done += 1
-                bar.update()
+                n = run_job(i)
+                done += n
+                bar.update(n)
         else:
             import multiprocessing as mp
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers, initializer=init_worker, initargs=(str(lay.root), plan.voices, plan.utts))
+            pool = ctx.Pool(min(workers, len(todo)), initializer=init_worker,
+                            initargs=(str(lay.root), plan.voices, by_speaker))
             try:
-                for _ in pool.imap_unordered(run_job, todo, chunksize=4):
-                    done += 1
-                    bar.update()
+                for n in pool.imap_unordered(run_job, todo, chunksize=1):
+                    done += n
+                    bar.update(n)
                     if stop_after is not None and done >= stop_after:
                         raise GenerationInterrupted(f"stopped after {done} utterances (test hook)")
                 pool.close()  # workers exit normally (and remove their espeak data folders)
@@ -93,14 +99,18 @@ def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, sto
 
 
 def _load_records(lay: CorpusLayout, plan: Plan) -> dict[str, dict]:
-    records = {}
-    for u in plan.utts:
-        p = lay.utterance_record(u.libri_spk, u.utt_id)
+    records: dict[str, dict] = {}
+    for spk in dict.fromkeys(u.libri_spk for u in plan.utts):
+        p = lay.speaker_record(spk)
         try:
-            records[u.utt_id] = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CorpusError(f"utterance record {p} is unreadable ({e}); delete it and rerun "
+            records.update(json.loads(p.read_text())["utterances"])
+        except (OSError, json.JSONDecodeError, KeyError) as e:
+            raise CorpusError(f"speaker record {p} is unreadable ({e}); delete it and rerun "
                               f"`harness corpus make --size {plan.spec.name} --out {lay.root}`") from None
+    missing = [u.utt_id for u in plan.utts if u.utt_id not in records]
+    if missing:
+        raise CorpusError(f"{len(missing)} utterances (e.g. {missing[0]}) have no record under {lay.utterances}; "
+                          f"rerun `harness corpus make --size {plan.spec.name} --out {lay.root}`")
     return records
 
 

@@ -1,6 +1,7 @@
 """Small atomic file helpers: write to a temporary name in the same folder, then rename."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -9,35 +10,63 @@ from pathlib import Path
 import numpy as np
 
 
+_MADE: set = set()  # folders this process already created
+
+
+def _mkdir(d) -> None:
+    if d not in _MADE:
+        os.makedirs(d, exist_ok=True)
+        _MADE.add(d)
+
+
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(path.parent)
     tmp = _tmp(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+def atomic_write_json(path: Path, obj, indent: int | None = 1) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _mkdir(path.parent)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Plain (non-atomic) write, for files whose completion is marked by a record written after."""
+    _mkdir(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """16-bit PCM ``audio`` as a WAV or FLAC file's bytes (encoded in memory: libsndfile's many
+    small writes and seeks are much slower on disk than one write)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, subtype="PCM_16", format=fmt)
+    return buf.getvalue()
 
 
 def atomic_write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM; the container (WAV or FLAC) follows the file suffix."""
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    fmt = "FLAC" if path.suffix == ".flac" else "WAV"
-    sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format=fmt)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, encode_audio(audio, sample_rate, "FLAC" if path.suffix == ".flac" else "WAV"))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (replacing dst); copy where hard links are not possible."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(dst.parent)
     if dst.exists():
         try:
             if os.path.samefile(src, dst):

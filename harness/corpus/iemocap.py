@@ -38,8 +38,8 @@ def write_iemocap(lay: CorpusLayout, plan: Plan, records: dict[str, dict]) -> di
     counts = Counter()
     for k in ER_FOLDS:
         train = [e for s in ER_FOLDS if s != k for e in entries[s]]
-        atomic_write_json(lay.iemocap_meta_json(k, "train"), {"labels": ER_LABELS, "meta_data": train})
-        atomic_write_json(lay.iemocap_meta_json(k, "test"), {"labels": ER_LABELS, "meta_data": entries[k]})
+        atomic_write_json(lay.iemocap_meta_json(k, "train"), {"labels": ER_LABELS, "meta_data": train}, indent=None)
+        atomic_write_json(lay.iemocap_meta_json(k, "test"), {"labels": ER_LABELS, "meta_data": entries[k]}, indent=None)
     for k in ER_FOLDS:
         counts.update(e["label"] for e in entries[k])
     return {"er_utterances": sum(counts.values()), "er_classes": dict(sorted(counts.items()))}

@@ -5,7 +5,8 @@ DIR/corpus.json                      written LAST (atomically): its absence mean
 DIR/plan.json                        size + seed + spec of the corpus being generated (resume check)
 DIR/generation.json                  wall time, workers, machine of the last generation run
 DIR/manifest.csv                     one row per utterance (columns: MANIFEST_COLUMNS)
-DIR/utterances/<spk>/<utt_id>.json   per-utterance record (phones, word phones); marks it done
+DIR/utterances/<spk>.json            per-speaker record (samples, phones, word phones of each
+                                     utterance); written after its audio: marks the speaker done
 DIR/LibriSpeech/                     ASR + PR (s3prl `asr`, `ctc`)
     {train-clean-100,dev-clean,test-clean}/SPK/CHAP/SPK-CHAP-NNNN.flac + SPK-CHAP.trans.txt
     len_for_bucket/{train-clean-100,dev-clean,test-clean}.csv   ",file_path,length,label" (samples)
@@ -121,8 +122,8 @@ class CorpusLayout:
     def abx_wav_dir(self, split: str) -> Path:
         return self.abx / split
 
-    def utterance_record(self, libri_spk: str, utt_id: str) -> Path:
-        return self.utterances / libri_spk / f"{utt_id}.json"
+    def speaker_record(self, libri_spk: str) -> Path:
+        return self.utterances / f"{libri_spk}.json"
 
     # --- checks ----------------------------------------------------------------------------
     def _size_hint(self) -> str:

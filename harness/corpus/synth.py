@@ -41,6 +41,7 @@ _CHARS_UTF8 = 1
 _P_RATE, _P_VOLUME, _P_PITCH, _P_RANGE = 1, 2, 3, 4
 _STRESS = str.maketrans("", "", "',%=")
 SIL = "sil"
+_PHONE_NAMES: dict[bytes, str] = {}  # espeak phoneme mnemonic -> DUET phone (stress stripped, pauses sil)
 
 
 class _Event(ctypes.Structure):
@@ -81,7 +82,8 @@ class Espeak:
         import soxr  # noqa: F401  (fail early)
 
         src = espeakng_loader.get_data_path()
-        self._home = tempfile.mkdtemp(prefix="duet-espeak-")
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self._home = tempfile.mkdtemp(prefix="duet-espeak-", dir=shm)  # the variant file is rewritten often
         atexit.register(shutil.rmtree, self._home, True)
         # pool workers leave through multiprocessing's exit path, which skips atexit but runs these
         multiprocessing.util.Finalize(self, shutil.rmtree, args=(self._home, True), exitpriority=10)
@@ -94,8 +96,9 @@ class Espeak:
             if name != "!v":
                 os.symlink(os.path.join(src, "voices", name), os.path.join(data, "voices", name))
         self._variant = os.path.join(data, "voices", "!v", "duet")
+        self._variant_text = None
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self._home.encode(),
+        self.rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 1000, self._home.encode(),
                                                 _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
         if self.rate <= 0:
             raise EspeakError(f"espeak_Initialize failed ({self.rate}) with data in {self._home}")
@@ -117,8 +120,11 @@ class Espeak:
 
     def raw(self, text: str, voice: Voice, rate: int, pitch: int, range: int, volume: int):
         """(int16 audio at the engine rate, [(type, text_position, sample, phone bytes)])."""
-        with open(self._variant, "w") as f:
-            f.write(voice.variant_text())
+        text_v = voice.variant_text()
+        if text_v != self._variant_text:  # rewriting an unchanged file costs a truncate
+            with open(self._variant, "w") as f:
+                f.write(text_v)
+            self._variant_text = text_v
         if self._lib.espeak_SetVoiceByName(b"en-us+duet") != 0:
             raise EspeakError(f"espeak could not select voice en-us+duet ({self._variant})")
         for p, v in ((_P_RATE, rate), (_P_PITCH, pitch), (_P_RANGE, range), (_P_VOLUME, volume)):
@@ -152,12 +158,13 @@ class Espeak:
                 if not groups or groups[-1][0] != k:
                     groups.append((k, []))
                 continue
-            ph = name.decode("utf-8", "replace").translate(_STRESS).strip()
+            ph = _PHONE_NAMES.get(name)
+            if ph is None:
+                ph = name.decode("utf-8", "replace").translate(_STRESS).strip()
+                _PHONE_NAMES[name] = ph = SIL if ph.startswith("_") else ph
             if not ph:
                 continue
-            if ph.startswith("_"):
-                ph = SIL
-            elif groups:
+            if ph != SIL and groups:
                 groups[-1][1].append(ph)
             bounds.append((min(n, max(0, int(round(sample * scale)))), ph))
         # a word event may cover several words (espeak speaks "I shall" as one): the group's phones

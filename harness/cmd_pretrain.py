@@ -1,0 +1,120 @@
+"""`harness pretrain --recipe NAME [--out DIR] [--corpus DIR] [key=value ...]`: train a DUET model.
+
+Recipes (pretrain/recipes): hubert-compact, learn2diss-compact, jooci-compact, barlow-twins-compact.
+Everything is checked before any work: the recipe name, every override key, the corpus files
+the recipe needs, the checkpoints it builds on, and that --out is writable. An interrupted run
+(even SIGKILL) resumes from its last checkpoint when the same command is run again.
+Multi-process: `torchrun --nproc_per_node N -m harness.cli pretrain ...` (gloo on CPU, NCCL on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CORPUS = "corpora/small"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", help="recipe name (see --list)")
+    p.add_argument("--out", help="run directory (default: runs/<recipe>); rerun the same command to resume")
+    p.add_argument("--corpus", default=None, help=f"corpus root with LibriSpeech/<split> (default: {DEFAULT_CORPUS}, "
+                   "or $DUET_CORPUS)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data order, masking, init and k-means")
+    p.add_argument("--steps", type=int, default=None, help="train every phase this many steps (smoke runs)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--list", action="store_true", help="list recipes and exit")
+    p.add_argument("--show-config", action="store_true", help="print the resolved recipe config and exit")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="recipe config overrides, e.g. iter1.steps=100 data.batch_size=4 (see --show-config)")
+
+
+def _fail(msg: str) -> int:
+    print(f"harness pretrain: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check_writable(out: Path) -> str | None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_probe.{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write to --out {out}: {e.strerror or e}; choose a writable directory"
+    return None
+
+
+def run(args) -> int:
+    import dataclasses
+    import json
+
+    from pretrain.recipes import RECIPES
+    from pretrain.recipes.common import RecipeError, RunContext, apply_overrides, set_all_steps
+
+    if args.list:
+        for name, r in RECIPES.items():
+            print(f"{name:22s} {r.description}")
+        return 0
+    if not args.recipe:
+        return _fail("--recipe is required; known recipes: " + ", ".join(RECIPES))
+    if args.recipe not in RECIPES:
+        return _fail(f"unknown recipe {args.recipe!r}; known recipes: {', '.join(RECIPES)}")
+    recipe = RECIPES[args.recipe]
+    try:
+        cfg = recipe.config_cls()
+        if args.steps is not None:
+            if args.steps < 1:
+                raise RecipeError("--steps must be >= 1")
+            cfg = set_all_steps(cfg, args.steps)
+        cfg = apply_overrides(cfg, args.overrides)
+        if args.show_config:
+            print(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+            return 0
+        recipe.check(cfg)
+    except (RecipeError, ValueError, KeyError) as e:
+        return _fail(str(e).strip("'\""))
+
+    corpus = Path(args.corpus or os.environ.get("DUET_CORPUS") or DEFAULT_CORPUS)
+    if not corpus.is_dir():
+        return _fail(f"corpus {corpus} not found; make one with `harness corpus make --size small --out {corpus}` "
+                     f"or pass --corpus DIR")
+    for rel in recipe.required(cfg):
+        p = corpus / rel
+        if not p.exists():
+            return _fail(f"{p} not found: recipe {args.recipe} needs {rel} in the corpus; regenerate the corpus "
+                         f"(`harness corpus make --out {corpus}`) or pass another --corpus")
+    out = Path(args.out or f"runs/{args.recipe}")
+    err = _check_writable(out)
+    if err:
+        return _fail(err)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    owns_pg = False
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            owns_pg = True
+    ctx = RunContext(recipe=args.recipe, out=out, corpus=corpus, seed=args.seed, rank=rank, world=world,
+                     progress=not args.no_progress and rank == 0)
+    from pretrain.trainer import NonFiniteLoss
+
+    try:
+        final = recipe.run(cfg, ctx)
+    except NonFiniteLoss as e:
+        print(f"harness pretrain: stopped: {e}", file=sys.stderr)
+        return 3
+    except (RecipeError, FileNotFoundError) as e:
+        return _fail(str(e))
+    finally:
+        if owns_pg:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if rank == 0 and final is not None:
+        print(f"done: {final}")
+    return 0

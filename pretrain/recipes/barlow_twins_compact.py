@@ -1,0 +1,111 @@
+"""barlow-twins-compact: two augmented views of each crop, Barlow Twins redundancy reduction.
+
+Views: the same 2-s crop perturbed twice (gain, band-limiting, noise/babble, reverb, time masking;
+``augment.TwoViews``). The perturbations keep the time axis, so frame t of view A and frame t of
+view B are a positive pair too. Loss = w_utt · BT(p(z_A), p(z_B)) over the batch's utterance
+embeddings (z: masked mean of the last layer, p: the model's projector) + w_frame · BT over up to
+``max_frames`` aligned frame pairs (the projector applied per frame) — the frame term gives the
+cross-correlation enough samples at CPU batch sizes (*inferred*; set w_frame=0 for the
+utterance-only original).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pretrain.augment import AugmentBank, AugmentConfig, TwoViews, ViewConfig
+from pretrain.data import CropBatches, DataConfig
+from pretrain.losses import BarlowTwins, LossOutput
+from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, run_phase
+from pretrain.trainer import TrainConfig
+
+MODEL = "barlow_twins"
+
+
+@dataclass
+class BarlowTwinsRecipeConfig:
+    preset: str = "compact"
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, same_crop=True))
+    views: ViewConfig = field(default_factory=ViewConfig)
+    bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble/RIR bank (prob unused)
+    lambd: float = 0.0051
+    normalize: bool = False          # "modified BT": L2-normalise latents first
+    w_utt: float = 1.0
+    w_frame: float = 1.0
+    max_frames: int = 512
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, warmup_steps=40, ckpt_every=50))
+
+
+class BarlowTwinsObjective(nn.Module):
+    def __init__(self, model, cfg: BarlowTwinsRecipeConfig):
+        super().__init__()
+        self.model = model
+        self.bt = BarlowTwins(cfg.lambd, cfg.normalize)
+        self.w_utt, self.w_frame, self.max_frames = cfg.w_utt, cfg.w_frame, cfg.max_frames
+
+    def _encode(self, wav, wl):
+        feat, lens = self.model.features(wav, wl)
+        return self.model.streams(self.model.encode(feat, lens), lens)
+
+    def forward(self, batch) -> LossOutput:
+        from upstream.nn.masking import lengths_to_mask
+
+        a = self._encode(batch["wav"], batch["wav_len"])
+        b = self._encode(batch["wav_b"], batch["wav_b_len"])
+        loss = a.utterance.sum() * 0.0
+        parts = {}
+        if self.w_utt > 0:
+            l_u = self.bt(self.model.project(a.utterance), self.model.project(b.utterance))
+            loss = loss + self.w_utt * l_u
+            parts["bt_utt"] = l_u.detach()
+        if self.w_frame > 0:
+            ha, hb = a.content[-1], b.content[-1]
+            T = min(ha.shape[1], hb.shape[1])
+            valid = (lengths_to_mask(a.content_len, ha.shape[1])[:, :T] & lengths_to_mask(b.content_len, hb.shape[1])[:, :T])
+            fa, fb = ha[:, :T][valid], hb[:, :T][valid]
+            if fa.shape[0] > self.max_frames:
+                idx = torch.randperm(fa.shape[0])[: self.max_frames].to(fa.device)
+                fa, fb = fa[idx], fb[idx]
+            l_f = self.bt(self.model.project(fa), self.model.project(fb))
+            loss = loss + self.w_frame * l_f
+            parts["bt_frame"] = l_f.detach()
+        return LossOutput(loss, parts)
+
+
+def required(cfg) -> list[str]:
+    return [f"LibriSpeech/{cfg.data.split}"]
+
+
+def check(cfg: BarlowTwinsRecipeConfig) -> None:
+    from upstream.registry import preset_config
+
+    preset_config(MODEL, cfg.preset)
+    if cfg.data.views != 2:
+        raise RecipeError("barlow-twins-compact needs data.views=2")
+    if cfg.data.batch_size < 2 and cfg.w_utt > 0:
+        raise RecipeError("the utterance-level Barlow Twins term needs data.batch_size >= 2")
+    if cfg.w_utt <= 0 and cfg.w_frame <= 0:
+        raise RecipeError("w_utt and w_frame are both 0: nothing to train")
+
+
+def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
+    from upstream.registry import build_model, preset_config
+
+    mcfg = preset_config(MODEL, cfg.preset)
+    bank = audio_bank(ctx, cfg.data)
+    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
+    aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank) if ctx.is_main else None
+    ctx.barrier()
+    if aug_bank is None:
+        aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank)
+    torch.manual_seed(ctx.seed)
+    model = build_model(MODEL, mcfg)
+    obj = BarlowTwinsObjective(model, cfg)
+    batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=TwoViews(aug_bank, cfg.views))
+    run_phase(ctx, "train", cfg.train, obj, batches)
+    method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
+              f"time masking). Loss {cfg.w_utt} x BT(utterance projections) + {cfg.w_frame} x BT(aligned frame "
+              f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")

@@ -1,0 +1,106 @@
+"""hubert-compact: HuBERT-style masked prediction, two iterations (Hsu et al. 2021).
+
+Iteration 1 predicts k-means ids of MFCC+Δ+ΔΔ frames (50 Hz, the model's frame grid); iteration 2
+predicts k-means ids of an intermediate layer of the iteration-1 model. Loss: cross-entropy with
+cosine logits (τ = 0.1) on masked frames only (span masking, p = 0.65, span 10 → ~50 % masked).
+Budget choice (documented in the card): iteration 2 continues from the iteration-1 weights
+instead of re-initialising, and K is smaller than HuBERT Base's 100/500.
+
+This is Learn2Diss's frozen backbone, JOOCI's initialisation and the single-stream baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pretrain.data import CropBatches, DataConfig
+from pretrain.losses import LossOutput, MaskedPrediction
+from pretrain.masking import span_mask
+from pretrain.recipes.common import (RunContext, audio_bank, export_final, kmeans_labels, mfcc_labels,
+                                     model_featurizer, run_phase)
+from pretrain.trainer import TrainConfig
+
+MODEL = "hubert_compact"
+
+
+@dataclass
+class HubertRecipeConfig:
+    preset: str = "compact"          # upstream.registry preset of hubert_compact
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8))
+    k_mfcc: int = 50                 # iteration-1 clusters (MFCC)
+    k_layer: int = 100               # iteration-2 clusters (layer features)
+    label_layer: int = 2             # iteration-2 features: this layer of the iteration-1 model
+    kmeans_frames: int = 150_000     # frames sampled to fit k-means
+    mask_prob: float = 0.65
+    mask_len: int = 10
+    proj_dim: int = 128
+    tau: float = 0.1
+    iter1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
+    iter2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=3e-4, warmup_steps=20, ckpt_every=50))
+
+
+class MaskedPredictionObjective(nn.Module):
+    """Masked prediction of one label set at the last layer of a HubertCompact-shaped model."""
+
+    def __init__(self, model: nn.Module, label_set: str, num_classes: int, *, mask_prob: float, mask_len: int,
+                 proj_dim: int, tau: float, dim: int):
+        super().__init__()
+        self.model = model
+        self.head = MaskedPrediction(dim, num_classes, proj_dim, tau)
+        self.label_set = label_set
+        self.mask_prob, self.mask_len = mask_prob, mask_len
+
+    def forward(self, batch) -> LossOutput:
+        feat, flen = self.model.features(batch["wav"], batch["wav_len"])
+        mask = span_mask(flen, feat.shape[1], self.mask_prob, self.mask_len)
+        layers = self.model.encode(feat, flen, mask)
+        labels = batch[f"labels.{self.label_set}"]
+        loss = self.head(layers[-1], labels, mask)
+        return LossOutput(loss, {"mpl": loss.detach(), "acc": self.head.accuracy(layers[-1], labels, mask)})
+
+
+def required(cfg: HubertRecipeConfig) -> list[str]:
+    return [f"LibriSpeech/{cfg.data.split}"]
+
+
+def check(cfg: HubertRecipeConfig) -> None:
+    from upstream.registry import preset_config
+
+    mcfg = preset_config(MODEL, cfg.preset)
+    if not 0 <= cfg.label_layer <= mcfg.num_layers:
+        raise ValueError(f"label_layer={cfg.label_layer} outside 0..{mcfg.num_layers} for preset {cfg.preset}")
+
+
+def run(cfg: HubertRecipeConfig, ctx: RunContext):
+    from upstream.registry import build_model, preset_config
+
+    mcfg = preset_config(MODEL, cfg.preset)
+    bank = audio_bank(ctx, cfg.data)
+    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
+    lab1 = mfcc_labels(ctx, bank, cfg.k_mfcc, cfg.kmeans_frames, ctx.seed)
+    torch.manual_seed(ctx.seed)
+    model = build_model(MODEL, mcfg)
+    kw = dict(mask_prob=cfg.mask_prob, mask_len=cfg.mask_len, proj_dim=cfg.proj_dim, tau=cfg.tau,
+              dim=mcfg.hidden_size)
+    obj1 = MaskedPredictionObjective(model, lab1.name, lab1.num_classes, **kw)
+    run_phase(ctx, "iter1", cfg.iter1, obj1, CropBatches(bank, cfg.data, ctx.seed, labels={lab1.name: lab1}))
+
+    model.eval()
+    dev = next(model.parameters()).device
+    layer = cfg.label_layer
+
+    name2 = f"km_iter1_L{layer}_{cfg.k_layer}"
+    lab2 = kmeans_labels(ctx, {name2: cfg.k_layer}, bank,
+                         model_featurizer(lambda w, n: {name2: model(w.to(dev), n.to(dev)).content[layer]}, bank),
+                         cfg.kmeans_frames, ctx.seed)[name2]
+    torch.manual_seed(ctx.seed + 1)
+    obj2 = MaskedPredictionObjective(model, lab2.name, lab2.num_classes, **kw)
+    run_phase(ctx, "iter2", cfg.iter2, obj2, CropBatches(bank, cfg.data, ctx.seed + 1, labels={lab2.name: lab2}))
+    ctx.notes["labels"] = (f"iteration 1: k-means K={cfg.k_mfcc} on MFCC+delta+delta-delta (50 Hz); iteration 2: "
+                           f"K={cfg.k_layer} on layer {layer} of the iteration-1 model; iteration 2 continues "
+                           f"from the iteration-1 weights")
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["iter1", "iter2"],
+                        extra_card="## Method\n\n" + ctx.notes["labels"] + ". Masked prediction with cosine "
+                        f"logits (tau={cfg.tau}) on span-masked frames (p={cfg.mask_prob}, span {cfg.mask_len}).\n")

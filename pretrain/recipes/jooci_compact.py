@@ -1,0 +1,177 @@
+"""jooci-compact: multicluster masked prediction on the content encoder, cosine distillation of the
+other encoder's pooled embedding from a speaker teacher, and the gradient-reversal content decoder.
+
+Content loss: MS-HuBERT's multicluster masked prediction — one cosine-logit masked-prediction
+term per (content layer, label set) pair; the label sets are k-means ids of several layers of the
+initialising hubert-compact model (*inferred*: regular intervals up to the last layer).
+Other loss: 1 − cos(FC(BN(ASP(other))), teacher) with the teacher's whole-utterance embedding.
+Regularisation: cross-entropy of the GRL(1/10) content decoder predicting the first label set
+from the other stream. Total = content + other + regularisation (no weights, as in the paper).
+Light augmentation: 12.5 % of the crops get noise / babble / reverb at 15–30 dB SNR.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretrain.augment import AugmentBank, AugmentConfig, Augmenter
+from pretrain.data import CropBatches, DataConfig
+from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
+from pretrain.masking import span_mask
+from pretrain.recipes.common import REPO, RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
+    mfcc_labels, model_featurizer, run_phase
+from pretrain.teachers import TEACHERS, teacher_embeddings
+from pretrain.trainer import TrainConfig
+
+MODEL = "jooci"
+
+
+@dataclass
+class JoociRecipeConfig:
+    preset: str = "compact"
+    init_ckpt: str = "checkpoints/hubert-compact"   # hubert_compact weights for the shared CNN + content encoder
+    teacher: str = "resemblyzer"                    # or learn2diss:<checkpoint dir>
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    label_layers: tuple[int, ...] = (2, 3, 4)       # init-model layers clustered into label sets
+    predict_layers: tuple[int, ...] = (2, 3, 4)     # content layer predicting each set (same order)
+    k: int = 100                                    # clusters per set (= the decoder's vocabulary)
+    kmeans_frames: int = 150_000
+    mask_prob: float = 0.65
+    mask_len: int = 10
+    proj_dim: int = 128
+    tau: float = 0.1
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=3e-4, warmup_steps=40, ckpt_every=50))
+
+
+class JoociObjective(nn.Module):
+    def __init__(self, model, pairs: list[tuple[int, str, int]], cfg: JoociRecipeConfig, dim: int):
+        super().__init__()
+        self.model = model
+        self.content_loss = MulticlusterMaskedPrediction(dim, pairs, cfg.proj_dim, cfg.tau)
+        self.other_loss = CosineDistillation()
+        self.reg_set = pairs[0][1]
+        self.mask_prob, self.mask_len = cfg.mask_prob, cfg.mask_len
+
+    def forward(self, batch) -> LossOutput:
+        from upstream.nn.masking import lengths_to_mask
+
+        wav, wl = batch["wav"], batch["wav_len"]
+        c_len = self.model.output_lengths(wl)[0]
+        T = int(self.model.content_encoder.frontend.output_lengths(torch.tensor([wav.shape[1]]))[0])
+        mask = span_mask(c_len, T, self.mask_prob, self.mask_len)
+        out = self.model.forward_train(wav, wl, mask)
+        labels = {k[len("labels."):]: v for k, v in batch.items() if k.startswith("labels.")}
+        l_c, parts = self.content_loss(out.streams.content, labels, mask)
+        l_o = self.other_loss(out.projected, batch["teacher"])
+        y = labels[self.reg_set]
+        logits = out.decoder_logits
+        Tm = min(logits.shape[1], y.shape[1])
+        valid = lengths_to_mask(out.streams.content_len, logits.shape[1])[:, :Tm] & (y[:, :Tm] >= 0)
+        l_r = F.cross_entropy(logits[:, :Tm][valid].float(), y[:, :Tm][valid])
+        loss = l_c + l_o + l_r
+        parts = {k: v.detach() for k, v in parts.items()}
+        parts.update({"content": l_c.detach(), "other_distill": l_o.detach(), "reg_decoder": l_r.detach()})
+        return LossOutput(loss, parts)
+
+
+def _resolve(p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+def required(cfg) -> list[str]:
+    return [f"LibriSpeech/{cfg.data.split}"]
+
+
+def check(cfg: JoociRecipeConfig) -> None:
+    from upstream.checkpoint import CheckpointError, read_meta
+    from upstream.registry import preset_config
+
+    preset_config(MODEL, cfg.preset)
+    kind = cfg.teacher.partition(":")[0]
+    if kind not in TEACHERS:
+        raise RecipeError(f"unknown teacher {cfg.teacher!r}; use resemblyzer or learn2diss:<checkpoint dir>")
+    if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
+        raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
+    if cfg.init_ckpt:
+        ck = _resolve(cfg.init_ckpt)
+        try:
+            meta = read_meta(ck)
+        except (CheckpointError, FileNotFoundError, OSError) as e:
+            raise RecipeError(f"jooci-compact is initialised from a trained hubert_compact at {ck} ({e}); train it with "
+                              f"`harness pretrain --recipe hubert-compact` and pass init_ckpt=<its out>/final "
+                              f"(or init_ckpt= for a random init with MFCC labels)") from None
+        if meta.get("model") != "hubert_compact":
+            raise RecipeError(f"init_ckpt {ck} holds a {meta.get('model')!r} model, not hubert_compact")
+        n = meta["config"]["num_layers"]
+        if any(not 0 <= l <= n for l in cfg.label_layers):
+            raise RecipeError(f"label_layers {cfg.label_layers} outside 0..{n} of the init model")
+    if cfg.teacher.startswith("learn2diss:"):
+        ck = _resolve(cfg.teacher.partition(":")[2])
+        if not (ck / "config.json").exists():
+            raise RecipeError(f"teacher checkpoint {ck}/config.json not found")
+
+
+def run(cfg: JoociRecipeConfig, ctx: RunContext):
+    from upstream.checkpoint import checkpoint_hash, load_checkpoint
+    from upstream.models.hubert import HubertConfig
+    from upstream.registry import build_model, preset_config
+
+    bank = audio_bank(ctx, cfg.data)
+    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
+    mcfg = preset_config(MODEL, cfg.preset)
+    init = None
+    if cfg.init_ckpt:
+        ck = _resolve(cfg.init_ckpt)
+        init, imeta = load_checkpoint(ck, expected_model="hubert_compact")
+        mcfg = dataclasses.replace(mcfg, encoder=HubertConfig.from_dict(imeta["config"]))
+        ctx.notes["init"] = f"{ck} (sha256 {checkpoint_hash(ck)})"
+        names = [f"km_init_L{l}_{cfg.k}" for l in cfg.label_layers]
+        init.eval()
+
+        def feats(w, n):
+            c = init(w, n).content
+            return {name: c[l] for name, l in zip(names, cfg.label_layers)}
+
+        labels = kmeans_labels(ctx, {n: cfg.k for n in names}, bank, model_featurizer(feats, bank),
+                               cfg.kmeans_frames, ctx.seed)
+    else:
+        lab = mfcc_labels(ctx, bank, cfg.k, cfg.kmeans_frames, ctx.seed)
+        names = [lab.name] * len(cfg.label_layers)
+        labels = {lab.name: lab}
+    n_content = mcfg.encoder.num_layers
+    if any(not 0 <= l <= n_content for l in cfg.predict_layers):
+        raise RecipeError(f"predict_layers {cfg.predict_layers} outside 0..{n_content}")
+    teacher, tdesc = teacher_embeddings(cfg.teacher, bank, ctx.cache, ctx.progress) if ctx.is_main else (None, "")
+    ctx.barrier()
+    if not ctx.is_main:
+        teacher, tdesc = teacher_embeddings(cfg.teacher, bank, ctx.cache, False)
+    # the student's FC must match the teacher's size; the decoder predicts the first label set
+    mcfg = dataclasses.replace(mcfg, fc_dim=int(teacher.shape[1]), decoder_vocab=cfg.k)
+    ctx.notes["teacher"] = tdesc
+    torch.manual_seed(ctx.seed)
+    model = build_model(MODEL, mcfg)
+    if init is not None:
+        model.content_encoder.load_state_dict(init.state_dict())
+    aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.augment) if ctx.is_main else None
+    ctx.barrier()
+    if aug_bank is None:
+        aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.augment)
+    pairs = [(pl, n, cfg.k) for pl, n in zip(cfg.predict_layers, names)]
+    obj = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size)
+    batches = CropBatches(bank, cfg.data, ctx.seed, labels={n: labels[n] for n in set(names)}, teacher=teacher,
+                          augment=Augmenter(aug_bank, cfg.augment))
+    run_phase(ctx, "train", cfg.train, obj, batches)
+    method = (f"Initialised from `{ctx.notes.get('init', 'random')}`. Content: multicluster masked prediction, pairs "
+              f"(content layer, label set) = {[(p[0], p[1]) for p in pairs]}, K={cfg.k}, cosine logits tau={cfg.tau}, "
+              f"span masking p={cfg.mask_prob}/{cfg.mask_len}. Other: cosine distillation from the teacher "
+              f"**{tdesc}** (whole-utterance embeddings). Regularisation: GRL content decoder predicting "
+              f"`{pairs[0][1]}`. Augmentation: {cfg.augment.prob:.1%} of crops, {', '.join(cfg.augment.kinds)}, "
+              f"SNR {cfg.augment.snr_db[0]:g}-{cfg.augment.snr_db[1]:g} dB (synthetic noise/babble/RIR bank).")
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")

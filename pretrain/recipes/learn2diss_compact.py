@@ -1,0 +1,166 @@
+"""learn2diss-compact: frozen hubert-compact backbone + frame encoder g + utterance encoder h, CLUB.
+
+Stage 1 (g and h independently; disjoint parameters, frozen backbone): pseudo-con on g's last
+layer with k-means labels of the backbone's last layer (K frame clusters), and for h InfoNCE
+between the pooled embeddings of two random crops of each utterance + a clustering loss (cosine
+prototype classifier on k-means ids of mean-pooled backbone features, Q utterance clusters).
+Stage 2: the same losses + λ·CLUB(h-embedding; g-frames) with the estimator frozen, then
+``aux_steps`` estimator updates on the detached pair (Cheng et al. 2020; VQMIVC alternation).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pretrain.data import CropBatches, DataConfig
+from pretrain.losses import ClusterCE, InfoNCE, LossOutput, PseudoCon
+from pretrain.recipes.common import REPO, RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
+    model_featurizer, run_phase
+from pretrain.trainer import TrainConfig
+
+MODEL = "learn2diss"
+
+
+@dataclass
+class Learn2DissRecipeConfig:
+    preset: str = "compact"
+    backbone_ckpt: str = "checkpoints/hubert-compact"   # a hubert_compact checkpoint (relative: to the repo)
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2))
+    k_frame: int = 100               # frame clusters for pseudo-con (paper: 2048)
+    q_utt: int = 50                  # utterance clusters (paper: 2000)
+    kmeans_frames: int = 150_000
+    tau_frame: float = 0.1
+    tau_utt: float = 0.1
+    pseudo_con_frames: int = 1024    # frames per pseudo-con call (O(N^2))
+    w_pseudo_con: float = 1.0
+    w_info_nce: float = 1.0
+    w_cluster: float = 1.0
+    club_weight: float = 1e-3        # λ (paper: 1e-3)
+    club_hidden: int = 256
+    stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=5e-4, warmup_steps=20, ckpt_every=50))
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, lr=2e-4, warmup_steps=10, ckpt_every=50,
+                                                                    aux_steps=5, aux_lr=1e-3))
+
+
+class Learn2DissObjective(nn.Module):
+    def __init__(self, model, frame_set: str, utt_set: str, n_utt: int, cfg: Learn2DissRecipeConfig,
+                 club: nn.Module | None = None):
+        super().__init__()
+        self.model = model
+        self.pseudo_con = PseudoCon(cfg.tau_frame, cfg.pseudo_con_frames)
+        self.info_nce = InfoNCE(cfg.tau_utt)
+        self.cluster = ClusterCE(model.utterance_dim, n_utt)
+        self.club = club
+        self.frame_set, self.utt_set = frame_set, utt_set
+        self.w = (cfg.w_pseudo_con, cfg.w_info_nce, cfg.w_cluster, cfg.club_weight)
+
+    def aux_parameters(self):
+        return list(self.club.parameters()) if self.club is not None else []
+
+    def aux_loss(self, cache):
+        return self.club.learning_loss(cache["x"], cache["y"], cache["y_mask"])
+
+    def forward(self, batch) -> LossOutput:
+        from upstream.nn.masking import lengths_to_mask
+
+        B = batch["wav"].shape[0]
+        wav = torch.cat([batch["wav"], batch["wav_b"]])
+        wl = torch.cat([batch["wav_len"], batch["wav_b_len"]])
+        layers, lens = self.model.backbone_hidden(wav, wl)
+        g = self.model.frame_encode(layers, lens)[-1]                       # (2B, T, D)
+        _, _, emb = self.model.utterance_encode(layers, lens)               # (2B, Du)
+        labels = torch.cat([batch[f"labels.{self.frame_set}"], batch[f"labels_b.{self.frame_set}"]])
+        T = min(g.shape[1], labels.shape[1])
+        valid = lengths_to_mask(lens, g.shape[1])[:, :T] & (labels[:, :T] >= 0)
+        l_pc = self.pseudo_con(g[:, :T][valid], labels[:, :T][valid])
+        l_nce = self.info_nce(emb[:B], emb[B:])
+        ul = batch[f"utt_labels.{self.utt_set}"]
+        l_cl = self.cluster(emb, torch.cat([ul, ul]))
+        wpc, wnce, wcl, wmi = self.w
+        loss = wpc * l_pc + wnce * l_nce + wcl * l_cl
+        parts = {"pseudo_con": l_pc.detach(), "info_nce": l_nce.detach(), "cluster": l_cl.detach()}
+        cache = {}
+        if self.club is not None:
+            mask = lengths_to_mask(lens, g.shape[1])
+            mi = self.club(emb, g, mask)
+            loss = loss + wmi * mi
+            parts["club_mi"] = mi.detach()
+            cache = {"x": emb.detach(), "y": g.detach(), "y_mask": mask}
+        return LossOutput(loss, parts, cache)
+
+
+def _resolve(p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+def required(cfg) -> list[str]:
+    return [f"LibriSpeech/{cfg.data.split}"]
+
+
+def check(cfg: Learn2DissRecipeConfig) -> None:
+    from upstream.checkpoint import CheckpointError, read_meta
+    from upstream.registry import preset_config
+
+    preset_config(MODEL, cfg.preset)
+    if cfg.data.views != 2:
+        raise RecipeError("learn2diss-compact needs data.views=2 (InfoNCE between two crops)")
+    ck = _resolve(cfg.backbone_ckpt)
+    try:
+        meta = read_meta(ck)
+    except (CheckpointError, FileNotFoundError, OSError) as e:
+        raise RecipeError(f"learn2diss-compact needs a trained hubert_compact backbone at {ck} ({e}); train it first "
+                          f"with `harness pretrain --recipe hubert-compact` and pass backbone_ckpt=<its out>/final") from None
+    if meta.get("model") != "hubert_compact":
+        raise RecipeError(f"backbone_ckpt {ck} holds a {meta.get('model')!r} model, not hubert_compact")
+
+
+def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
+    from upstream.checkpoint import checkpoint_hash, load_checkpoint
+    from upstream.registry import build_model, preset_config
+
+    ck = _resolve(cfg.backbone_ckpt)
+    backbone, bmeta = load_checkpoint(ck, expected_model="hubert_compact")
+    from upstream.models.hubert import HubertConfig
+
+    mcfg = dataclasses.replace(preset_config(MODEL, cfg.preset), backbone=HubertConfig.from_dict(bmeta["config"]))
+    if not 0 <= mcfg.utt_input_layer < backbone.num_layers:
+        raise RecipeError(f"utt_input_layer {mcfg.utt_input_layer} outside the backbone's 0..{backbone.num_layers - 1}")
+    ctx.notes["backbone"] = f"{ck} (sha256 {checkpoint_hash(ck)}, frozen)"
+    bank = audio_bank(ctx, cfg.data)
+    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h; backbone {ck}")
+    backbone.eval()
+    k_layer = mcfg.utt_input_layer
+    fname, uname = f"km_backbone_last_{cfg.k_frame}", f"km_backbone_utt_L{k_layer}_{cfg.q_utt}"
+
+    def feats(w, n):
+        out = backbone(w, n)
+        return {fname: out.content[-1], uname: out.content[k_layer].mean(1, keepdim=True)}
+
+    labs = kmeans_labels(ctx, {fname: cfg.k_frame, uname: cfg.q_utt}, bank,
+                         model_featurizer(feats, bank, aligned=(fname,)), cfg.kmeans_frames, ctx.seed,
+                         unaligned=(uname,))
+    fl, ul = labs[fname], labs[uname]
+    utt_labels = {uname: ul.values.astype("int64")}
+    torch.manual_seed(ctx.seed)
+    model = build_model(MODEL, mcfg)
+    model.backbone.load_state_dict(backbone.state_dict())
+    model.backbone.requires_grad_(False)
+    batches = lambda s: CropBatches(bank, cfg.data, s, labels={fname: fl}, utt_labels=utt_labels)  # noqa: E731
+    obj1 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg)
+    run_phase(ctx, "stage1", cfg.stage1, obj1, batches(ctx.seed))
+    torch.manual_seed(ctx.seed + 1)
+    obj2 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg, club=model.build_club(cfg.club_hidden))
+    obj2.cluster.load_state_dict(obj1.cluster.state_dict())
+    run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1))
+    method = (f"Frozen backbone: `{ck}`. Stage 1 ({cfg.stage1.steps} steps): pseudo-con (tau={cfg.tau_frame}) on the "
+              f"frame encoder with K={cfg.k_frame} k-means labels of the backbone's last layer; InfoNCE "
+              f"(tau={cfg.tau_utt}) between two crops' utterance embeddings + clustering CE on Q={cfg.q_utt} k-means "
+              f"ids of mean-pooled backbone layer {k_layer}. Stage 2 ({cfg.stage2.steps} steps): + "
+              f"{cfg.club_weight} x CLUB(utterance embedding; frame-encoder frames), {cfg.stage2.aux_steps} "
+              f"estimator steps per encoder step.")
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["stage1", "stage2"], extra_card="## Method\n\n" + method + "\n")

@@ -1,0 +1,93 @@
+"""Speaker teachers for JOOCI's distillation: one embedding per training utterance, computed once.
+
+``teacher`` spec strings (recipe key ``teacher``):
+
+- ``resemblyzer``: the pretrained GE2E d-vector model inside the PyPI ``resemblyzer`` wheel
+  (Wan et al. 2018; 3-layer LSTM, 256-d, weights ship in the wheel, loads offline). Input is
+  resemblyzer's own preprocessing (normalisation + webrtcvad silence trimming) of the 16 kHz
+  utterance; the embedding is the L2-normalised mean over 1.6 s partials.
+- ``learn2diss:<checkpoint dir>``: the utterance embedding (ECAPA-TDNN ``h``) of a DUET
+  Learn2Diss checkpoint — a speaker model the project trains itself (InfoNCE + clustering).
+
+The embedding is of the whole (clean) utterance; the student sees random (possibly augmented)
+crops of it, so it learns crop- and noise-invariant speaker information.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretrain.data import AudioBank
+
+
+class TeacherError(ValueError):
+    pass
+
+
+def _resemblyzer(bank: AudioBank, progress: bool) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from resemblyzer import VoiceEncoder, preprocess_wav
+    from tqdm import tqdm
+
+    enc = VoiceEncoder("cpu", verbose=False)
+    out = np.zeros((len(bank), 256), dtype=np.float32)
+    for i in tqdm(range(len(bank)), desc="teacher (resemblyzer)", leave=False, disable=not progress):
+        w = np.asarray(bank[i], dtype=np.float32) / 32768.0
+        x = preprocess_wav(w, source_sr=16000)
+        if len(x) < 16000 * 0.5:          # VAD removed (almost) everything: use the normalised signal
+            x = preprocess_wav(w, source_sr=16000, trim_silence=False)
+        out[i] = enc.embed_utterance(x)
+    return out
+
+
+def _learn2diss(bank: AudioBank, ckpt: str, progress: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    from upstream.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(ckpt, expected_model="learn2diss")
+    model.eval()
+    embs = []
+    with torch.no_grad():
+        for i in tqdm(range(len(bank)), desc="teacher (learn2diss)", leave=False, disable=not progress):
+            w = bank.wav(i)[None]
+            embs.append(model(w, torch.tensor([w.shape[1]])).utterance[0].float().numpy())
+    return np.stack(embs).astype(np.float32)
+
+
+def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bool = True) -> tuple[np.ndarray, str]:
+    """-> ((N, D) embeddings, description). Cached as cache_dir/teacher_<kind>.npy + .json."""
+    kind, _, arg = spec.partition(":")
+    if kind not in TEACHERS:
+        raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
+    if kind == "learn2diss" and not arg:
+        raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
+    cache_dir = Path(cache_dir)
+    f = cache_dir / f"teacher_{kind}.npy"
+    fj = f.with_suffix(".json")
+    desc = TEACHERS[kind] + (f" ({arg})" if arg else "")
+    if f.exists() and fj.exists():
+        meta = json.loads(fj.read_text())
+        if meta.get("spec") == spec and meta.get("audio") == bank.fingerprint:
+            return np.load(f, allow_pickle=False), desc
+    emb = _resemblyzer(bank, progress) if kind == "resemblyzer" else _learn2diss(bank, arg, progress)
+    if not np.isfinite(emb).all():
+        raise TeacherError(f"teacher {spec} produced non-finite embeddings")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".teacher_{kind}.{os.getpid()}.npy"
+    np.save(tmp, emb)
+    os.replace(tmp, f)
+    fj.write_text(json.dumps({"spec": spec, "audio": bank.fingerprint, "dim": int(emb.shape[1])}))
+    return emb, desc
+
+
+TEACHERS: dict[str, str] = {
+    "resemblyzer": "resemblyzer GE2E d-vector (pretrained, PyPI wheel, 256-d)",
+    "learn2diss": "DUET Learn2Diss utterance encoder (ECAPA-TDNN)",
+}
