@@ -382,9 +382,10 @@ def build_with_backbone(name: str, path: str | os.PathLike, *, preset: str = "co
                         allow_unpickle: bool = False) -> nn.Module:
     """A DUET model ``name`` whose HuBERT backbone comes from ``path`` (any importable format).
 
-    hubert_compact: the backbone itself. learn2diss: the ``preset``'s frame/utterance encoders,
-    seeded random (``seed``), on top of the imported (frozen) backbone, the utterance encoder fed
-    from the backbone's middle layer; train them with pretrain/ or use as a random-head baseline.
+    hubert_compact: the backbone itself. learn2diss: the imported model's CNN and lower layers
+    as the frozen part, its top ``frame_layers`` (from the preset) as the frame encoder g, and
+    the preset's utterance encoder, seeded random (``seed``), fed from the backbone's middle
+    layer; train g and h with pretrain/ or use as a random-head baseline.
     """
     import dataclasses
 
@@ -395,9 +396,13 @@ def build_with_backbone(name: str, path: str | os.PathLike, *, preset: str = "co
         raise BackboneImportError(f"{name} has no separable HuBERT backbone; -k {path} needs a DUET {name} checkpoint")
     from upstream.registry import build_model, preset_config
 
-    cfg = dataclasses.replace(preset_config(name, preset), backbone=bcfg, utt_input_layer=bcfg.num_layers // 2)
+    pcfg = preset_config(name, preset)
+    frame_layers = min(pcfg.frame_layers, bcfg.num_layers)
+    cfg = dataclasses.replace(pcfg, backbone=bcfg, frame_layers=frame_layers,
+                              utt_input_layer=min(bcfg.num_layers // 2, bcfg.num_layers - frame_layers))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(name, cfg)
-    model.backbone.load_state_dict(backbone.state_dict(), strict=True)
+    # frozen part = CNN + lower layers; frame encoder g = the imported model's top layers
+    model.init_from_backbone(backbone)
     return model.eval()
