@@ -47,11 +47,12 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
 
 
-def add_corpus_arguments(p: argparse.ArgumentParser, default: str | None = "small") -> None:
+def add_corpus_arguments(p: argparse.ArgumentParser, default: str | None = "small",
+                         splits: tuple[str, ...] = ("dev", "test", "train")) -> None:
     p.add_argument("--corpus", default=default,
                    help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH")
     p.add_argument("--corpora-dir", default="corpora", type=Path, help="where generated corpora live")
-    p.add_argument("--split", default="dev", choices=("dev", "test"), help="corpus split to analyse")
+    p.add_argument("--split", default="dev", choices=splits, help="corpus split to analyse (default dev)")
 
 
 def add_output_arguments(p: argparse.ArgumentParser, name: str) -> None:
@@ -226,3 +227,81 @@ def print_table(rows: list[dict], index: list[str], columns: str = "metric") -> 
     df = pd.DataFrame(rows)
     wide = df.pivot_table(index=index, columns=columns, values="value", aggfunc="first")
     print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+# ----------------------------------------------------------------------------------------------
+# corpus utterances (manifest + alignments + per-utterance records)
+
+def corpus_utterances(root: Path, split: str, max_utts: int | None = None) -> list[dict]:
+    """Manifest rows of a split with absolute ``wav`` and ``alignment`` paths (sorted by utt_id)."""
+    import csv
+
+    from harness.corpus.layout import CorpusLayout
+
+    lay = CorpusLayout(root)
+    with open(lay.manifest, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    if not rows:
+        raise AnalysisError(f"{lay.manifest} has no utterances of split '{split}'")
+    rows.sort(key=lambda r: r["utt_id"])
+    if max_utts:
+        rows = rows[:max_utts]
+    for r in rows:
+        r["wav"] = Path(root) / r["librispeech"]
+        r["alignment_path"] = lay.alignment(split, r["utt_id"])
+        r["record"] = lay.read_record(r["speaker"], r["utt_id"])
+    return rows
+
+
+def read_alignment(path: Path) -> list[tuple[float, float, str]]:
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            cols = line.split()
+            if not cols:
+                continue
+            if len(cols) != 3:
+                raise AnalysisError(f"{path}:{n}: expected 'onset offset phone', got {line.strip()!r}")
+            out.append((float(cols[0]), float(cols[1]), cols[2]))
+    return out
+
+
+def read_words(record: dict | None, sample_rate: int = 16000) -> tuple[list, list] | None:
+    """(phones in seconds, [(word, phones)]) from a corpus utterance record
+    (``CorpusLayout.read_record``), None if absent."""
+    if not record:
+        return None
+    rec = record
+    phones = [(a / sample_rate, b / sample_rate, p) for a, b, p in rec["phones"]]
+    words = [tuple(w) for w in rec.get("words", [])]
+    return phones, words
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (printed as one line, exit status 2), not a bug."""
+    from analysis.abx import ItemFileError, MissingFeaturesError
+    from harness.features import FeatureStoreError
+
+    errs: list[type[BaseException]] = [AnalysisError, ItemFileError, MissingFeaturesError, FeatureStoreError]
+    try:
+        from harness.corpus.layout import CorpusError
+
+        errs.append(CorpusError)
+    except ImportError:
+        pass
+    try:
+        from upstream.expert_base import UpstreamConfigError
+
+        errs.append(UpstreamConfigError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+def guarded(name: str, fn, args) -> int:
+    """Run a command; bad input becomes ``harness NAME: error: ...`` on stderr and exit status 2."""
+    try:
+        return int(fn(args) or 0)
+    except known_errors() as e:
+        print(f"harness {name}: error: {e}", file=sys.stderr)
+        return 2

@@ -67,7 +67,8 @@ def register_upstreams(hub) -> list[str]:
         if e.name in ("upstream", "upstream.hub"):
             return []
         raise
-    return list(duet_hub.register(hub))
+    from harness.cache import register as register_cache  # `duet_cached`: the harness feature cache
+    return list(duet_hub.register(hub)) + register_cache(hub)
 
 
 def s3prl_parser() -> argparse.ArgumentParser:

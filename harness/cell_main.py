@@ -1,11 +1,12 @@
 """One cell in one process: the repo's run_downstream.py `-m train`, then `-m evaluate` of the
-dev-best checkpoint on each test split (s3prl's own runner both times; imported once, which
-halves the start-up cost of a cell on CPU).
+checkpoint the task selects (dev-best) on its test split — s3prl's own runner both times, imported
+once, which halves the start-up cost of a cell on CPU. A task with folds (ER: 5 sessions) does one
+train + test per fold inside the cell.
 
     python -m harness.cell_main PLAN.json     # written by harness/runner.py
 
-Prints `[harness-cell] test split=S ckpt=C` before each evaluation so the caller can parse each
-split's metric from its own segment of the log.
+Prints `[harness-cell] test run=R split=S ckpt=C` before each evaluation so the caller parses each
+run's metric from its own segment of the log.
 """
 from __future__ import annotations
 
@@ -39,26 +40,33 @@ def run_downstream(argv: list[str]) -> int:
         sys.argv = old
 
 
-def main(argv: list[str] | None = None) -> int:
-    from harness.runner import pick_eval_ckpt
+def eval_checkpoint(task: str, expdir: Path) -> Path | None:
+    from harness.tasks import TASKS
+    try:
+        return TASKS[task].eval_checkpoint(expdir)
+    except FileNotFoundError:
+        return None
 
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     plan = json.loads(Path(argv[0]).read_text())
-    print(f"{MARK} train", flush=True)
-    rc = run_downstream(plan["train"])
-    if rc:
-        print(f"{MARK} train failed rc={rc}", flush=True)
-        return rc
-    ckpt = pick_eval_ckpt(Path(plan["expdir"]))
-    if ckpt is None:
-        print(f"{MARK} no checkpoint in {plan['expdir']}", flush=True)
-        return 3
-    for split in plan["test_splits"]:
-        print(f"{MARK} test split={split} ckpt={ckpt}", flush=True)
-        rc = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])])
+    for run in plan["runs"]:
+        print(f"{MARK} train run={run['name']}", flush=True)
+        rc = run_downstream(run["train"])
         if rc:
-            print(f"{MARK} test failed rc={rc}", flush=True)
+            print(f"{MARK} train failed run={run['name']} rc={rc}", flush=True)
             return rc
+        ckpt = eval_checkpoint(plan["task"], Path(run["expdir"]))
+        if ckpt is None:
+            print(f"{MARK} no checkpoint in {run['expdir']}", flush=True)
+            return 3
+        for split in plan["test_splits"]:
+            print(f"{MARK} test run={run['name']} split={split} ckpt={ckpt}", flush=True)
+            rc = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])])
+            if rc:
+                print(f"{MARK} test failed rc={rc}", flush=True)
+                return rc
     print(f"{MARK} done", flush=True)
     return 0
 

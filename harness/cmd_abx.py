@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--audio-dir", type=Path, default=None,
                      help="wavs named <file>.wav that --item refers to (default: the item file's stem as a "
                           "folder beside it, e.g. abx/dev.item -> abx/dev/)")
-    io.add_corpus_arguments(p, default=None)
+    io.add_corpus_arguments(p, default=None, splits=("dev", "test"))
     a = p.add_argument_group("ABX")
     a.add_argument("--max-size-group", type=int, default=10, help="max tokens per (context, speaker, phone) group")
     a.add_argument("--max-x-across", type=int, default=5, help="max X speakers per cell, across-speaker")
@@ -58,6 +58,12 @@ def audio_files(folder: Path, file_ids: set[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.analysis_io import guarded
+
+    return guarded("abx", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import time
 
     from tqdm import tqdm

@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="redo cells that already have a result")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cuda if available, else cpu")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--folds", type=int, default=None,
+                   help="tasks with folds (er: 5 IEMOCAP sessions): run the first N per cell (default all; "
+                        "the row is the mean, as SUPERB reports)")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--cache", dest="cache", action="store_true", default=True,
                        help="extract each frozen upstream's features once and feed every task/epoch from disk (default)")
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             data = sw.resolve_real_data(Path(args.data_config), tasks)
         else:
             data = sw.resolve_corpus(args.corpus, Path(args.corpora_dir), make=not args.dry_run)
-        sweep = sw.build_sweep(tasks, upstreams, features, args.layers, args.ckpt, data, args.steps, args.seed)
+        sweep = sw.build_sweep(tasks, upstreams, features, args.layers, args.ckpt, data, args.steps, args.seed,
+                               folds=args.folds)
     except (sw.SweepError, ValueError, FileNotFoundError) as e:
         print(f"harness run: error: {e}", file=sys.stderr)
         return 2
@@ -119,14 +123,16 @@ def run(args: argparse.Namespace) -> int:
                 return
             spec = sw.task_registry()[cell.task]
             cfg = sweep.configs[cell.task]
-            overrides = ",,".join(x for x in (taskview.overrides(spec, data), sw.steps_overrides(cfg, cell.steps)) if x)
+            steps = sw.steps_overrides(cfg, cell.steps)
+            runs = [(fold or "main", ",,".join(x for x in (taskview.overrides(spec, data, fold), steps) if x))
+                    for fold in taskview.folds(spec, args.folds)]
             cache_spec = cache_specs.get(cell.id)
-            plan = CellPlan(cell_id=cell.id, run_dir=store.run_dir(cell.id), downstream=taskview.downstream(spec),
-                            config=cfg, overrides=overrides,
+            plan = CellPlan(cell_id=cell.id, task=cell.task, run_dir=store.run_dir(cell.id),
+                            downstream=taskview.downstream(spec), config=cfg, runs=runs,
                             upstream_args=upstream_args(cell, cache_spec),
                             test_splits=taskview.test_splits(spec), parse_metric=taskview.parser(spec),
-                            device=device, seed=cell.seed, total_steps=cell.steps, model_config=cell.model_config)
-            bar = tqdm(total=cell.steps or 1, desc=f"{cell.task}/{cell.upstream}/{cell.feature}", unit="step",
+                            device=device, seed=cell.seed, model_config=cell.model_config)
+            bar = tqdm(total=(cell.steps or 1) * len(runs), desc=f"{cell.task}/{cell.upstream}/{cell.feature}", unit="step",
                        position=1, leave=False, dynamic_ncols=True)
             try:
                 out = run_cell(plan, pbar=bar)
@@ -148,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         except CellFailed as e:
             failed.append((cell.id, str(e.log)))
             tqdm.write(f"  FAIL {cell.id}: {e}")
+        except Exception as e:  # noqa: BLE001 - one broken cell must not stop the sweep
+            log = store.run_dir(cell.id) / "cell.log"
+            failed.append((cell.id, str(log)))
+            tqdm.write(f"  FAIL {cell.id}: {type(e).__name__}: {e} (log: {log})")
         finally:
             lock.release()
             overall.update(1)

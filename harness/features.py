@@ -50,30 +50,48 @@ class FeatureStoreError(RuntimeError):
 # ----------------------------------------------------------------------------------------------
 # upstream loading (s3prl built-ins and DUET's own names)
 
+# s3prl built-ins that live in one light hubconf (importing all of s3prl.hub pulls transformers & co.)
+_LIGHT_HUBCONFS = {n: "s3prl.upstream.baseline.hubconf"
+                   for n in ("fbank", "fbank_no_cmvn", "mfcc", "mel", "linear", "spectrogram")}
+
+
 def load_upstream(name: str, ckpt: str | None = None, model_config: str | None = None):
-    """Build the s3prl upstream ``name`` exactly as ``run_downstream.py -u name -k ckpt -g cfg``."""
+    """Build the s3prl upstream ``name`` exactly as ``run_downstream.py -u name -k ckpt -g cfg``.
+
+    DUET names come from ``upstream.hub.UPSTREAMS`` and s3prl's baseline front-ends from their
+    hubconf: the very factories ``s3prl.hub`` exposes, without importing all of it (seconds
+    faster); anything else goes through ``s3prl.hub`` with DUET's names registered.
+    """
+    import importlib
+
     from harness import compat
 
     if hasattr(compat, "install"):
         compat.install()
     else:  # pragma: no cover - only until harness.compat.install lands
         _minimal_shims()
-    import s3prl.hub as hub
-
     try:
         from upstream import hub as duet_hub
     except ImportError:
         duet_hub = None
-    if duet_hub is not None and hasattr(duet_hub, "register"):
-        duet_hub.register(hub)
-    factory = getattr(hub, name, None)
-    if factory is None or not callable(factory):
-        import difflib
+    factory = None
+    if duet_hub is not None and name in getattr(duet_hub, "UPSTREAMS", {}):
+        factory = duet_hub.UPSTREAMS[name]
+    elif name in _LIGHT_HUBCONFS:
+        factory = getattr(importlib.import_module(_LIGHT_HUBCONFS[name]), name)
+    else:
+        import s3prl.hub as hub
 
-        names = [n for n in dir(hub) if not n.startswith("_") and callable(getattr(hub, n))]
-        close = difflib.get_close_matches(name, names, n=5)
-        raise FeatureStoreError(f"unknown upstream '{name}' on s3prl.hub"
-                                + (f"; did you mean: {', '.join(close)}?" if close else ""))
+        if duet_hub is not None and hasattr(duet_hub, "register"):
+            duet_hub.register(hub)
+        factory = getattr(hub, name, None)
+        if factory is None or not callable(factory):
+            import difflib
+
+            names = [n for n in dir(hub) if not n.startswith("_") and callable(getattr(hub, n))]
+            close = difflib.get_close_matches(name, names, n=5)
+            raise FeatureStoreError(f"unknown upstream '{name}' on s3prl.hub"
+                                    + (f"; did you mean: {', '.join(close)}?" if close else ""))
     kwargs = {}
     if ckpt is not None:
         kwargs["ckpt"] = str(ckpt)

@@ -30,42 +30,46 @@ class CellFailed(RuntimeError):
 
 @dataclass
 class CellPlan:
-    """Everything needed to run one cell (built by cmd_run, executed here)."""
+    """Everything needed to run one cell (built by cmd_run, executed here).
+
+    `runs`: (name, -o overrides) per training run of the cell: one, or one per fold (ER)."""
     cell_id: str
+    task: str
     run_dir: Path
     downstream: str
     config: Path
-    overrides: str
-    upstream_args: list[str]            # -u NAME [-k CKPT] [-g YAML] -s KEY
+    runs: list[tuple[str, str]]
+    upstream_args: list[str]            # -u NAME [-k CKPT] -s KEY
     test_splits: list[str]
-    parse_metric: object                # callable(text) -> float
+    parse_metric: object                # callable(text, split) -> float
     device: str = "cpu"
     seed: int = 1337
-    total_steps: int | None = None
     model_config: dict | None = None    # written to run_dir/upstream.yaml and passed as -g
     env: dict = field(default_factory=dict)
-
-    @property
-    def expdir(self) -> Path:
-        return self.run_dir / "exp"
 
     @property
     def log(self) -> Path:
         return self.run_dir / "cell.log"
 
-    def train_cmd(self) -> list[str]:
-        cmd = [sys.executable, str(RUN_DOWNSTREAM), "-m", "train", *self.upstream_args,
-               "-d", self.downstream, "-c", str(self.config), "-p", str(self.expdir),
-               "--device", self.device, "--seed", str(self.seed)]
-        if self.model_config is not None:
-            cmd += ["-g", str(self.run_dir / "upstream.yaml")]
-        if self.overrides:
-            cmd += ["-o", self.overrides]
-        return cmd
+    def expdir(self, run: str) -> Path:
+        return self.run_dir / ("exp" if len(self.runs) == 1 else f"exp-{run}")
 
-    def test_cmd(self, ckpt: Path, split: str) -> list[str]:
-        return [sys.executable, str(RUN_DOWNSTREAM), "-m", "evaluate", "-t", split, "-e", str(ckpt),
-                "--device", self.device]
+    def train_argv(self, run: str, overrides: str) -> list[str]:
+        argv = ["-m", "train", *self.upstream_args, "-d", self.downstream, "-c", str(self.config),
+                "-p", str(self.expdir(run)), "--device", self.device, "--seed", str(self.seed)]
+        if self.model_config is not None:
+            argv += ["-g", str(self.run_dir / "upstream.yaml")]
+        if overrides:
+            argv += ["-o", overrides]
+        return argv
+
+    def test_argv(self, ckpt: Path, split: str) -> list[str]:
+        return ["-m", "evaluate", "-t", split, "-e", str(ckpt), "--device", self.device]
+
+
+def _quote(argv: list[str]) -> str:
+    import shlex
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _child_env(extra: dict) -> dict:
@@ -121,16 +125,6 @@ def stream_subprocess(cmd: list[str], log: Path, env: dict, on_progress=None, cw
     return rc, b"".join(chunks)
 
 
-def pick_eval_ckpt(expdir: Path) -> Path | None:
-    """The dev-best checkpoint s3prl saved (`dev-best.ckpt`, `dev-clean-best.ckpt`, ...), else the
-    last `states-N.ckpt` (tasks with no dev set, e.g. ASV, as in s3prl's own protocol)."""
-    best = sorted(expdir.glob("*best*.ckpt"))
-    if best:
-        return best[0]
-    states = sorted(expdir.glob("states-*.ckpt"), key=lambda p: int(p.stem.split("-")[-1]))
-    return states[-1] if states else None
-
-
 def featurizer_weights(ckpt: Path) -> list[float] | None:
     """softmax of the learned Featurizer (weighted-sum) weights in an s3prl checkpoint, or None
     (single layer). Loaded with weights_only=True: no code in the pickle is executed."""
@@ -146,17 +140,20 @@ def featurizer_weights(ckpt: Path) -> list[float] | None:
     return torch.softmax(w.float(), dim=-1).tolist()
 
 
-def split_segments(text: str) -> dict[str, str]:
-    """{split: output of its evaluation} from a cell_main log."""
+def split_segments(text: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(run, split): (ckpt, output of that evaluation)} from a cell_main log."""
     out, cur = {}, None
-    for line in text.splitlines():
-        if line.startswith("[harness-cell] test split="):
-            cur = line.split("split=", 1)[1].split(" ckpt=")[0]
-            out[cur] = ""
+    for line in text.replace("\r", "\n").splitlines():
+        if line.startswith("[harness-cell] test run="):
+            head = line[len("[harness-cell] test "):]
+            run = head.split("run=", 1)[1].split(" ")[0]
+            split = head.split("split=", 1)[1].split(" ckpt=")[0]
+            cur = (run, split)
+            out[cur] = (head.split(" ckpt=", 1)[1], "")
         elif line.startswith("[harness-cell]"):
             cur = None
         elif cur is not None:
-            out[cur] += line + "\n"
+            out[cur] = (out[cur][0], out[cur][1] + line + "\n")
     return out
 
 
@@ -174,43 +171,55 @@ def run_cell(plan: CellPlan, pbar=None) -> dict:
         (plan.run_dir / "upstream.yaml").write_text(yaml.safe_dump(plan.model_config))
     env = _child_env(plan.env)
     t0 = time.time()
+    n_runs = len(plan.runs)
+    state = {"run": 0, "last": -1}
 
     def progress(step, total):
-        if pbar is not None:
-            if pbar.total != total:
-                pbar.reset(total=total)
-            pbar.n = step
-            pbar.refresh()
+        if pbar is None:
+            return
+        if step < state["last"]:           # s3prl's bar restarted: next fold
+            state["run"] += 1
+        state["last"] = step
+        if pbar.total != total * n_runs:
+            pbar.reset(total=total * n_runs)
+        pbar.n = state["run"] * total + step
+        pbar.refresh()
 
-    train_cmd = plan.train_cmd()
-    cell_plan = {"train": train_cmd[2:], "expdir": str(plan.expdir), "test_splits": plan.test_splits,
+    runs = [{"name": name, "train": plan.train_argv(name, ov), "expdir": str(plan.expdir(name))}
+            for name, ov in plan.runs]
+    cell_plan = {"task": plan.task, "runs": runs, "test_splits": plan.test_splits,
                  "test_extra": ["--device", plan.device]}
     (plan.run_dir / "plan.json").write_text(json.dumps(cell_plan, indent=1))
     cmd = [sys.executable, "-m", "harness.cell_main", str(plan.run_dir / "plan.json")]
     rc, out = stream_subprocess(cmd, plan.log, env, progress)
     text = out.decode(errors="replace")
     if rc != 0:
-        where = "testing" if "[harness-cell] test split=" in text else "training"
+        where = "testing" if "[harness-cell] test run=" in text else "training"
         raise CellFailed(f"{where} failed (exit {rc})", plan.log)
-    ckpt = pick_eval_ckpt(plan.expdir)
     segments = split_segments(text)
-    values = []
-    for split in plan.test_splits:
-        try:
-            values.append(float(plan.parse_metric(segments.get(split, ""))))
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise CellFailed(f"could not parse the test metric on {split}: {e}", plan.log) from e
-    weights = featurizer_weights(ckpt)
-    for p in plan.expdir.glob("states-*.ckpt"):  # keep only the evaluated checkpoint (disk)
-        if p != ckpt:
+    values, commands, ckpts = [], [], []
+    for run in runs:
+        commands.append(_quote([sys.executable, str(RUN_DOWNSTREAM), *run["train"]]))
+        for split in plan.test_splits:
+            ckpt, seg = segments.get((run["name"], split), ("", ""))
+            try:
+                values.append(float(plan.parse_metric(seg, split)))
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                raise CellFailed(f"could not parse the test metric of {run['name']} on {split}: {e}", plan.log) from e
+            commands.append(_quote([sys.executable, str(RUN_DOWNSTREAM), *plan.test_argv(Path(ckpt), split)]))
+            ckpts.append(ckpt)
+    weights = featurizer_weights(Path(ckpts[0])) if ckpts else None
+    keep = {Path(c) for c in ckpts}
+    for p in plan.run_dir.glob("exp*/states-*.ckpt"):  # keep only the evaluated checkpoints (disk)
+        if p not in keep:
             p.unlink()
-    test_cmds = [" ".join(plan.test_cmd(ckpt, s)) for s in plan.test_splits]
     return {
         "value": sum(values) / len(values),
-        "split_values": values,
+        "run_values": values,
+        "runs": [r["name"] for r in runs],
         "wall_s": round(time.time() - t0, 1),
-        "eval_ckpt": str(ckpt),
+        "eval_ckpt": ckpts[0] if ckpts else "",
         "layer_weights": weights,
-        "command": " ".join(train_cmd) + " && " + " && ".join(test_cmds),
+        "command": " && ".join(commands),
         "log": str(plan.log),
     }

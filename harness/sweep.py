@@ -33,13 +33,11 @@ def task_registry():
 
 
 def resolve_tasks(names: list[str]) -> list[str]:
-    tasks = task_registry()
-    if not names:
-        raise SweepError("no task given: use --tasks sid,asr,er (known: " + ", ".join(tasks) + ")")
-    bad = [t for t in names if t not in tasks]
-    if bad:
-        raise SweepError(f"unknown task(s) {', '.join(bad)}; known: {', '.join(tasks)}")
-    return names
+    from harness.tasks import UnknownTaskError, get_tasks
+    try:
+        return [t.name for t in get_tasks(names)]
+    except UnknownTaskError as e:
+        raise SweepError(str(e)) from e
 
 
 # ----------------------------------------------------------------------------- upstreams
@@ -205,7 +203,10 @@ class Sweep:
 
 def task_config(task: str, real: bool) -> Path:
     from harness import taskview
-    return taskview.config_path(task_registry()[task], real)
+    try:
+        return taskview.config_path(task_registry()[task], real)
+    except FileNotFoundError as e:
+        raise SweepError(str(e)) from e
 
 
 def steps_overrides(config: Path, steps: int | None) -> str:
@@ -215,13 +216,16 @@ def steps_overrides(config: Path, steps: int | None) -> str:
     runner = (yaml.safe_load(Path(config).read_text()) or {}).get("runner", {})
     items = [f"config.runner.total_steps={steps}"]
     for k in ("eval_step", "save_step", "log_step"):
-        if k in runner and int(runner[k]) > steps:
+        if k == "eval_step" and not runner.get("eval_dataloaders"):
+            continue                      # no dev selection (ASV): leave evaluation off
+        if k in runner and float(runner[k]) > steps:
             items.append(f"config.runner.{k}={steps}")
     return ",,".join(items)
 
 
 def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], layers: list[str] | None,
-                ckpt_args: list[str] | None, data: DataSource, steps: int | None, seed: int = 1337) -> Sweep:
+                ckpt_args: list[str] | None, data: DataSource, steps: int | None, seed: int = 1337,
+                folds: int | None = None) -> Sweep:
     check_feature_names(features)
     try:
         layer_sets = parse_layers_arg(layers)
@@ -235,7 +239,10 @@ def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], lay
             raise SweepError(f"task {t}: downstream config {c} is missing from this checkout")
     cells = []
     for t in tasks:
-        cfg_id = hashlib.sha1(configs[t].read_bytes() + steps_overrides(configs[t], steps).encode()).hexdigest()[:10]
+        from harness import taskview
+        runs = taskview.folds(task_registry()[t], folds)
+        cfg_id = hashlib.sha1(configs[t].read_bytes() + steps_overrides(configs[t], steps).encode()
+                              + repr(runs).encode()).hexdigest()[:10]
         for u in upstreams:
             info = UPSTREAMS[u]
             h = checkpoint_hash(ckpts[u]) if ckpts[u] is not None else "-"

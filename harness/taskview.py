@@ -1,70 +1,56 @@
-"""The harness's view of a task spec from harness/tasks.py (TASKS, owned by the bridge).
-
-Kept in one place so the runner depends on a handful of questions only: which s3prl downstream,
-which config, which `-o` overrides for a data source, which test split(s), how to parse the metric.
-"""
+"""The harness's view of a task spec from harness/tasks.py (TASKS, owned by the bridge): which s3prl
+downstream, which config, which `-o` overrides for a data source and fold, which test split, how to
+parse the metric. Kept in one place so the rest of the harness asks only these questions."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.provenance import ROOT
-
-
-def _get(spec, *names, default=None):
-    for n in names:
-        if hasattr(spec, n):
-            return getattr(spec, n)
-        if isinstance(spec, dict) and n in spec:
-            return spec[n]
-    return default
-
 
 def downstream(spec) -> str:
-    return _get(spec, "downstream")
+    return spec.downstream
 
 
 def config_path(spec, real: bool) -> Path:
-    fn = _get(spec, "config_path")
-    if callable(fn):
-        return Path(fn(real=real) if real else fn(real=False))
-    p = _get(spec, "real_config" if real else "mini_config")
-    if p is None:
-        cfgs = _get(spec, "configs") or {}
-        p = cfgs.get("real" if real else "mini")
-    p = Path(p)
-    return p if p.is_absolute() else ROOT / p
+    return Path(spec.config("real" if real else "mini"))
 
 
-def overrides(spec, data) -> str:
+def folds(spec, requested: int | None = None) -> list[str | None]:
+    """The runs of one cell: each fold of a task with folds (first `requested` ones), else [None]."""
+    fs = list(getattr(spec, "folds", ()) or ())
+    if not fs:
+        return [None]
+    return fs[:requested] if requested else fs
+
+
+def overrides(spec, data, fold: str | None = None) -> str:
     """`-o` string pointing the task's config at `data` (a generated corpus or real datasets)."""
-    fn = _get(spec, "overrides")
-    return fn(data.layout) if callable(fn) else ""
+    return spec.overrides(data.layout, fold=fold, check=data.kind == "generated")
 
 
 def test_splits(spec) -> list[str]:
-    s = _get(spec, "test_splits", "eval_splits", "test_split", "eval_split", default="test")
-    return [s] if isinstance(s, str) else list(s)
+    return [spec.eval_splits[0]]          # the first eval split is the reported one
 
 
 def parser(spec):
-    return _get(spec, "parse_metric")
+    return spec.parse_metric
 
 
 def metric_name(spec) -> str:
-    return _get(spec, "metric", "metric_name", default="metric")
+    return spec.metric
 
 
 def higher_is_better(spec) -> bool:
-    return bool(_get(spec, "higher_is_better", default=True))
+    return bool(spec.higher_is_better)
+
+
+AUDIO_ROOTS = {"sid": ("voxceleb1",), "asv": ("voxceleb1",), "er": ("iemocap",),
+               "pr": ("librispeech",), "asr": ("librispeech",)}
 
 
 def audio_files(task: str, data) -> list[Path]:
     """Every audio file the task can read in `data` (what the feature cache extracts)."""
-    from harness.tasks import TASKS
-    spec = TASKS[task]
-    fn = _get(spec, "audio_files")
-    if callable(fn):
-        return [Path(p) for p in fn(data.layout)]
-    sub = {"sid": "VoxCeleb1", "asv": "VoxCeleb1", "er": "IEMOCAP", "pr": "LibriSpeech", "asr": "LibriSpeech"}[task]
-    root = Path(data.root) / sub if data.kind == "generated" else Path(data.real.root_for(task))
-    return sorted(p for ext in ("*.wav", "*.flac") for p in root.rglob(ext))
+    out = []
+    for attr in AUDIO_ROOTS.get(task, ()):
+        root = Path(getattr(data.layout, attr))
+        out += [p for ext in ("*.wav", "*.flac") for p in root.rglob(ext)]
+    return sorted(out)

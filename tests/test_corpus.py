@@ -272,11 +272,16 @@ def test_large_spec_scaled_down_run(tmp_path):
     spec = SIZES["large"]
     assert spec.n_speakers >= 1000 and spec.n_speakers * spec.utts_per_speaker * 3.4 / 3600 > 100
     assert len(sample_voices(spec.n_speakers, 0, spec.min_voice_distance)) == spec.n_speakers
-    small = dataclasses.replace(spec, name="large-scaled", n_speakers=12, utts_per_speaker=4, n_dev=2, n_test=2,
-                                n_asv_test=3)
+    small = dataclasses.replace(spec, name="large-scaled", n_speakers=20, utts_per_speaker=3, n_dev=2, n_test=2,
+                                n_asv_test=3, n_iemocap=20)
     root = make_corpus(tmp_path / "ls", size=small, seed=5, workers=1, progress=False)
     info = CorpusLayout(root).check()
-    assert info["counts"]["utterances"] == 48 and info["spec"]["sid_test_frac"] == spec.sid_test_frac
+    assert info["counts"]["utterances"] == 60 and info["spec"]["sid_test_frac"] == spec.sid_test_frac
+    # two speaker pairs per session: 4 IEMOCAP speakers, distinct dialogs, in each session
+    lay = CorpusLayout(root)
+    for k in ER_FOLDS:
+        dialogs = {p.name for p in (lay.iemocap_session(k) / "sentences" / "wav").iterdir()}
+        assert len(dialogs) == 4, dialogs
 
 
 @pytest.mark.slow
@@ -335,3 +340,14 @@ def test_voice_near_duplicate_rule():
     twin = dataclasses.replace(v, name="twin", formants=tuple((f + 2, h, w) for f, h, w in v.formants))
     assert is_near_duplicate(twin, voices, 8.0) and not is_near_duplicate(twin, voices[1:], 1.0)
     assert "flutter 0" in v.variant_text() and "roughness 0" in v.variant_text()
+
+
+def test_read_record_matches_alignment(tiny_corpus):
+    lay = CorpusLayout(tiny_corpus)
+    row = manifest(tiny_corpus)[3]
+    rec = lay.read_record(row["speaker"], row["utt_id"])
+    assert rec["num_samples"] == int(row["num_samples"])
+    segs = read_alignment(tiny_corpus / row["alignment"])
+    assert [p for _, _, p in segs] == [p for _, _, p in rec["phones"]]
+    assert [w for w, _, _ in rec["words"]] == row["text"].split()
+    assert lay.read_record(row["speaker"], "nope") is None and lay.read_record("0", row["utt_id"]) is None

@@ -229,3 +229,17 @@ def test_unknown_key_is_an_error_not_a_silent_fallback():
     with pytest.raises(KeyError, match="no feature key 'contnet'"):
         Featurizer(up, feature_selection="contnet", upstream_device="cpu")
     assert Featurizer(up, feature_selection="content", upstream_device="cpu").feature_selection == "content"
+
+
+def test_bundled_checkpoint_is_the_default(tmp_path, monkeypatch):
+    up = expert("hubert_compact", seed=7)
+    save_checkpoint(up.model, tmp_path / "hubert-compact-compact", name="hubert_compact",
+                    config=preset_config("hubert_compact", "tiny"))
+    monkeypatch.setenv("DUET_CHECKPOINTS", str(tmp_path))
+    bundled = UPSTREAMS["hubert_compact"]().eval()  # no -k, no -g
+    assert bundled.source["source"] == "bundled"
+    x = wavs(6000)
+    torch.testing.assert_close(bundled(x)["content"][-1], up(x)["content"][-1])
+    random = expert("hubert_compact")  # explicit random_init wins over the bundled checkpoint
+    assert random.source["source"] == "random_init"
+    assert not torch.allclose(random(x)["content"][-1], up(x)["content"][-1])

@@ -84,3 +84,28 @@ def test_unknown_names_fail_before_training(run_cli, tmp_path):
         assert p.returncode == 2, p.stderr
         assert msg in p.stderr, p.stderr
     assert not (tmp_path / "superb_none").exists()
+
+
+def test_list_shows_tasks_upstreams_features(run_cli):
+    pytest.importorskip("harness.tasks")
+    out = run_cli("list").stdout
+    for word in ("sid", "asv", "er", "pr", "asr", "voxceleb1", "fbank", "learn2diss", "jooci", "barlow_twins",
+                 "content, other", "checkpoints"):
+        assert word in out, word
+
+
+def test_dry_run_lists_cells_without_training(run_cli, tiny_corpus, tmp_path):
+    p = run_cli("run", "--tasks", "sid,pr", "--upstreams", "fbank,jooci", "--ckpt", "jooci=random:tiny",
+                "--layers", "all", "content=1-2", "--corpus", tiny_corpus, "--results", tmp_path, "--dry-run",
+                "--device", "cpu", cwd=tmp_path)
+    # fbank: 1 feature; jooci: content x {all, 1-2} + other x {all}  -> 4 cells per task
+    assert "8 cells (0 already done)" in p.stdout
+    assert "sid-jooci-content-L1-2-" in p.stdout and "pr-fbank-hidden_states-Lall-" in p.stdout
+    assert not (tmp_path / "superb_tiny" / "cells").exists()
+
+
+def test_missing_checkpoint_is_an_error_before_training(run_cli, tmp_path):
+    pytest.importorskip("harness.tasks")
+    p = run_cli("run", "--tasks", "sid", "--upstreams", "jooci", "--ckpt", f"jooci={tmp_path}/nope",
+                "--results", tmp_path, check=False)
+    assert p.returncode == 2 and "config.json" in p.stderr

@@ -37,5 +37,6 @@ def test_ten_minute_input_jooci_compact():
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     print(res)
     assert res["finite"]
-    assert res["shapes"]["content"][0] == pytest.approx(600 * 16000 / 320, abs=5)
+    assert res["shapes"]["content"][1] == pytest.approx(600 * 16000 / 320, abs=5)
+    assert res["shapes"]["other"][1] == pytest.approx(600 * 16000 / 3200, abs=5)
     assert res["peak_rss_gb"] < 12, res  # the machine has 24 GiB; attention must not be quadratic in memory

@@ -17,7 +17,7 @@ Model config (``-g FILE.yaml``), every entry optional::
 
     layers: {content: "6-11", other: "0-3"}   # inclusive, 0-based; also "0,2,4-6" or a list
     keys: {content_words: {stream: content, layers: "6-11"}}
-    random_init: compact      # only when no checkpoint exists: a seeded random model of that preset
+    random_init: compact      # without -k: a seeded random model of that preset (not the bundled one)
     seed: 0
     sample_rate: 16000        # the rate of your audio; anything but 16000 is an error (resample)
     allow_unpickle: false     # fairseq .pt that cannot be read with weights_only=True
@@ -188,13 +188,13 @@ def resolve_model(name: str, ckpt: str | None, opts: ExpertOptions) -> tuple[nn.
     from upstream.checkpoint import CheckpointError, is_checkpoint_dir, load_checkpoint
 
     if ckpt is None or ckpt == "":
+        if opts.random_init:  # asked for explicitly: a random baseline even where a bundled one exists
+            return build_random(name, opts.random_init, opts.seed), {
+                "source": "random_init", "preset": opts.random_init, "seed": opts.seed}
         bundled = bundled_checkpoint(name)
         if bundled.exists():
             model, meta = load_checkpoint(bundled, expected_model=name)
             return model, {"source": "bundled", "path": str(bundled), "meta": meta}
-        if opts.random_init:
-            return build_random(name, opts.random_init, opts.seed), {
-                "source": "random_init", "preset": opts.random_init, "seed": opts.seed}
         raise UpstreamConfigError(
             f"{name}: no checkpoint given (-k) and the bundled checkpoint {bundled} does not exist (yet). "
             f"Pass -k DIR (a DUET checkpoint directory"

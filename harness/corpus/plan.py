@@ -17,7 +17,6 @@ from .text import load_sentences
 from .voices import Voice, sample_voices
 
 _VIDEO_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-N_IEMOCAP_SPEAKERS = 10  # 5 sessions x (F, M)
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,9 @@ def make_plan(spec: CorpusSpec, seed: int) -> Plan:
         pick = rng.permutation(n)
         sid[pick[:n_sd]] = 2
         sid[pick[n_sd:n_sd + n_st]] = 3
-        iem = i < N_IEMOCAP_SPEAKERS
-        session, g = i // 2 + 1, ("F" if voice.gender == "female" else "M")
+        iem = i < spec.n_iemocap
+        # speakers 2k, 2k+1 (female, male) go to session k % 5 + 1; m-th pair of that session
+        session, m, g = (i // 2) % 5 + 1, i // 10, ("F" if voice.gender == "female" else "M")
         pool = pools[split]
         jrs, jps = rng.uniform(0.94, 1.06, size=n), rng.uniform(0.92, 1.08, size=n)
         videos = [_video_id(seed, i, k) for k in range((n + spec.video_size - 1) // spec.video_size)]
@@ -109,7 +109,7 @@ def make_plan(spec: CorpusSpec, seed: int) -> Plan:
             video = videos[j // spec.video_size]
             iem_rel = None
             if iem:
-                dialog = f"Ses0{session}{g}_impro{j // 10 + 1:02d}"
+                dialog = f"Ses0{session}{g}_impro{m * 10 + j // 10 + 1:02d}"
                 iem_rel = f"Session{session}/sentences/wav/{dialog}/{dialog}_{g}{j % 10:03d}.wav"
             utts.append(Utt(
                 utt_id=utt_id, speaker=i, libri_spk=libri_spk, chapter=chapter, split=split, sentence=sent,

@@ -12,8 +12,9 @@ Speaker roles, by speaker index ``i`` in ``0 .. n_speakers-1``:
   and has 1251 output classes, so at most 1251 speakers). The last ``n_asv_test`` speakers live in
   ``VoxCeleb1/test/wav`` (ASV test speakers, unseen in ASV training), the others in ``dev/wav``.
   SID (``iden_split.txt``) splits every speaker's utterances 1/2/3 = train/dev/test.
-- IEMOCAP: the first ten speakers, two per session (``Ses0kF``, ``Ses0kM``), five sessions = five
-  ER folds; utterances whose style maps to one of the four ER classes.
+- IEMOCAP: the first ``n_iemocap`` speakers (a multiple of 10), spread over five sessions = five
+  ER folds, as many female as male speakers per session (``Ses0kF``, ``Ses0kM`` dialogs); the
+  utterances whose style maps to one of the four ER classes are in the ER metadata.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class CorpusSpec:
     sid_dev_frac: float = 0.1  # per speaker, fraction of utterances in iden_split 2 (dev)
     sid_test_frac: float = 0.1  # ... and 3 (test)
     asv_trials_per_speaker: int = 40  # target + non-target trials per ASV test speaker
+    n_iemocap: int = 10  # IEMOCAP speakers (multiple of 10: 5 sessions x (F, M)); real IEMOCAP has 10
     min_voice_distance: float = 8.0  # near-duplicate rule, see voices.py
     chapter_size: int = 25  # utterances per LibriSpeech chapter
     video_size: int = 5  # utterances per VoxCeleb1 "video"
@@ -41,8 +43,10 @@ class CorpusSpec:
     def __post_init__(self):
         if self.n_speakers > MAX_VOXCELEB_SPEAKERS:
             raise ValueError(f"{self.name}: at most {MAX_VOXCELEB_SPEAKERS} speakers (s3prl voxceleb1 has 1251 classes)")
-        if self.n_speakers < 10 or self.n_dev + self.n_test >= self.n_speakers:
-            raise ValueError(f"{self.name}: need >= 10 speakers (IEMOCAP) and some LibriSpeech train speakers")
+        if self.n_dev + self.n_test >= self.n_speakers:
+            raise ValueError(f"{self.name}: need some LibriSpeech train speakers (n_dev + n_test < n_speakers)")
+        if self.n_iemocap < 10 or self.n_iemocap % 10 or self.n_iemocap > self.n_speakers:
+            raise ValueError(f"{self.name}: n_iemocap must be a multiple of 10 in [10, n_speakers]")
         if self.n_asv_test < 2 or self.n_asv_test >= self.n_speakers - 1:
             raise ValueError(f"{self.name}: need 2 <= n_asv_test < n_speakers - 1")
 
@@ -67,10 +71,11 @@ SIZES: dict[str, CorpusSpec] = {
     "tiny": CorpusSpec("tiny", n_speakers=12, utts_per_speaker=10, n_dev=2, n_test=2, n_asv_test=3,
                        sid_dev_frac=0.2, sid_test_frac=0.2, asv_trials_per_speaker=12, chapter_size=5),
     # the demo: ~2.9 h of audio, ~1 minute on 2 cores
-    "small": CorpusSpec("small", n_speakers=100, utts_per_speaker=30, n_dev=10, n_test=10, n_asv_test=10),
+    "small": CorpusSpec("small", n_speakers=100, utts_per_speaker=30, n_dev=10, n_test=10, n_asv_test=10,
+                        n_iemocap=40),
     # GPU training: ~115 h, 1200 speakers (generate on the big machine, ~20 core-minutes)
     "large": CorpusSpec("large", n_speakers=1200, utts_per_speaker=100, n_dev=40, n_test=40, n_asv_test=40,
-                        sid_dev_frac=0.05, sid_test_frac=0.05),
+                        n_iemocap=100, sid_dev_frac=0.05, sid_test_frac=0.05),
 }
 
 
