@@ -23,6 +23,7 @@ def main() -> int:
     ap.add_argument("--corpus", default="corpora/small")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--max-frames", type=int, default=300_000, help="features used (a random subset)")
+    ap.add_argument("--max-utts", type=int, default=0, help="MFCC of only this many utterances (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--n-init", type=int, default=1, help="torch k-means restarts")
@@ -43,7 +44,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    files = find_training_audio(args.corpus)
+    files = find_training_audio(args.corpus, max_utts=args.max_utts)
     fp = AudioBank.fingerprint_of(files)
     feat_file = cache / f"mfcc_{fp}.npy"
     if feat_file.exists():

@@ -110,6 +110,15 @@ class AudioBank:
     def wav(self, i: int) -> Tensor:
         return torch.from_numpy(np.asarray(self[i], dtype=np.float32) / 32768.0)
 
+    def subset(self, n: int) -> "AudioBank":
+        """The first ``n`` utterances (the bank is already in a seeded order when max_utts is used)."""
+        if n <= 0 or n >= len(self):
+            return self
+        sub = object.__new__(AudioBank)
+        sub.paths, sub.offsets, sub.lengths = self.paths[:n], self.offsets[:n], self.lengths[:n]
+        sub.audio, sub.fingerprint = self.audio, f"{self.fingerprint}:first{n}"
+        return sub
+
     @property
     def seconds(self) -> float:
         return float(self.lengths.sum()) / SAMPLE_RATE
