@@ -91,15 +91,31 @@ def run_cell(upstream: str, task, corpus: Path, workdir: Path, steps: int | None
             if task.dev_split else None
     except ValueError:
         pass
+    uer = None
+    if task.name == "asr":
+        import re
+        found = re.findall(r"test-clean uer:\s*([-+0-9.eEna]+)", out)
+        uer = float(found[-1]) if found else None
     result = {"upstream": upstream, "task": task.name, "downstream": task.downstream, "metric": task.metric,
               "unit": task.unit, "higher_is_better": task.higher_is_better, "split": task.eval_splits[0],
-              "value": value, "last_dev": dev, "fold": fold, "checkpoint": evaluate[-1],
+              "value": value, "last_dev": dev, "test_uer": uer, "fold": fold, "checkpoint": evaluate[-1],
               "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
               "train_cmd": display_cmd(train), "eval_cmd": display_cmd(evaluate)}
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(done)
     return result
+
+
+def note(r: dict) -> str:
+    parts = []
+    if r.get("test_uer") is not None:
+        parts.append(f"test-clean uer {r['test_uer']:.2f} %")
+    if r["upstream"] in ("fbank", "mfcc") and r["task"] in ("sid", "er"):
+        parts.append("per-utterance CMVN + mean pooling: constant features, chance by construction")
+    if "-best" not in Path(r["checkpoint"]).name:
+        parts.append(f"tested {Path(r['checkpoint']).name}")
+    return "; ".join(parts)
 
 
 def fmt(v: float, unit: str) -> str:
@@ -120,15 +136,15 @@ def write_report(out: Path, results: list[dict], corpus: Path, info: dict, start
         "(`-m evaluate`) on the dev-best checkpoint (the last one where the task has no dev selection or "
         "dev never improved); the metric is what s3prl prints for the test split.",
         "",
-        "| upstream | task | s3prl `-d` | test metric | value | last dev | better | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| upstream | task | s3prl `-d` | test metric | value | last dev | better | train s | eval s | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         dev = fmt(r["last_dev"], r["unit"]) if r.get("last_dev") is not None else "-"
         task = r["task"] + (f" ({r['fold']})" if r.get("fold") else "")
         lines.append(f"| {r['upstream']} | {task} | {r['downstream']} | {r['split']} {r['metric']} | "
                      f"{fmt(r['value'], r['unit'])} | {dev} | {'higher' if r['higher_is_better'] else 'lower'} | "
-                     f"{r['train_wall_s']:.0f} | {r['eval_wall_s']:.0f} |")
+                     f"{r['train_wall_s']:.0f} | {r['eval_wall_s']:.0f} | {note(r)} |")
     lines += ["", "## Commands", ""]
     for r in results:
         lines += [f"{r['upstream']} / {r['task']}:", "", "```bash", r["train_cmd"], r["eval_cmd"], "```", ""]
@@ -143,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True, help="a generated corpus (harness corpus make)")
     p.add_argument("--upstreams", default="fbank", help="comma-separated s3prl.hub names (default fbank)")
     p.add_argument("--tasks", default="sid,er,pr,asr", help=f"comma-separated, from {', '.join(TASKS)}")
+    p.add_argument("--also", action="append", default=[], metavar="UPSTREAM:TASKS",
+                   help="more cells, e.g. fbank_no_cmvn:sid,er (repeatable)")
     p.add_argument("--steps", type=int, help="total_steps per training run (default: the mini config's)")
     p.add_argument("--eval-step", type=int, help="dev evaluation / save interval (default: steps / 3)")
     p.add_argument("--fold", default="fold1", help="ER test fold (default fold1)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bridge_evidence")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bridge_fbank.md")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per s3prl run")
     a = p.parse_args(argv)
 
@@ -163,11 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     cells = [(u.strip(), t) for u in a.upstreams.split(",") if u.strip() for t in tasks]
-    for upstream, task in tqdm(cells, desc="bridge evidence", unit="cell"):
-        r = run_cell(upstream, task, a.corpus.resolve(), a.workdir.resolve(), a.steps, eval_step, env, a.timeout,
-                     a.fold if task.folds else None)
-        tqdm.write(f"{upstream} {task.name}: {r['split']} {r['metric']} = {fmt(r['value'], r['unit'])}")
-        results.append(r)
+    for spec in a.also:
+        up, _, names = spec.partition(":")
+        if not up or not names:
+            raise SystemExit(f"--also {spec!r}: expected UPSTREAM:TASK[,TASK...], e.g. fbank_no_cmvn:sid,er")
+        cells += [(up.strip(), t) for t in get_tasks(names) if (up.strip(), t) not in cells]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(cell):
+        upstream, task = cell
+        return run_cell(upstream, task, a.corpus.resolve(), a.workdir.resolve(), a.steps, eval_step, env,
+                        a.timeout, a.fold if task.folds else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool, \
+            tqdm(total=len(cells), desc="bridge evidence", unit="cell") as bar:
+        futures = [pool.submit(one, c) for c in cells]
+        for fut in futures:  # report in the fixed cell order
+            r = fut.result()
+            tqdm.write(f"{r['upstream']} {r['task']}: {r['split']} {r['metric']} = {fmt(r['value'], r['unit'])}")
+            results.append(r)
+            bar.update(1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_report(a.out, results, a.corpus, info, started, time.time() - t0, argv)
     print(f"wrote {a.out}")
