@@ -243,6 +243,7 @@ def plot_layer_weights(df, path: Path) -> Path | None:
             if not w or len(w) < 2:
                 continue
             ax.plot(range(len(w)), w, marker="o", ms=3, label=f"{r['upstream']}:{stream_label(r)}")
+            ax.set_xticks(range(len(w)))
         ax.set_title(f"{t}: learned weighted-sum weights")
         ax.set_xlabel("layer (index within the chosen subset)")
         ax.set_ylabel("softmax weight")
