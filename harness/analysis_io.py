@@ -249,7 +249,7 @@ def corpus_utterances(root: Path, split: str, max_utts: int | None = None) -> li
     for r in rows:
         r["wav"] = Path(root) / r["librispeech"]
         r["alignment_path"] = lay.alignment(split, r["utt_id"])
-        r["record"] = lay.utterance_record(r["speaker"], r["utt_id"])
+        r["record"] = lay.read_record(r["speaker"], r["utt_id"])
     return rows
 
 
@@ -266,11 +266,12 @@ def read_alignment(path: Path) -> list[tuple[float, float, str]]:
     return out
 
 
-def read_words(record: Path, sample_rate: int = 16000) -> tuple[list, list] | None:
-    """(phones in seconds, [(word, phones)]) from a corpus utterance record, None if absent."""
-    if not Path(record).is_file():
+def read_words(record: dict | None, sample_rate: int = 16000) -> tuple[list, list] | None:
+    """(phones in seconds, [(word, phones)]) from a corpus utterance record
+    (``CorpusLayout.read_record``), None if absent."""
+    if not record:
         return None
-    rec = json.loads(Path(record).read_text())
+    rec = record
     phones = [(a / sample_rate, b / sample_rate, p) for a, b, p in rec["phones"]]
     words = [tuple(w) for w in rec.get("words", [])]
     return phones, words

@@ -340,3 +340,30 @@ def test_voice_near_duplicate_rule():
     twin = dataclasses.replace(v, name="twin", formants=tuple((f + 2, h, w) for f, h, w in v.formants))
     assert is_near_duplicate(twin, voices, 8.0) and not is_near_duplicate(twin, voices[1:], 1.0)
     assert "flutter 0" in v.variant_text() and "roughness 0" in v.variant_text()
+
+
+def test_read_record_matches_alignment(tiny_corpus):
+    lay = CorpusLayout(tiny_corpus)
+    row = manifest(tiny_corpus)[3]
+    rec = lay.read_record(row["speaker"], row["utt_id"])
+    assert rec["num_samples"] == int(row["num_samples"])
+    segs = read_alignment(tiny_corpus / row["alignment"])
+    assert [p for _, _, p in segs] == [p for _, _, p in rec["phones"]]
+    assert [w for w, _, _ in rec["words"]] == row["text"].split()
+    assert lay.read_record(row["speaker"], "nope") is None and lay.read_record("0", row["utt_id"]) is None
+
+
+def test_first_utterance_of_a_speaker_is_history_free():
+    """Regression: in the small plan, utterance 750 (a speaker's first) came out different after
+    utterance 749 than after others, before the engine warmed up each new voice."""
+    from harness.corpus.plan import make_plan
+    from harness.corpus.synth import get_engine
+
+    plan = make_plan(SIZES["small"], 0)
+    eng = get_engine()
+    syn = lambda u: eng.synthesize(u.sentence, plan.voices[u.speaker], u.rate, u.pitch, u.range,  # noqa: E731
+                                   u.volume).audio.tobytes()
+    syn(plan.utts[29])
+    a = syn(plan.utts[750])
+    syn(plan.utts[749])
+    assert syn(plan.utts[750]) == a

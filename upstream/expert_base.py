@@ -17,7 +17,7 @@ Model config (``-g FILE.yaml``), every entry optional::
 
     layers: {content: "6-11", other: "0-3"}   # inclusive, 0-based; also "0,2,4-6" or a list
     keys: {content_words: {stream: content, layers: "6-11"}}
-    random_init: compact      # only when no checkpoint exists: a seeded random model of that preset
+    random_init: compact      # without -k: a seeded random model of that preset (not the bundled one)
     seed: 0
     sample_rate: 16000        # the rate of your audio; anything but 16000 is an error (resample)
     allow_unpickle: false     # fairseq .pt that cannot be read with weights_only=True
@@ -137,6 +137,12 @@ class ExpertOptions:
         if unknown:
             raise UpstreamConfigError(f"{source}: unknown entries {unknown}; valid entries: {sorted(names)}")
         opts = cls(**data)
+        for field, types in (("random_init", (str, type(None))), ("seed", (int,)),
+                             ("sample_rate", (int, type(None))), ("allow_unpickle", (bool,))):
+            value = getattr(opts, field)
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise UpstreamConfigError(f"{source}: {field}: {value!r} has the wrong type "
+                                          f"(expected {' or '.join(t.__name__ for t in types)})")
         if not isinstance(opts.layers, dict):
             raise UpstreamConfigError(f"{source}: 'layers' must map a stream to a subset, e.g. "
                                       f"layers: {{content: \"6-11\", other: \"0-3\"}}")
@@ -188,17 +194,17 @@ def resolve_model(name: str, ckpt: str | None, opts: ExpertOptions) -> tuple[nn.
     from upstream.checkpoint import CheckpointError, is_checkpoint_dir, load_checkpoint
 
     if ckpt is None or ckpt == "":
+        if opts.random_init:  # asked for explicitly: a random baseline even where a bundled one exists
+            return build_random(name, opts.random_init, opts.seed), {
+                "source": "random_init", "preset": opts.random_init, "seed": opts.seed}
         bundled = bundled_checkpoint(name)
         if bundled.exists():
             model, meta = load_checkpoint(bundled, expected_model=name)
             return model, {"source": "bundled", "path": str(bundled), "meta": meta}
-        if opts.random_init:
-            return build_random(name, opts.random_init, opts.seed), {
-                "source": "random_init", "preset": opts.random_init, "seed": opts.seed}
         raise UpstreamConfigError(
             f"{name}: no checkpoint given (-k) and the bundled checkpoint {bundled} does not exist (yet). "
             f"Pass -k DIR (a DUET checkpoint directory"
-            f"{', a transformers HuBERT/WavLM directory or a fairseq HuBERT .pt' if name in BACKBONE_MODELS else ''}"
+            f"{', a transformers HuBERT directory or a fairseq / s3prl HuBERT .pt' if name in BACKBONE_MODELS else ''}"
             f"), or for a seeded random model a -g YAML with 'random_init: compact' (tiny|compact|base)")
     path = Path(ckpt)
     if path.is_dir() and is_checkpoint_dir(path):

@@ -36,6 +36,7 @@ IEMOCAP and abx are hard links to one file (copies where the file system has no 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 SPLITS = ("train", "dev", "test")
@@ -46,6 +47,15 @@ FORMAT = "duet-corpus/1"
 MANIFEST_COLUMNS = ["utt_id", "speaker", "vox_id", "gender", "style", "er_label", "split", "sid_split",
                     "asv_set", "session", "text", "sentence", "duration_s", "num_samples",
                     "librispeech", "voxceleb1", "iemocap", "alignment", "abx"]
+
+
+@lru_cache(maxsize=8)
+def _speaker_records(path: str, mtime_ns: int, size: int) -> dict:
+    try:
+        return json.loads(Path(path).read_text())["utterances"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise CorpusError(f"speaker record {path} is unreadable ({e}); delete it and rerun "
+                          f"`harness corpus make` with the same --size/--out (it resumes)") from None
 
 
 class CorpusError(RuntimeError):
@@ -124,6 +134,16 @@ class CorpusLayout:
 
     def speaker_record(self, libri_spk: str) -> Path:
         return self.utterances / f"{libri_spk}.json"
+
+    def read_record(self, libri_spk: str, utt_id: str) -> dict | None:
+        """One utterance's record, or None: ``{"num_samples": int, "phones": [[start, end, phone]]
+        (16 kHz samples), "words": [[WORD, phones | None, merged]]}`` (see ``synth.Synthesis``)."""
+        p = self.speaker_record(libri_spk)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return _speaker_records(str(p), st.st_mtime_ns, st.st_size).get(utt_id)
 
     # --- checks ----------------------------------------------------------------------------
     def _size_hint(self) -> str:
