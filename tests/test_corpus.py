@@ -367,3 +367,15 @@ def test_first_utterance_of_a_speaker_is_history_free():
     a = syn(plan.utts[750])
     syn(plan.utts[749])
     assert syn(plan.utts[750]) == a
+
+
+def test_bench_runs(tmp_path):
+    """bench/bench_corpus.py stays runnable (a few utterances)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "bench" / "bench_corpus.py"), "--utts", "24"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "x real time per core" in p.stdout and "goal 300x" in p.stdout
