@@ -100,3 +100,12 @@ def test_missing_evaluate_checkpoint(tmp_path):
 
 # the real entry point's exit status on bad input is checked in test_bridge_e2e.py (same process as
 # the e2e runs, to import s3prl once)
+
+
+@pytest.mark.parametrize("task", ["sid", "asv", "er", "pr", "asr"])
+def test_task_overrides_satisfy_the_path_checks_on_a_generated_corpus(tiny_corpus, task, tmp_path):
+    """harness.tasks' -o for the tiny corpus names only paths that exist (what s3prl will open)."""
+    from harness.tasks import TASKS
+
+    args, _ = bridge.prepare(TASKS[task].train_argv("fbank", tmp_path / "exp", tiny_corpus))
+    assert args.downstream == TASKS[task].downstream and args.override
