@@ -380,3 +380,11 @@ def test_bench_runs(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "x real time per core" in p.stdout and "goal 300x" in p.stdout
+
+
+def test_cli_info_and_make_on_a_complete_corpus(tiny_corpus, run_cli):
+    p = run_cli("corpus", "info", tiny_corpus)
+    assert "DUET corpus 'tiny'" in p.stdout and "ER:" in p.stdout and "ABX items" in p.stdout
+    before = CorpusLayout(tiny_corpus).corpus_json.stat().st_mtime_ns
+    p = run_cli("corpus", "make", "--size", "tiny", "--out", tiny_corpus, "--no-progress")  # already complete
+    assert "120 utterances" in p.stdout and CorpusLayout(tiny_corpus).corpus_json.stat().st_mtime_ns == before
