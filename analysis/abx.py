@@ -145,6 +145,17 @@ def frame_range(onset: float, offset: float, rate: float, n_frames: int, slicing
     return start, end
 
 
+def frame_ranges(onset: np.ndarray, offset: np.ndarray, rate: float, n_frames: int,
+                 slicing: str = "librilight") -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`frame_range` (same float arithmetic)."""
+    if slicing not in SLICINGS:
+        raise ValueError(f"slicing must be one of {SLICINGS}, got {slicing!r}")
+    start = np.maximum(0, np.ceil(rate * onset - 0.5)).astype(np.int64)
+    last = np.floor(rate * offset - 0.5).astype(np.int64)
+    end = np.minimum(n_frames, last if slicing == "librilight" else last + 1)
+    return start, end
+
+
 def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate: float,
                 slicing: str = "librilight", file_order: Sequence[str] | None = None,
                 ) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -170,8 +181,9 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
             missing.append(f)
             continue
         x = torch.from_numpy(np.array(x, dtype=np.float32))          # a copy: store views are read-only
-        for i in by_file[f]:
-            s, e = frame_range(table.onset[i], table.offset[i], rate, x.shape[0], slicing)
+        idx = np.asarray(by_file[f])
+        starts, ends = frame_ranges(table.onset[idx], table.offset[idx], rate, x.shape[0], slicing)
+        for i, s, e in zip(idx.tolist(), starts.tolist(), ends.tolist()):
             if s >= x.shape[0] or e <= s:
                 continue
             feats.append(x[s:e])
@@ -219,6 +231,7 @@ class ABXPlan:
     n_items: int
     within: Cells
     across: Cells
+    context: np.ndarray | None = None     # (n_items,) context id of each item (pairs never cross it)
 
 
 def _groups(phone: np.ndarray, context: np.ndarray, speaker: np.ndarray):
@@ -260,12 +273,13 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
     order, groups = _groups(phone, context, speaker)
     msg = config.max_size_group
 
+    order_l = order.tolist()
+
     def take(rng: random.Random, rng_range: tuple[int, int]) -> list[int]:
         i0, i1 = rng_range
-        pos = list(range(i0, i1))
-        if i1 - i0 > msg:
-            pos = rng.sample(pos, k=msg)
-        return [int(order[q]) for q in pos]
+        if i1 - i0 > msg:                      # the same call Libri-light makes: sample positions
+            return [order_l[q] for q in rng.sample(range(i0, i1), k=msg)]
+        return order_l[i0:i1]
 
     # within speaker
     rng = random.Random(config.seed)
@@ -321,7 +335,7 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
                         meta.append((speaker[a[0]], phone[a[0]], phone[b[0]], context[a[0]], speaker[x[0]]))
     m = np.array(meta, dtype=np.int64).reshape(-1, 5)
     across = Cells(_pad(ax), _pad(aa), _pad(ab), False, *m.T)
-    return ABXPlan(len(phone), within, across)
+    return ABXPlan(len(phone), within, across, context)
 
 
 def _cell_pairs(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -346,13 +360,16 @@ def _cell_pairs(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 def normalize_frames(x: torch.Tensor) -> torch.Tensor:
     """Libri-light's ``normalize_with_singularity`` on (T, D): unit rows plus one extra dimension
     (1e-12; a zero row becomes constant with -2e12 there, i.e. at distance 1 from everything)."""
-    norm = (x ** 2).sum(1, keepdim=True)
-    zero = (norm == 0).view(-1)
-    y = x / torch.sqrt(norm)
-    y[zero] = 1 / math.sqrt(x.shape[1])
-    extra = torch.full((x.shape[0], 1), 1e-12, dtype=x.dtype, device=x.device)
-    extra[zero] = -2e12
-    return torch.cat([y, extra], 1)
+    norm = (x * x).sum(1, keepdim=True)
+    zero = norm == 0
+    y = torch.empty((x.shape[0], x.shape[1] + 1), dtype=x.dtype, device=x.device)
+    torch.div(x, norm.sqrt(), out=y[:, :-1])
+    y[:, -1:] = 1e-12
+    if bool(zero.any()):
+        z = zero.view(-1)
+        y[z, :-1] = 1 / math.sqrt(x.shape[1])
+        y[z, -1] = -2e12
+    return y
 
 
 def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -412,31 +429,98 @@ class _Frames:
         return self.data[idx]
 
 
-def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
-                   chunk_elements: int = 4_000_000, device: torch.device | str = "cpu") -> torch.Tensor:
-    """DTW-angular distance d(rows[p], cols[p]) for item pairs (one value per pair)."""
-    device = torch.device(device)
-    fr = _Frames(feats, device)
-    rows, cols = rows.to(device), cols.to(device)
-    n, m = fr.lengths[rows], fr.lengths[cols]
-    out = torch.empty(len(rows), dtype=torch.float32, device=device)
+def _length_chunks(n: torch.Tensor, m: torch.Tensor, per_pair: Callable[[int], int], chunk_elements: int):
+    """Pair index chunks sorted by length (longest first), each of similar lengths and bounded size."""
     order = torch.argsort(torch.maximum(n, m) * 4096 + torch.minimum(n, m), descending=True)
-    dim = fr.data.shape[1]
     lmax = torch.maximum(n, m)[order].contiguous()
     start = 0
     while start < len(order):
         t_max = int(lmax[start])                 # longest first: a safe bound for the chunk
-        size = max(1, chunk_elements // max(1, t_max * max(t_max, dim)))
+        size = max(1, chunk_elements // max(1, per_pair(t_max)))
         # keep a chunk's lengths similar (little padding): stop where they fall below 3/4 of its first
         stop = start + int(torch.searchsorted(-lmax[start:start + size], -(t_max * 3) // 4, right=True))
         sel = order[start:max(stop, start + 1)]
-        nn_, mm_ = n[sel], m[sel]
-        tn, tm = int(nn_.max()), int(mm_.max())
-        xr = fr.padded(rows[sel], tn)
-        xc = fr.padded(cols[sel], tm)
-        dist = torch.bmm(xr, xc.transpose(1, 2)).clamp_(-1, 1).acos_() / math.pi
-        out[sel] = dtw_batch(dist, nn_, mm_)
+        yield sel
         start += len(sel)
+
+
+def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
+                   chunk_elements: int = 4_000_000, device: torch.device | str = "cpu",
+                   block: Sequence[int] | None = None, gram_elements: int = 30_000_000,
+                   block_min_dim: int = 256) -> torch.Tensor:
+    """DTW-angular distance d(rows[p], cols[p]) for item pairs (one value per pair).
+
+    ``block``: a group id per item such that every pair lies within one group (the context, for
+    within-context ABX). Then the frame-distance matrix of each group is computed once with one
+    matmul and pairs gather their sub-blocks from it (groups batched to ``gram_elements``);
+    without it each pair's frames are gathered and multiplied separately.
+    """
+    device = torch.device(device)
+    fr = _Frames(feats, device)
+    rows, cols = rows.to(device), cols.to(device)
+    out = torch.empty(len(rows), dtype=torch.float32, device=device)
+    if len(rows) == 0:
+        return out
+    if block is None or fr.data.shape[1] < block_min_dim:   # narrow features: per-pair matmuls are cheaper
+        n, m = fr.lengths[rows], fr.lengths[cols]
+        dim = fr.data.shape[1]
+        for sel in _length_chunks(n, m, lambda t: t * max(t, dim), chunk_elements):
+            nn_, mm_ = n[sel], m[sel]
+            xr = fr.padded(rows[sel], int(nn_.max()))
+            xc = fr.padded(cols[sel], int(mm_.max()))
+            dist = torch.bmm(xr, xc.transpose(1, 2)).clamp_(-1, 1).acos_() / math.pi
+            out[sel] = dtw_batch(dist, nn_, mm_)
+        return out
+    blk = np.asarray(block, dtype=np.int64)
+    lens = fr.lengths.cpu().numpy()
+    items_of: dict[int, np.ndarray] = {}
+    order = np.argsort(blk, kind="stable")
+    bounds = np.flatnonzero(np.diff(blk[order])) + 1
+    for g in np.split(order, bounds):
+        if len(g):
+            items_of[int(blk[g[0]])] = g
+    width = {b: int(lens[g].sum()) for b, g in items_of.items()}
+    loff = np.zeros(len(lens), dtype=np.int64)
+    for b, g in items_of.items():
+        loff[g] = np.concatenate([[0], np.cumsum(lens[g])[:-1]])
+    pair_blk = blk[rows.cpu().numpy()]
+    if (pair_blk != blk[cols.cpu().numpy()]).any():
+        raise ValueError("pair_distances: a pair crosses blocks")
+    batches, cur, size = [], [], 0
+    for b in sorted(items_of):
+        if cur and size + width[b] ** 2 > gram_elements:
+            batches.append(cur)
+            cur, size = [], 0
+        cur.append(b)
+        size += width[b] ** 2
+    batches.append(cur)
+    loff_t = torch.as_tensor(loff, device=device)
+    for bs in batches:
+        base_item = np.zeros(len(lens), dtype=np.int64)
+        width_item = np.ones(len(lens), dtype=np.int64)
+        grams, off = [], 0
+        for b in bs:
+            g = items_of[b]
+            idx = np.concatenate([np.arange(fr.offsets[i].item(), fr.offsets[i].item() + lens[i]) for i in g])
+            f = fr.data[torch.as_tensor(idx, device=device)]
+            grams.append((f @ f.T).clamp_(-1, 1).acos_().div_(math.pi).reshape(-1))
+            base_item[g] = off
+            width_item[g] = width[b]
+            off += width[b] ** 2
+        flat = torch.cat(grams)
+        base_t, width_t = torch.as_tensor(base_item, device=device), torch.as_tensor(width_item, device=device)
+        psel = torch.as_tensor(np.flatnonzero(np.isin(pair_blk, bs)), device=device)
+        r, c = rows[psel], cols[psel]
+        n, m = fr.lengths[r], fr.lengths[c]
+        for sel in _length_chunks(n, m, lambda t: 3 * t * t, chunk_elements):
+            rr, cc, nn_, mm_ = r[sel], c[sel], n[sel], m[sel]
+            ti, tj = int(nn_.max()), int(mm_.max())
+            i = torch.minimum(torch.arange(ti, device=device)[None], (nn_ - 1)[:, None])        # (P, ti)
+            j = torch.minimum(torch.arange(tj, device=device)[None], (mm_ - 1)[:, None])        # (P, tj)
+            w = width_t[rr]
+            start_ = base_t[rr] + loff_t[rr] * w + loff_t[cc]
+            idx = (start_[:, None] + i * w[:, None])[:, :, None] + j[:, None, :]
+            out[psel[sel]] = dtw_batch(flat[idx], nn_, mm_)
     return out
 
 
@@ -476,13 +560,13 @@ def _cell_errors(cells: Cells, dist_lookup, device, chunk_elements: int) -> torc
             r = xs[:, :, None].expand(-1, mx, ma)
             c = as_[:, None, :].expand(-1, mx, ma)
             va = (xs[:, :, None] >= 0) & (as_[:, None, :] >= 0)
-        dxa = dist_lookup(r, c)
-        dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb))
         vb = (xs[:, :, None] >= 0) & (bs[:, None, :] >= 0)
-        valid = va[:, :, :, None] & vb[:, :, None, :]
-        lt = ((dxa[:, :, :, None] < dxb[:, :, None, :]) & valid).sum((1, 2, 3)).double()
-        eq = ((dxa[:, :, :, None] == dxb[:, :, None, :]) & valid).sum((1, 2, 3)).double()
-        nvalid = valid.sum((1, 2, 3)).double()
+        # invalid (x, a') -> +inf and invalid (x, b) -> -inf: such triplets are neither < nor ==
+        dxa = dist_lookup(r, c).masked_fill(~va, float("inf"))
+        dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb)).masked_fill(~vb, -float("inf"))
+        lt = (dxa[:, :, :, None] < dxb[:, :, None, :]).sum((1, 2, 3)).double()
+        eq = (dxa[:, :, :, None] == dxb[:, :, None, :]).sum((1, 2, 3)).double()
+        nvalid = (va.sum(2) * vb.sum(2)).sum(1).double()
         out.append(1 - (lt + 0.5 * eq) / nvalid)
     return torch.cat(out).cpu()
 
@@ -491,12 +575,15 @@ def _aggregate(err: torch.Tensor, cells: Cells, symmetric: bool) -> float:
     """Libri-light: mean over contexts (and x speakers), then speakers, then (a, b) phone pairs."""
     if len(err) == 0:
         return float("nan")
-    import pandas as pd
+    e = err.numpy().astype(np.float64)
 
-    df = pd.DataFrame({"s": cells.speaker, "pa": cells.phone_a, "pb": cells.phone_b, "c": cells.context,
-                       "sx": cells.speaker_x, "e": err.numpy()})
-    by_spk = df.groupby(["s", "pa", "pb"])["e"].mean()
-    by_pair = by_spk.groupby(level=["pa", "pb"]).mean()
+    def group_mean(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        return uniq, np.bincount(inv, weights=vals) / np.bincount(inv)
+
+    spa, by_spk = group_mean(np.stack([cells.speaker, cells.phone_a, cells.phone_b], 1), e)
+    _, by_pair = group_mean(spa[:, 1:], by_spk)
     return float(by_pair.mean() * 100)
 
 
@@ -515,7 +602,8 @@ def abx_scores(feats: Sequence[torch.Tensor], plan: ABXPlan, config: ABXConfig =
     n = plan.n_items
     keys = np.unique(np.concatenate(rows) * n + np.concatenate(cols)) if rows else np.zeros(0, np.int64)
     keys_t = torch.as_tensor(keys, device=device)
-    d = pair_distances(feats, keys_t // n, keys_t % n, config.chunk_elements, device) if len(keys) else keys_t.float()
+    d = pair_distances(feats, keys_t // n, keys_t % n, config.chunk_elements, device, block=plan.context) \
+        if len(keys) else keys_t.float()
 
     def lookup(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         k = r.clamp(min=0) * n + c.clamp(min=0)

@@ -13,6 +13,7 @@ wall time of each (same process, same CPU threads) with the speed ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -132,15 +133,19 @@ def main(argv=None) -> int:
     p.add_argument("--upstream", default="fbank,mfcc", help="s3prl upstream(s) for the corpus case")
     p.add_argument("--out", type=Path, default=Path("cache/bench_abx"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = [compare(synthetic_case(a.out / "synthetic"))]
     if a.corpus:
         for up in a.upstream.split(","):
             rows.append(compare(corpus_case(a.corpus, up, a.out)))
-    import pandas as pd
-
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"))
+    cols = list(rows[0])
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 

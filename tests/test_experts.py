@@ -114,6 +114,8 @@ def test_bad_model_config_and_ckpt(name, tmp_path, monkeypatch):
         expert(name, layers={"speaker": "0-1"})
     with pytest.raises(UpstreamConfigError, match=r"unknown entries \['layer'\]"):
         expert(name, layer={"content": "0-1"})
+    with pytest.raises(UpstreamConfigError, match="seed: 'x' has the wrong type"):
+        expert(name, seed="x")
     with pytest.raises(UpstreamConfigError, match="not a preset"):
         expert(name, random_init="huge")
     with pytest.raises(UpstreamConfigError, match="no such model config file"):
@@ -243,3 +245,22 @@ def test_bundled_checkpoint_is_the_default(tmp_path, monkeypatch):
     random = expert("hubert_compact")  # explicit random_init wins over the bundled checkpoint
     assert random.source["source"] == "random_init"
     assert not torch.allclose(random(x)["content"][-1], up(x)["content"][-1])
+
+
+def test_expert_folders_drop_into_an_s3prl_shaped_tree(tmp_path, monkeypatch):
+    """upstream/<name>/ copied as s3prl/upstream/<name>/ (package-relative imports only)."""
+    import importlib
+    import shutil
+    from pathlib import Path
+    src = Path(__file__).resolve().parents[1] / "upstream"
+    tree = tmp_path / "fake_s3prl" / "upstream"
+    tree.mkdir(parents=True)
+    for p in (tree.parent, tree):
+        (p / "__init__.py").write_text("")
+    for name in NAMES:
+        shutil.copytree(src / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in NAMES:
+        hubconf = importlib.import_module(f"fake_s3prl.upstream.{name}.hubconf")
+        up = getattr(hubconf, name)(model_config=TINY)
+        assert "content" in up(wavs(4000))

@@ -270,7 +270,7 @@ def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = False) -> str:
 def from_pretrained(path: str | os.PathLike, *, expected_model: str | None = None,
                     allow_unpickle: bool = False) -> nn.Module:
     """Load a model from what the user has: a DUET checkpoint directory, a transformers
-    HuBERT/WavLM directory, or a fairseq / s3prl-converted HuBERT ``.pt`` (the last two become the
+    HuBERT directory, or a fairseq / s3prl-converted HuBERT ``.pt`` (the last two become the
     project's hubert backbone, see upstream.importers)."""
     p = Path(path)
     if p.is_dir() and is_checkpoint_dir(p):

@@ -137,6 +137,12 @@ class ExpertOptions:
         if unknown:
             raise UpstreamConfigError(f"{source}: unknown entries {unknown}; valid entries: {sorted(names)}")
         opts = cls(**data)
+        for field, types in (("random_init", (str, type(None))), ("seed", (int,)),
+                             ("sample_rate", (int, type(None))), ("allow_unpickle", (bool,))):
+            value = getattr(opts, field)
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise UpstreamConfigError(f"{source}: {field}: {value!r} has the wrong type "
+                                          f"(expected {' or '.join(t.__name__ for t in types)})")
         if not isinstance(opts.layers, dict):
             raise UpstreamConfigError(f"{source}: 'layers' must map a stream to a subset, e.g. "
                                       f"layers: {{content: \"6-11\", other: \"0-3\"}}")
@@ -198,7 +204,7 @@ def resolve_model(name: str, ckpt: str | None, opts: ExpertOptions) -> tuple[nn.
         raise UpstreamConfigError(
             f"{name}: no checkpoint given (-k) and the bundled checkpoint {bundled} does not exist (yet). "
             f"Pass -k DIR (a DUET checkpoint directory"
-            f"{', a transformers HuBERT/WavLM directory or a fairseq HuBERT .pt' if name in BACKBONE_MODELS else ''}"
+            f"{', a transformers HuBERT directory or a fairseq / s3prl HuBERT .pt' if name in BACKBONE_MODELS else ''}"
             f"), or for a seeded random model a -g YAML with 'random_init: compact' (tiny|compact|base)")
     path = Path(ckpt)
     if path.is_dir() and is_checkpoint_dir(path):

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .abx import write_abx
@@ -146,26 +147,62 @@ def make_corpus(out_dir: str | Path, size: str | CorpusSpec = "tiny", seed: int 
     root = Path(out_dir).expanduser().resolve()
     lay = CorpusLayout(root)
     meta = _plan_meta(spec, seed)
-    if root.exists() and root.is_dir() and lay.plan_json.is_file():
+    if _existing(lay, meta):  # checked before touching anything, and again under the lock
+        return root
+    _prepare_dir(root)
+    with _exclusive(root):
+        if _existing(lay, meta):  # another process finished it while we waited
+            return root
+        return _generate(lay, spec, seed, workers, progress, stop_after)
+
+
+def _existing(lay: CorpusLayout, meta: dict) -> bool:
+    """True if ``lay.root`` holds this complete corpus; False if it is new, empty or this corpus
+    half-written; CorpusError if it holds something else."""
+    root = lay.root
+    if not root.is_dir():
+        return False
+    if lay.plan_json.is_file():
         try:
             old = json.loads(lay.plan_json.read_text())
         except (OSError, json.JSONDecodeError):
             old = None
         if old != meta:
             what = f"size {old.get('size')!r}, seed {old.get('seed')!r}" if isinstance(old, dict) else "an unreadable plan"
-            raise CorpusError(f"{root} holds another corpus ({what}; asked: size {spec.name!r}, seed {seed}); "
-                              f"choose another --out or delete {root}")
+            raise CorpusError(f"{root} holds another corpus ({what}; asked: size {meta['size']!r}, seed "
+                              f"{meta['seed']}); choose another --out or delete {root}")
         if lay.corpus_json.is_file():
             lay.check()
-            return root
-    elif root.exists() and root.is_dir() and any(root.iterdir()):
+            return True
+        return False
+    if any(p.name != ".lock" for p in root.iterdir()):
         raise CorpusError(f"{root} is not empty and is not a DUET corpus (no {lay.plan_json.name}); "
                           f"choose an empty or new --out")
-    _prepare_dir(root)
+    return False
+
+
+@contextmanager
+def _exclusive(root: Path):
+    """One generator per corpus directory at a time (a second one waits, then finds it done)."""
+    import fcntl
+    import sys
+
+    with open(root / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another generator working on {root} ...", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _generate(lay: CorpusLayout, spec: CorpusSpec, seed: int, workers: int, progress: bool,
+              stop_after: int | None) -> Path:
+    root = lay.root
     if lay.plan_json.is_file():  # resuming: drop temporary files of writes that were cut off
         for tmp in root.rglob(".*.tmp*"):
             tmp.unlink(missing_ok=True)
-    atomic_write_json(lay.plan_json, meta)
+    atomic_write_json(lay.plan_json, _plan_meta(spec, seed))
     t0 = time.time()
     plan = make_plan(spec, seed)
     n_new = _synthesize(lay, plan, max(1, int(workers)), progress, stop_after)

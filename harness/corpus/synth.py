@@ -121,7 +121,8 @@ class Espeak:
     def raw(self, text: str, voice: Voice, rate: int, pitch: int, range: int, volume: int):
         """(int16 audio at the engine rate, [(type, text_position, sample, phone bytes)])."""
         text_v = voice.variant_text()
-        if text_v != self._variant_text:  # rewriting an unchanged file costs a truncate
+        new_voice = text_v != self._variant_text
+        if new_voice:  # (rewriting an unchanged file would cost a truncate)
             with open(self._variant, "w") as f:
                 f.write(text_v)
             self._variant_text = text_v
@@ -129,12 +130,19 @@ class Espeak:
             raise EspeakError(f"espeak could not select voice en-us+duet ({self._variant})")
         for p, v in ((_P_RATE, rate), (_P_PITCH, pitch), (_P_RANGE, range), (_P_VOLUME, volume)):
             self._lib.espeak_SetParameter(p, int(v), 0)
+        if new_voice:
+            # espeak carries a little state from the previous voice into the first synthesis with a
+            # new one (measured: the first utterance of a speaker differed by what came before it).
+            # A short throw-away synthesis with the new voice makes the output history-free.
+            self._synth(b"a.")
+        return self._synth(text.encode("utf-8"), text)
+
+    def _synth(self, b: bytes, text: str | None = None):
         self._chunks, self._events = [], []
-        b = text.encode("utf-8")
         err = self._lib.espeak_Synth(b, len(b) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()
         if err != 0 or not self._chunks:
-            raise EspeakError(f"espeak_Synth failed ({err}) on {text!r}")
+            raise EspeakError(f"espeak_Synth failed ({err}) on {text or b.decode()!r}")
         return np.concatenate(self._chunks), self._events
 
     def synthesize(self, text: str, voice: Voice, rate: int, pitch: int, range: int, volume: int) -> Synthesis:
@@ -193,6 +201,7 @@ class Espeak:
     def word_phonemes(self, word: str) -> list[str]:
         """espeak's phones for a word spoken alone (its dictionary/rules), stress marks stripped."""
         self._lib.espeak_SetVoiceByName(b"en-us")
+        self._variant_text = None  # the next synthesis selects (and warms up) its voice again
         buf = ctypes.create_string_buffer(word.lower().encode("utf-8"))
         ptr = ctypes.c_void_p(ctypes.addressof(buf))
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p

@@ -5,7 +5,7 @@ from .expert import UpstreamExpert as _UpstreamExpert
 def learn2diss(ckpt=None, model_config=None, refresh=False, **kwargs):
     """Learn2Diss: frozen HuBERT-style backbone + frame-level encoder (content) and ECAPA-TDNN utterance encoder (other), MI minimised with CLUB.
 
-    ckpt (-k): a DUET checkpoint directory, a transformers HuBERT/WavLM directory or a
+    ckpt (-k): a DUET checkpoint directory, a transformers HuBERT directory or a
         fairseq / s3prl-converted HuBERT .pt (used as the backbone); default: the bundled
         checkpoint checkpoints/learn2diss-compact.
     model_config (-g): YAML with layer subsets, e.g. `layers: {content: "6-11"}`, and

@@ -61,7 +61,8 @@ class SelfAttention(nn.Module):
             return z.view(b, t, h, d // h).transpose(1, 2)
 
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        # no padding -> no mask, so SDPA can use its memory-efficient (flash) CPU/GPU kernels
+        attn_mask = None if key_mask is None or bool(key_mask.all()) else key_mask[:, None, None, :]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
