@@ -150,10 +150,7 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     utt_labels = {uname: ul.values.astype("int64")}
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
-<<<<<<< HEAD
     model.init_from_backbone(backbone)          # frozen lower layers + g initialised from the parent's top layers
-=======
->>>>>>> main
     model.backbone.requires_grad_(False)
     batches = lambda s: CropBatches(bank, cfg.data, s, labels={fname: fl}, utt_labels=utt_labels)  # noqa: E731
     obj1 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg)
