@@ -36,11 +36,13 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt", default=None, help="e.g. jooci=random:compact (default: bundled)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--folds", type=int, default=1, help="ER: folds per cell (default 1)")
     p.add_argument("--work", default=None, help="scratch dir (default: a temp dir, removed)")
     a = p.parse_args(argv)
     work = Path(a.work or tempfile.mkdtemp(prefix="bench_cache_"))
     common = ["run", "--tasks", a.task, "--upstreams", a.upstream, "--features", a.feature, "--steps", a.steps,
-              "--corpus", a.corpus, "--results", work / "results", "--device", a.device, "--force"]
+              "--corpus", a.corpus, "--results", work / "results", "--device", a.device, "--force",
+              "--folds", a.folds]
     if a.ckpt:
         common += ["--ckpt", a.ckpt]
     cache_dir = work / "cache"

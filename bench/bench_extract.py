@@ -12,7 +12,7 @@ JOOCI-base <= 1.15x and Learn2Diss-base <= 1.25x.
 
 Run by hand (CPU, 1 thread, as in the goals):
     python -m bench.bench_extract                      # 10 s of audio, 7 repeats
-    python -m bench.bench_extract --seconds 20 --repeats 9 --threads 1 --out results/bench_extract.md
+    python -m bench.bench_extract --seconds 10 --repeats 7 --breakdown --out results/bench_extract.md
     python -m bench.bench_extract --device cuda --threads 4
 """
 from __future__ import annotations
@@ -80,6 +80,47 @@ def time_all(models: dict, wav: torch.Tensor, wav_len: torch.Tensor, repeats: in
     return times, cpu
 
 
+def breakdown(wav: torch.Tensor, wav_len: torch.Tensor, repeats: int, device) -> list[str]:
+    """Median process-CPU seconds of each part of JOOCI-base and Learn2Diss-base: the share of
+    the second stream is measured directly, whatever the load of the machine."""
+    from upstream.registry import build_model
+
+    torch.manual_seed(0)
+    j = build_model("jooci", "base").eval().to(device)
+    l2d = build_model("learn2diss", "base").eval().to(device)
+    with torch.inference_mode():
+        feat, c_len = j.features(wav, wav_len)
+        content = j.encode_content(feat, c_len)
+        other, o_len = j.encode_other(feat, c_len, content)
+        layers, n = l2d.backbone_hidden(wav, wav_len)
+        parts = {
+            "jooci: shared CNN": lambda: j.features(wav, wav_len),
+            "jooci: content transformer": lambda: j.encode_content(feat, c_len),
+            "jooci: other encoder": lambda: j.encode_other(feat, c_len, content),
+            "jooci: post-net (ASP+BN)": lambda: j.postnet(other[-1], o_len),
+            "learn2diss: frozen CNN + lower layers": lambda: l2d.backbone_hidden(wav, wav_len),
+            "learn2diss: g (top layers)": lambda: l2d.frame_encode(layers, n),
+            "learn2diss: h (ECAPA-TDNN)": lambda: l2d.utterance_encode(layers, n),
+        }
+        cpu = {k: [] for k in parts}
+        for f in parts.values():
+            f()
+        for _ in range(repeats):
+            for k, f in parts.items():
+                c0 = time.process_time()
+                f()
+                cpu[k].append(time.process_time() - c0)
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    j_single = med["jooci: shared CNN"] + med["jooci: content transformer"]
+    j_extra = med["jooci: other encoder"] + med["jooci: post-net (ASP+BN)"]
+    l_single = med["learn2diss: frozen CNN + lower layers"] + med["learn2diss: g (top layers)"]
+    l_extra = med["learn2diss: h (ECAPA-TDNN)"]
+    rows = ["| part | median CPU s |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in med.items()]
+    rows += ["", f"second-stream overhead over the single-stream part: JOOCI "
+                 f"{(j_single + j_extra) / j_single:.3f}x, Learn2Diss {(l_single + l_extra) / l_single:.3f}x"]
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="audio length (16 kHz)")
@@ -88,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None, help="also write a markdown table here")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each part of JOOCI-base / Learn2Diss-base (CPU time)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -123,11 +166,14 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | {statistics.median(times[name]):.3f} | "
                     f"{statistics.median(cpu[name]):.3f} | {ratio:.3f}x | {paired:.3f}x | "
                     f"{'' if goal is None else f'<= {goal}x'} | {ok} |")
+    if args.breakdown:
+        rows += ["", *breakdown(wav, wav_len, args.repeats, device)]
     text = "\n".join([header, "", *rows])
     print(text)
     if args.out:
         cmd = "python -m bench.bench_extract " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if v is not None)
+            f"--{k}" if v is True else f"--{k} {v}" for k, v in vars(args).items()
+            if v is not None and v is not False)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(f"# Extraction benchmark\n\nCommand: `{cmd}`\n\n{text}\n")
     return 0 if ok_all else 1

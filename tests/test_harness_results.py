@@ -109,3 +109,22 @@ def test_missing_checkpoint_is_an_error_before_training(run_cli, tmp_path):
     p = run_cli("run", "--tasks", "sid", "--upstreams", "jooci", "--ckpt", f"jooci={tmp_path}/nope",
                 "--results", tmp_path, check=False)
     assert p.returncode == 2 and "config.json" in p.stderr
+
+
+def test_real_data_yaml_is_checked_before_training(run_cli, tmp_path):
+    pytest.importorskip("harness.tasks")
+    vox = tmp_path / "VoxCeleb1"
+    (vox / "dev" / "wav").mkdir(parents=True)
+    (vox / "iden_split.txt").write_text("1 id10001/a/00001.wav\n")
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(f"voxceleb1: {vox}\n")
+    ok = run_cli("run", "--tasks", "sid", "--upstreams", "fbank", "--data-config", cfg, "--results", tmp_path,
+                 "--dry-run", "--device", "cpu")
+    assert "1 cells" in ok.stdout and "corpus real:data" in ok.stdout
+    bad = run_cli("run", "--tasks", "sid,er", "--upstreams", "fbank", "--data-config", cfg, "--results", tmp_path,
+                  "--device", "cpu", check=False)
+    assert bad.returncode == 2 and "task er needs 'iemocap:" in bad.stderr
+    cfg.write_text(f"voxceleb1: {vox}\nlibrispeech: {tmp_path}/nowhere\n")
+    bad = run_cli("run", "--tasks", "pr", "--upstreams", "fbank", "--data-config", cfg, "--results", tmp_path,
+                  "--device", "cpu", check=False)
+    assert bad.returncode == 2 and "nowhere is not a directory" in bad.stderr

@@ -50,13 +50,43 @@ def test_hf_directory_reproduces_transformers(tmp_path, stable):
     assert load_backbone(d).encoder.layer_norm_first == stable
 
 
-def test_hf_wavlm_and_broken_dirs(tmp_path):
+def make_wavlm_dir(tmp_path, stable: bool):
     from transformers import WavLMConfig, WavLMModel
-    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                      conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
-    WavLMModel(cfg).save_pretrained(tmp_path / "wavlm")
+    torch.manual_seed(3)
+    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                      conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+                      do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
+                      num_buckets=16, max_bucket_distance=40)
+    hf = WavLMModel(cfg).eval()
+    d = tmp_path / f"wavlm-{stable}"
+    hf.save_pretrained(d)
+    return hf, d
+
+
+@pytest.mark.parametrize("stable", [False, True], ids=["base-groupnorm", "large-layernorm"])
+def test_wavlm_directory_through_the_hubert_compact_expert(tmp_path, stable):
+    from upstream.hub import UPSTREAMS
+    hf, d = make_wavlm_dir(tmp_path, stable)
     with pytest.raises(BackboneImportError, match="WavLM's gated relative position bias"):
-        load_hf_backbone(tmp_path / "wavlm")
+        load_hf_backbone(d)  # no DUET-module counterpart ...
+    up = UPSTREAMS["hubert_compact"](ckpt=str(d)).eval()  # ... but usable as an upstream
+    g = torch.Generator().manual_seed(0)
+    wavs = [0.1 * torch.randn(n, generator=g) for n in (9000, 5000)]
+    with torch.no_grad():
+        batch = up(wavs)["content"]
+        for i, w in enumerate(wavs):
+            ref = hf(w[None], output_hidden_states=True)
+            expect = list(ref.hidden_states[:-1]) + [ref.last_hidden_state if stable else ref.hidden_states[-1]]
+            n = expect[0].shape[1]
+            assert len(batch) == len(expect) == 3
+            for a, b in zip(batch, expect):  # batched (padded) == each alone: padding does not leak
+                torch.testing.assert_close(a[i, :n], b[0], atol=1e-4, rtol=1e-4)
+            assert batch[-1][i, n:].abs().max() == 0 if batch[-1].shape[1] > n else True
+    with pytest.raises(BackboneImportError, match="use -u hubert_compact"):
+        UPSTREAMS["learn2diss"](ckpt=str(d))
+
+
+def test_broken_hf_dirs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackboneImportError, match="config.json is missing"):
         load_hf_backbone(tmp_path / "empty")

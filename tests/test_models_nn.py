@@ -98,3 +98,17 @@ def test_masked_ecapa_batch_equals_single():
             torch.testing.assert_close(e1[0], emb[b], atol=1e-5, rtol=1e-5)
             for a, c in zip(f1, frames):
                 torch.testing.assert_close(a[0], c[b, : lens[b]], atol=1e-5, rtol=1e-5)
+
+
+def test_fast_conv_paths_equal_torch_convs():
+    """The CPU matmul form of the dilated conv and the window-sum form of JOOCI's depthwise conv
+    compute exactly what the nn.Conv1d modules (whose weights they use) compute."""
+    from upstream.nn.other_encoder import OtherEncoderBlock
+    from upstream.nn.res2net import conv1d_same
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, 3, dilation=4, padding=4)
+    x = torch.randn(2, 6, 13)
+    torch.testing.assert_close(conv1d_same(conv, x), conv(x), atol=1e-5, rtol=1e-5)
+    blk = OtherEncoderBlock(8, factor=3, scale=4).eval()
+    s = torch.randn(2, 8, 5 * 4)
+    torch.testing.assert_close(blk.depthwise_conv(s), blk.depthwise(s), atol=1e-6, rtol=1e-5)

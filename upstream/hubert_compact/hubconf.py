@@ -5,8 +5,8 @@ from .expert import UpstreamExpert as _UpstreamExpert
 def hubert_compact(ckpt=None, model_config=None, refresh=False, **kwargs):
     """DUET's compact HuBERT backbone (single stream: its layers are the content stream).
 
-    ckpt (-k): a DUET checkpoint directory, a transformers HuBERT directory or a
-        fairseq / s3prl-converted HuBERT .pt (used as the backbone); default: the bundled
+    ckpt (-k): a DUET checkpoint directory, a transformers HuBERT (or WavLM) directory or a
+        fairseq / s3prl-converted HuBERT .pt; default: the bundled
         checkpoint checkpoints/hubert-compact-compact.
     model_config (-g): YAML with layer subsets, e.g. `layers: {content: "6-11"}`, and
         `random_init: compact` for a seeded random model (see upstream/expert_base.py).
