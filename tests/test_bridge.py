@@ -38,7 +38,12 @@ def _sid(vox: Path, *more: str) -> list[str]:
 def test_valid_sid_command_passes_and_defaults_to_cpu(vox):
     args, argv = bridge.prepare(_sid(vox))
     assert args.upstream == "fbank" and args.downstream == "voxceleb1"
-    assert argv[-2:] == ["--device", "cpu"] and args.device == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():  # s3prl's default is cuda: without a GPU the bridge says cpu
+        assert argv[-2:] == ["--device", "cpu"] and args.device == "cpu"
+    args, argv = bridge.prepare(_sid(vox, "--device", "cuda:1"))  # an explicit --device is kept
+    assert args.device == "cuda:1" and argv.count("--device") == 1
 
 
 def test_duet_upstreams_are_registered_next_to_s3prl_builtins():
@@ -100,3 +105,12 @@ def test_missing_evaluate_checkpoint(tmp_path):
 
 # the real entry point's exit status on bad input is checked in test_bridge_e2e.py (same process as
 # the e2e runs, to import s3prl once)
+
+
+@pytest.mark.parametrize("task", ["sid", "asv", "er", "pr", "asr"])
+def test_task_overrides_satisfy_the_path_checks_on_a_generated_corpus(tiny_corpus, task, tmp_path):
+    """harness.tasks' -o for the tiny corpus names only paths that exist (what s3prl will open)."""
+    from harness.tasks import TASKS
+
+    args, _ = bridge.prepare(TASKS[task].train_argv("fbank", tmp_path / "exp", tiny_corpus))
+    assert args.downstream == TASKS[task].downstream and args.override

@@ -146,3 +146,13 @@ def test_train_argv_is_run_downstream_syntax(tmp_path):
     assert "test_fold='fold2'" in argv[argv.index("-o") + 1] and argv[argv.index("-s") + 1] == "content"
     with pytest.raises(ValueError, match="real, mini|'real', 'mini'"):
         TASKS["sid"].config("huge")
+
+
+def test_missing_or_half_written_corpus_is_a_clear_error(tmp_path):
+    from harness.corpus.layout import CorpusError
+
+    with pytest.raises(CorpusError, match="does not exist: run `harness corpus make"):
+        TASKS["sid"].overrides(tmp_path / "nothing")
+    (tmp_path / "half" / "VoxCeleb1").mkdir(parents=True)
+    with pytest.raises(CorpusError, match="half-written.*corpus.json is missing"):
+        TASKS["pr"].overrides(tmp_path / "half")
