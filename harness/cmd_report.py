@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", default=None, help="PNG dir (default: RESULTS/NAME/plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--title", default=None)
+    p.add_argument("--note", action="append", default=None, metavar="TEXT",
+                   help="a paragraph to add under the provenance (repeatable), e.g. what the checkpoints are")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     base = src.with_suffix("") if src.suffix == ".csv" else src
     out = Path(args.out) if args.out else base.with_suffix(".md") if src.suffix == ".csv" else base.parent / f"{base.name}.md"
     plots = None if args.no_plots else Path(args.plots) if args.plots else base / "plots"
-    md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent)
+    md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent, notes=args.note)
     atomic_write_text(out, md)
     print(md)
     print(f"\nwrote {out}" + (f" and plots in {plots}" if plots else ""), file=sys.stderr)

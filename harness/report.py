@@ -20,6 +20,13 @@ def _hib(df, task) -> bool:
     return str(v).lower() in ("true", "1", "1.0")
 
 
+def _isnan(v) -> bool:
+    try:
+        return v is None or math.isnan(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -236,6 +243,7 @@ def plot_layer_weights(df, path: Path) -> Path | None:
             if not w or len(w) < 2:
                 continue
             ax.plot(range(len(w)), w, marker="o", ms=3, label=f"{r['upstream']}:{stream_label(r)}")
+            ax.set_xticks(range(len(w)))
         ax.set_title(f"{t}: learned weighted-sum weights")
         ax.set_xlabel("layer (index within the chosen subset)")
         ax.set_ylabel("softmax weight")
@@ -251,18 +259,34 @@ def provenance_markdown(df) -> str:
     for col, label in (("harness_command", "command"), ("git_commit", "git commit"), ("machine", "machine"),
                        ("device", "device"), ("corpus", "corpus"), ("steps", "steps")):
         if col in df.columns:
-            vals = [str(v) for v in dict.fromkeys(df[col].tolist())]
+            vals = list(dict.fromkeys("config default" if col == "steps" and _isnan(v) else
+                                      str(int(v)) if col == "steps" else str(v) for v in df[col].tolist()))
             lines.append(f"- {label}: " + "; ".join(f"`{v}`" for v in vals))
+    if "ckpt_hash" in df.columns:
+        seen = []
+        for _, r in df.iterrows():
+            if str(r["ckpt_hash"]) in ("-", "nan"):
+                continue
+            where = Path(str(r.get("ckpt", ""))).name if str(r.get("ckpt", "nan")) != "nan" else "?"
+            item = f"`{r['upstream']}`: `{where}` (sha {r['ckpt_hash']})"
+            if item not in seen:
+                seen.append(item)
+        if seen:
+            lines.append("- checkpoints: " + "; ".join(seen))
     if "wall_s" in df.columns:
         lines.append(f"- total cell wall time: {df['wall_s'].sum():.0f} s over {len(df)} cells")
     return "\n".join(lines)
 
 
-def render(df, title: str, plots_dir: Path | None, md_dir: Path | None = None) -> str:
+def render(df, title: str, plots_dir: Path | None, md_dir: Path | None = None,
+           notes: list[str] | None = None) -> str:
     """The whole Markdown report; writes PNGs into plots_dir (linked relative to md_dir)."""
     import os
 
-    parts = [f"# {title}", "", provenance_markdown(df), "",
+    parts = [f"# {title}", "", provenance_markdown(df), ""]
+    for n in notes or []:
+        parts += [n, ""]
+    parts += [
              "## Leaderboard (best stream per upstream)", "", leaderboard_best(df), "",
              "## Per stream", "", leaderboard_streams(df), "",
              "## Disentanglement: task × stream", "",

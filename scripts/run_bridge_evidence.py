@@ -100,11 +100,37 @@ def run_cell(upstream: str, task, corpus: Path, workdir: Path, steps: int | None
               "unit": task.unit, "higher_is_better": task.higher_is_better, "split": task.eval_splits[0],
               "value": value, "last_dev": dev, "test_uer": uer, "fold": fold, "checkpoint": evaluate[-1],
               "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
-              "train_cmd": display_cmd(train), "eval_cmd": display_cmd(evaluate)}
+              "train_cmd": display_cmd(train), "eval_cmd": display_cmd(evaluate),
+              "commit": git_commit(), "finished_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(done)
     return result
+
+
+def reference_levels(corpus: Path, results: list[dict]) -> list[str]:
+    """Chance / majority levels of the classification tasks on this corpus, for reading the table."""
+    from collections import Counter
+
+    from harness.corpus.layout import CorpusLayout
+
+    c = CorpusLayout(corpus)
+    out = []
+    test = [ln.split()[1].split("/")[0] for ln in c.iden_split.read_text().splitlines() if ln.startswith("3 ")]
+    if test:
+        top = Counter(test).most_common(1)[0][1] / len(test)
+        out.append(f"- SID: {len(set(test))} speakers in the test split ({len(test)} utterances): chance "
+                   f"{1 / len(set(test)):.4f}, majority {top:.4f}.")
+    folds = sorted({r["fold"] for r in results if r["task"] == "er" and r.get("fold")})
+    for fold in folds:
+        meta = json.loads(c.iemocap_meta_json(int(fold[4:]), "test").read_text())["meta_data"]
+        counts = Counter(m["label"] for m in meta)
+        out.append(f"- ER {fold}: {len(meta)} test utterances, classes {dict(sorted(counts.items()))}: majority "
+                   f"{max(counts.values()) / len(meta):.4f}.")
+    out.append("- PR / ASR: error rates (PER fraction, WER/UER %); 100 % WER = no word right. Training is "
+               "bounded to the steps above by the shared 2-core CPU, far from convergence: the numbers show the "
+               "s3prl path runs end to end and learns (PR below 1.0, ASR UER below 100 %), not SUPERB-level scores.")
+    return out
 
 
 def note(r: dict) -> str:
@@ -128,7 +154,10 @@ def write_report(out: Path, results: list[dict], corpus: Path, info: dict, start
         "# s3prl bridge evidence: s3prl built-in upstreams through `run_downstream.py`",
         "",
         f"- command: `python scripts/run_bridge_evidence.py {shlex.join(argv)}`",
-        f"- commit: `{git_commit()}`; started {started} UTC; total wall {wall / 60:.1f} min",
+        f"- report written at commit `{git_commit()}` ({started} UTC, this invocation {wall / 60:.1f} min); finished "
+        f"cells are re-read, not re-run (resume): each cell's own commit and finish time are in the table "
+        f"(cells ran {len(results)} x train+test, {sum(r['train_wall_s'] + r['eval_wall_s'] for r in results) / 60:.0f} "
+        f"min of cell wall time in all, 2 at a time)",
         f"- machine: {machine()}; shared by other jobs, runs under `nice -n 10`, OMP_NUM_THREADS=1",
         f"- corpus: `{corpus}` (size `{info.get('size')}`, seed {info.get('seed')}, "
         f"{info.get('hours', info.get('counts', {}).get('hours', '?'))} h), configs `downstream_configs/mini/`",
@@ -136,15 +165,17 @@ def write_report(out: Path, results: list[dict], corpus: Path, info: dict, start
         "(`-m evaluate`) on the dev-best checkpoint (the last one where the task has no dev selection or "
         "dev never improved); the metric is what s3prl prints for the test split.",
         "",
-        "| upstream | task | s3prl `-d` | test metric | value | last dev | better | train s | eval s | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| upstream | task | s3prl `-d` | test metric | value | last dev | better | train s | eval s | commit, finished (UTC) | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         dev = fmt(r["last_dev"], r["unit"]) if r.get("last_dev") is not None else "-"
         task = r["task"] + (f" ({r['fold']})" if r.get("fold") else "")
         lines.append(f"| {r['upstream']} | {task} | {r['downstream']} | {r['split']} {r['metric']} | "
                      f"{fmt(r['value'], r['unit'])} | {dev} | {'higher' if r['higher_is_better'] else 'lower'} | "
-                     f"{r['train_wall_s']:.0f} | {r['eval_wall_s']:.0f} | {note(r)} |")
+                     f"{r['train_wall_s']:.0f} | {r['eval_wall_s']:.0f} | {r.get('commit', '?')}, "
+                     f"{r.get('finished_utc', '?')[11:16]} | {note(r)} |")
+    lines += ["", "## Reading the numbers", ""] + reference_levels(corpus, results)
     lines += ["", "## Commands", ""]
     for r in results:
         lines += [f"{r['upstream']} / {r['task']}:", "", "```bash", r["train_cmd"], r["eval_cmd"], "```", ""]

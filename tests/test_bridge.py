@@ -38,7 +38,12 @@ def _sid(vox: Path, *more: str) -> list[str]:
 def test_valid_sid_command_passes_and_defaults_to_cpu(vox):
     args, argv = bridge.prepare(_sid(vox))
     assert args.upstream == "fbank" and args.downstream == "voxceleb1"
-    assert argv[-2:] == ["--device", "cpu"] and args.device == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():  # s3prl's default is cuda: without a GPU the bridge says cpu
+        assert argv[-2:] == ["--device", "cpu"] and args.device == "cpu"
+    args, argv = bridge.prepare(_sid(vox, "--device", "cuda:1"))  # an explicit --device is kept
+    assert args.device == "cuda:1" and argv.count("--device") == 1
 
 
 def test_duet_upstreams_are_registered_next_to_s3prl_builtins():

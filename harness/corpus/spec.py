@@ -70,10 +70,10 @@ SIZES: dict[str, CorpusSpec] = {
     # tests: seconds to generate; every task, split and ER fold non-empty
     "tiny": CorpusSpec("tiny", n_speakers=12, utts_per_speaker=10, n_dev=2, n_test=2, n_asv_test=3,
                        sid_dev_frac=0.2, sid_test_frac=0.2, asv_trials_per_speaker=12, chapter_size=5),
-    # the demo: ~2.9 h of audio, ~1 minute on 2 cores
+    # the demo: 2.6 h of audio (3.1 s a sentence), ~30 CPU-seconds
     "small": CorpusSpec("small", n_speakers=100, utts_per_speaker=30, n_dev=10, n_test=10, n_asv_test=10,
                         n_iemocap=40),
-    # GPU training: ~115 h, 1200 speakers (generate on the big machine, ~20 core-minutes)
+    # GPU training: ~105 h, 1200 speakers (generate on the big machine: ~21 CPU-minutes, ~20 GiB)
     "large": CorpusSpec("large", n_speakers=1200, utts_per_speaker=100, n_dev=40, n_test=40, n_asv_test=40,
                         n_iemocap=100, sid_dev_frac=0.05, sid_test_frac=0.05),
 }
