@@ -39,8 +39,8 @@ def plot_frame(df, title: str | None = None):
             ch = d["chance"].dropna().unique()
             if len(ch) == 1:
                 ax.axhline(float(ch[0]), ls="--", c="grey", lw=1, label="chance")
-        if metric.startswith(("abx", "probe", "cca")):
-            ax.set_ylim(bottom=0)
+        if metric.startswith(("abx", "probe", "cca")):          # from 0 (lower if a score is negative)
+            ax.set_ylim(bottom=min(0.0, float(d["value"].min()) * 1.1))
         ax.set_title(TITLES.get(metric, metric), fontsize=10)
         ax.set_xlabel("layer")
         ax.grid(alpha=0.3)

@@ -27,12 +27,13 @@ def main(argv=None) -> int:
           "Error rates in %; DUET replays Libri-light's `random` sampling calls, so both score the same "
           "triplets and the differences are float rounding only (goal: <= 0.2 absolute).\n")
     print("| case | Libri-light within | DUET within | Libri-light across | DUET across | max abs diff | "
-          "Libri-light s | DUET s | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "Libri-light wall s | DUET wall s | speed-up (wall) | Libri-light CPU s | DUET CPU s | speed-up (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['ll_within']:.4f} | {r['duet_within']:.4f} | {r['ll_across']:.4f} | "
               f"{r['duet_across']:.4f} | {max(r['diff_within'], r['diff_across']):.1e} | {r['t_librilight_s']:.1f} | "
-              f"{r['t_duet_s']:.1f} | x{r['speedup']:.1f} |")
+              f"{r['t_duet_s']:.1f} | x{r['speedup']:.1f} | {r.get('cpu_librilight_s', float('nan')):.1f} | "
+              f"{r.get('cpu_duet_s', float('nan')):.1f} | x{r.get('cpu_speedup', float('nan')):.1f} |")
     print(f"\nfastabx: {a.fastabx}")
     return 0
 

@@ -116,8 +116,10 @@ def ckpt_tag(ckpt: str | None) -> str:
 
 
 def model_name(args) -> str:
+    """Label of an upstream in results: name[ckpt@hash]{-g config stem}."""
     tag = ckpt_tag(args.ckpt)
-    return args.upstream + (f"[{tag}]" if tag else "")
+    cfg = getattr(args, "model_config", None)
+    return args.upstream + (f"[{tag}]" if tag else "") + (f"{{{Path(cfg).stem}}}" if cfg else "")
 
 
 def open_upstream(args):
@@ -194,7 +196,9 @@ def machine() -> str:
 
 
 def default_out(name: str, args) -> Path:
-    model = model_name(args).replace("[", "-").replace("]", "").replace("@", "-").replace("/", "_")
+    model = model_name(args)
+    for a, b in (("[", "-"), ("]", ""), ("{", "-"), ("}", ""), ("@", "-"), ("/", "_")):
+        model = model.replace(a, b)
     return Path("results") / name / f"{model}-{args.split}.csv"
 
 

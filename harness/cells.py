@@ -28,9 +28,26 @@ def check_layer_spec(spec: str) -> str:
 
 
 def parse_layers_arg(items: list[str] | None) -> dict[str | None, list[str]]:
-    """`["6-11", "other=0-3"]` -> {None: ["6-11"], "other": ["0-3"]} (None = any feature)."""
+    """`["6-11", "other=0-3"]` -> {None: ["6-11"], "other": ["0-3"]} (None = any feature).
+
+    An item that is a YAML file (the model config `harness cca --suggest-layers` writes,
+    `layers: {content: "6-11"}`) stands for its FEATURE=SPEC entries."""
     out: dict[str | None, list[str]] = {}
+    expanded: list[str] = []
     for item in items or ["all"]:
+        if item.endswith((".yaml", ".yml")):
+            import yaml
+            from pathlib import Path
+
+            if not Path(item).is_file():
+                raise ValueError(f"--layers {item}: no such file")
+            layers = (yaml.safe_load(Path(item).read_text()) or {}).get("layers")
+            if not isinstance(layers, dict) or not layers:
+                raise ValueError(f"--layers {item}: expected a mapping 'layers: {{content: \"6-11\"}}'")
+            expanded += [f"{k}={v}" for k, v in layers.items()]
+        else:
+            expanded.append(item)
+    for item in expanded:
         feat, _, spec = item.rpartition("=")
         out.setdefault(feat or None, []).append(check_layer_spec(spec))
     return out

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
     import time
 
     from tqdm import tqdm
@@ -98,6 +99,10 @@ def _run(args: argparse.Namespace) -> int:
             feats, k = slice_items(table, lambda f: store.get(key, layer, f), rate, args.slicing)
             if plan is None:
                 kept = k
+                if len(kept) < len(table):
+                    print(f"abx: stream '{key}' at {rate:g} frames/s: {len(table) - len(kept)} of {len(table)} items "
+                          "span no frame and are left out" + (" (ABX undefined)" if len(kept) == 0 else ""),
+                          file=sys.stderr)
                 t = table.subset(kept)
                 plan = build_plan(t.phone, t.context, t.speaker, cfg)
             s = abx_scores(feats, plan, cfg)

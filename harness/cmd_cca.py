@@ -154,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
             yml = args.suggest_out or Path(out).with_suffix(".layers.yaml")
             write_layers_config(yml, chosen, f"harness cca --suggest-layers: {model}, view {args.suggest_view}, "
                                               f">= {args.suggest_frac} x best PWCCA ({args.split} split of {corpus})")
-            print(f"suggested layers {chosen}: wrote {yml}  (use: run_downstream.py -u {args.upstream} -g {yml} ...)")
+            print(f"suggested layers {chosen}: wrote {yml}\n  use: run_downstream.py -u {args.upstream} -g {yml} ...\n"
+                  f"  or:  harness run --upstreams {args.upstream} --layers {yml} ...")
     if args.plot:
         from analysis.plots import plot_results
 

@@ -66,7 +66,8 @@ def _eval_audio(corpus: Path) -> set[Path]:
             if r["librispeech"] and str(r["sid_split"]).strip().lower() in {"2", "3", "dev", "test"}}
 
 
-def find_training_audio(corpus: str | Path, split: str = "train-clean-100", exclude_eval: bool = True) -> list[Path]:
+def find_training_audio(corpus: str | Path, split: str = "train-clean-100", exclude_eval: bool = True,
+                        max_utts: int = 0, seed: int = 0) -> list[Path]:
     corpus = Path(corpus)
     root = corpus / "LibriSpeech" / split
     if not root.is_dir():
@@ -82,6 +83,9 @@ def find_training_audio(corpus: str | Path, split: str = "train-clean-100", excl
         files = [f for f in files if f.resolve() not in drop]
     if not files:
         raise DataError(f"{root} contains no .flac/.wav files; the corpus is empty or half-written — regenerate it")
+    if 0 < max_utts < len(files):
+        keep = np.sort(np.random.default_rng([seed, 11]).choice(len(files), max_utts, replace=False))
+        files = [files[i] for i in keep]
     return files
 
 
@@ -105,6 +109,15 @@ class AudioBank:
 
     def wav(self, i: int) -> Tensor:
         return torch.from_numpy(np.asarray(self[i], dtype=np.float32) / 32768.0)
+
+    def subset(self, n: int) -> "AudioBank":
+        """The first ``n`` utterances (the bank is already in a seeded order when max_utts is used)."""
+        if n <= 0 or n >= len(self):
+            return self
+        sub = object.__new__(AudioBank)
+        sub.paths, sub.offsets, sub.lengths = self.paths[:n], self.offsets[:n], self.lengths[:n]
+        sub.audio, sub.fingerprint = self.audio, f"{self.fingerprint}:first{n}"
+        return sub
 
     @property
     def seconds(self) -> float:
@@ -178,8 +191,9 @@ def mfcc_features(wav: Tensor) -> Tensor:
 class FrameLabels:
     """Per-utterance frame labels, concatenated: ``labels[i]`` -> (frames(len_i),) int16/int32 ndarray."""
 
-    def __init__(self, values: np.ndarray, lengths: np.ndarray, num_classes: int, name: str):
+    def __init__(self, values: np.ndarray, lengths: np.ndarray, num_classes: int, name: str, audio: str = ""):
         self.values = values
+        self.audio = audio            # fingerprint of the AudioBank the labels belong to
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.num_classes = int(num_classes)
@@ -195,7 +209,8 @@ class FrameLabels:
         np.save(tmp, self.values.astype(np.int32))
         os.replace(tmp, path.with_suffix(".npy"))
         tj = path.with_name(f".{path.name}.{os.getpid()}.json")
-        tj.write_text(json.dumps({"lengths": self.lengths.tolist(), "num_classes": self.num_classes, "name": self.name}))
+        tj.write_text(json.dumps({"lengths": self.lengths.tolist(), "num_classes": self.num_classes, "name": self.name,
+                                  "audio": self.audio}))
         os.replace(tj, path.with_suffix(".json"))
 
     @classmethod
@@ -203,7 +218,7 @@ class FrameLabels:
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         return cls(np.load(path.with_suffix(".npy"), allow_pickle=False), np.asarray(meta["lengths"]),
-                   meta["num_classes"], meta["name"])
+                   meta["num_classes"], meta["name"], meta.get("audio", ""))
 
     @staticmethod
     def exists(path: Path) -> bool:
@@ -220,6 +235,7 @@ class DataConfig:
     views: int = 1               # 2 -> a second crop (``wav_b``) of the same utterance
     same_crop: bool = False      # views=2: the second view is the same crop (then augmented)
     exclude_eval: bool = True    # drop SID dev/test utterances (manifest.csv) from pre-training
+    max_utts: int = 0            # > 0: a seeded random subset of this many training utterances
 
 
 class CropBatches:

@@ -34,6 +34,13 @@ def test_cca_cli_suggest_layers_and_probe(tiny_corpus, run_cli, tmp_path):
     layers = yaml.safe_load(out.with_suffix(".layers.yaml").read_text())["layers"]
     a, b = map(int, layers["content"].split("-"))
     assert 0 <= a <= b < df["layer"].nunique()
+    # the loop closes: run_downstream.py -g and harness run --layers take the file as it is
+    from harness.cells import parse_layers_arg
+    from upstream.expert_base import ExpertOptions
+
+    yml = str(out.with_suffix(".layers.yaml"))
+    assert ExpertOptions.load(yml).layers == layers
+    assert parse_layers_arg([yml])["content"] == [layers["content"]]
     assert out.with_suffix(".png").is_file()
     pout = tmp_path / "probe.csv"
     run_cli("probe", "--upstream", "jooci", "-g", cfg, "--corpus", tiny_corpus, "--max-frames", "3000",

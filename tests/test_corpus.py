@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -388,3 +389,18 @@ def test_cli_info_and_make_on_a_complete_corpus(tiny_corpus, run_cli):
     before = CorpusLayout(tiny_corpus).corpus_json.stat().st_mtime_ns
     p = run_cli("corpus", "make", "--size", "tiny", "--out", tiny_corpus, "--no-progress")  # already complete
     assert "120 utterances" in p.stdout and CorpusLayout(tiny_corpus).corpus_json.stat().st_mtime_ns == before
+
+
+def test_stale_espeak_folders_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from harness.corpus.synth import _remove_stale_homes
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"duet-espeak-{dead.pid}-abc").mkdir()
+    (tmp_path / f"duet-espeak-{os.getpid()}-abc").mkdir()
+    (tmp_path / "duet-espeak-other").mkdir()
+    _remove_stale_homes(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"duet-espeak-{os.getpid()}-abc", "duet-espeak-other"]

@@ -79,10 +79,15 @@ def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_ti
         assert "club_mi" not in _log(out, "stage1")[0]
         import torch
         from upstream.checkpoint import load_checkpoint
+        from upstream.registry import build_model
         hub, _ = load_checkpoint(hubert_tiny / "final")
-        ref = hub.state_dict()
-        for k, v in m.backbone.state_dict().items():                   # the frozen part stayed frozen
-            assert torch.equal(ref[k], v), k                           # (g = the backbone's top layers, trained)
+        ref = build_model("learn2diss", meta["config"])
+        ref.init_from_backbone(hub)
+        for k, v in ref.backbone.state_dict().items():                 # the frozen part stayed frozen
+            assert torch.equal(m.backbone.state_dict()[k], v), k
+        changed = [k for k, v in ref.frame_encoder.state_dict().items()
+                   if not torch.equal(m.frame_encoder.state_dict()[k], v)]
+        assert changed                                                 # g (from the parent's top layers) trained
     if recipe.startswith("jooci"):
         assert "resemblyzer" in meta["provenance"]["teacher"]
         assert {"content", "other_distill", "reg_decoder"} <= set(_log(out, "train")[0])

@@ -83,7 +83,9 @@ class Espeak:
 
         src = espeakng_loader.get_data_path()
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self._home = tempfile.mkdtemp(prefix="duet-espeak-", dir=shm)  # the variant file is rewritten often
+        _remove_stale_homes(shm or tempfile.gettempdir())
+        # the variant file is rewritten often: keep it in memory where possible
+        self._home = tempfile.mkdtemp(prefix=f"duet-espeak-{os.getpid()}-", dir=shm)
         atexit.register(shutil.rmtree, self._home, True)
         # pool workers leave through multiprocessing's exit path, which skips atexit but runs these
         multiprocessing.util.Finalize(self, shutil.rmtree, args=(self._home, True), exitpriority=10)
@@ -211,6 +213,26 @@ class Espeak:
             if res:
                 out += [p.translate(_STRESS) for p in res.decode("utf-8", "replace").split()]
         return [p for p in out if p and not p.startswith("_")]
+
+
+def _remove_stale_homes(parent: str) -> None:
+    """Remove data folders left by engines whose process died without cleaning up (killed)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[0] != "duet" or parts[1] != "espeak" or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        try:
+            os.kill(pid, 0)
+            continue  # alive
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:
+            continue
 
 
 _ENGINE: Espeak | None = None

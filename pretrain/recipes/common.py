@@ -154,7 +154,7 @@ class RunContext:
 
 
 def audio_bank(ctx: RunContext, data: DataConfig) -> AudioBank:
-    files = find_training_audio(ctx.corpus, data.split, data.exclude_eval)
+    files = find_training_audio(ctx.corpus, data.split, data.exclude_eval, data.max_utts, ctx.seed)
     d = ctx.cache / "audio"
     if ctx.is_main:
         AudioBank.build(files, d, progress=ctx.progress)
@@ -194,7 +194,7 @@ def kmeans_labels(ctx: RunContext, specs: dict[str, int], bank: AudioBank, featu
     def make():
         from tqdm import tqdm
 
-        todo = [n for n in specs if not FrameLabels.exists(paths[n])]
+        todo = [n for n in specs if not (FrameLabels.exists(paths[n]) and FrameLabels.load(paths[n]).audio == bank.fingerprint)]
         feats: dict[str, list] = {n: [] for n in todo}
         for i in tqdm(range(len(bank)), desc=f"features for {', '.join(todo)}", leave=False,
                       disable=not ctx.progress):
@@ -216,10 +216,16 @@ def kmeans_labels(ctx: RunContext, specs: dict[str, int], bank: AudioBank, featu
                                      for s in range(0, allf.shape[0], 200_000)]).astype(np.int32)
             ctx.log(f"k-means {n}: K={specs[n]} on {len(rows)} of {allf.shape[0]} rows, {km.n_iter} iterations, "
                     f"{time.time() - t:.1f} s, inertia/row {km.inertia_ / len(rows):.3f}")
-            FrameLabels(labels, lens, specs[n], n).save(paths[n])
+            FrameLabels(labels, lens, specs[n], n, audio=bank.fingerprint).save(paths[n])
 
-    return ctx.main_first(lambda: all(FrameLabels.exists(p) for p in paths.values()), make,
-                          lambda: {n: FrameLabels.load(p) for n, p in paths.items()})
+    def exists() -> bool:
+        return all(FrameLabels.exists(p) and FrameLabels.load(p).audio == bank.fingerprint for p in paths.values())
+
+    labels = ctx.main_first(exists, make, lambda: {n: FrameLabels.load(p) for n, p in paths.items()})
+    for n, lab in labels.items():
+        if lab.audio != bank.fingerprint or len(lab.lengths) != len(bank):
+            raise RecipeError(f"{paths[n]} holds labels of another audio list; delete it or use a new --out")
+    return labels
 
 
 def kmeans_frame_labels(ctx: RunContext, name: str, bank: AudioBank, featurize, k: int, fit_frames: int,

@@ -32,6 +32,7 @@ class HubertRecipeConfig:
     k_mfcc: int = 50                 # iteration-1 clusters (MFCC)
     k_layer: int = 100               # iteration-2 clusters (layer features)
     label_layer: int = 2             # iteration-2 features: this layer of the iteration-1 model
+    iter2_utts: int = 0              # > 0: iteration 2 labels and trains on only this many utterances (CPU budget)
     kmeans_frames: int = 150_000     # frames sampled to fit k-means
     mask_prob: float = 0.65
     mask_len: int = 10
@@ -92,15 +93,16 @@ def run(cfg: HubertRecipeConfig, ctx: RunContext):
     layer = cfg.label_layer
 
     name2 = f"km_iter1_L{layer}_{cfg.k_layer}"
-    lab2 = kmeans_labels(ctx, {name2: cfg.k_layer}, bank,
-                         model_featurizer(lambda w, n: {name2: model(w.to(dev), n.to(dev)).content[layer]}, bank),
+    bank2 = bank.subset(cfg.iter2_utts)
+    lab2 = kmeans_labels(ctx, {name2: cfg.k_layer}, bank2,
+                         model_featurizer(lambda w, n: {name2: model(w.to(dev), n.to(dev)).content[layer]}, bank2),
                          cfg.kmeans_frames, ctx.seed)[name2]
     torch.manual_seed(ctx.seed + 1)
     obj2 = MaskedPredictionObjective(model, lab2.name, lab2.num_classes, **kw)
-    run_phase(ctx, "iter2", cfg.iter2, obj2, CropBatches(bank, cfg.data, ctx.seed + 1, labels={lab2.name: lab2}))
-    ctx.notes["labels"] = (f"iteration 1: k-means K={cfg.k_mfcc} on MFCC+delta+delta-delta (50 Hz); iteration 2: "
-                           f"K={cfg.k_layer} on layer {layer} of the iteration-1 model; iteration 2 continues "
-                           f"from the iteration-1 weights")
+    run_phase(ctx, "iter2", cfg.iter2, obj2, CropBatches(bank2, cfg.data, ctx.seed + 1, labels={lab2.name: lab2}))
+    ctx.notes["labels"] = (f"iteration 1: k-means K={cfg.k_mfcc} on MFCC+delta+delta-delta (50 Hz) of {len(bank)} "
+                           f"utterances; iteration 2: K={cfg.k_layer} on layer {layer} of the iteration-1 model, "
+                           f"{len(bank2)} utterances; iteration 2 continues from the iteration-1 weights")
     return export_final(ctx, model, MODEL, mcfg, cfg, ["iter1", "iter2"],
                         extra_card="## Method\n\n" + ctx.notes["labels"] + ". Masked prediction with cosine "
                         f"logits (tau={cfg.tau}) on span-masked frames (p={cfg.mask_prob}, span {cfg.mask_len}).\n")

@@ -1,7 +1,8 @@
 """learn2diss-compact: frozen hubert-compact backbone + frame encoder g + utterance encoder h, CLUB.
 
-Stage 1 (g and h independently; disjoint parameters, frozen backbone): pseudo-con on g's last
-layer with k-means labels of the backbone's last layer (K frame clusters), and for h InfoNCE
+The model freezes the parent's CNN + lower layers and initialises g from its top ``frame_layers``
+layers (``Learn2Diss.init_from_backbone``). Stage 1 (g and h independently; disjoint parameters):
+pseudo-con on g's last layer with k-means labels of the parent's last layer (K frame clusters), and for h InfoNCE
 between the pooled embeddings of two random crops of each utterance + a clustering loss (cosine
 prototype classifier on k-means ids of mean-pooled backbone features, Q utterance clusters).
 Stage 2: the same losses + λ·CLUB(h-embedding; g-frames) with the estimator frozen, then
@@ -128,8 +129,9 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     from upstream.models.hubert import HubertConfig
 
     mcfg = dataclasses.replace(preset_config(MODEL, cfg.preset), backbone=HubertConfig.from_dict(bmeta["config"]))
-    if not 0 <= mcfg.utt_input_layer < backbone.num_layers:
-        raise RecipeError(f"utt_input_layer {mcfg.utt_input_layer} outside the backbone's 0..{backbone.num_layers - 1}")
+    frozen = backbone.num_layers - 1 - mcfg.frame_layers
+    if not 0 <= mcfg.utt_input_layer <= frozen:
+        raise RecipeError(f"utt_input_layer {mcfg.utt_input_layer} outside the frozen layers 0..{frozen} of the backbone")
     ctx.notes["backbone"] = f"{ck} (sha256 {checkpoint_hash(ck)}, frozen)"
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h; backbone {ck}")
@@ -148,7 +150,7 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     utt_labels = {uname: ul.values.astype("int64")}
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
-    model.init_from_backbone(backbone)   # CNN + lower layers frozen; g starts as the top layer(s)
+    model.init_from_backbone(backbone)          # frozen lower layers + g initialised from the parent's top layers
     model.backbone.requires_grad_(False)
     batches = lambda s: CropBatches(bank, cfg.data, s, labels={fname: fl}, utt_labels=utt_labels)  # noqa: E731
     obj1 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from ..nn.content_decoder import ContentDecoder

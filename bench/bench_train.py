@@ -1,0 +1,177 @@
+"""Benchmark: training throughput of each recipe's objective (utterance-seconds per wall second).
+
+One optimiser step = forward + backward + AdamW on a batch of random-speech-like crops, for each
+recipe objective, after ``--warmup`` untimed steps. Reference measured in the same run: a
+transformers ``HubertModel`` of the same shape (hubert_compact's config) with a linear
+masked-prediction head, on the same batch — the ratio says how our HuBERT-shaped model trains
+against HF's implementation. On CUDA (bf16 autocast) it also reports model FLOP utilisation:
+FLOPs counted by ``torch.utils.flop_counter`` for one step / step time / ``--peak-tflops``.
+
+    PYTHONPATH=. python bench/bench_train.py --threads 2 --steps 3            # CPU
+    PYTHONPATH=. python bench/bench_train.py --device cuda --preset base --batch 32 --crop 4   # GPU, MFU
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import nullcontext
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--preset", default="compact")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=float, default=2.0, help="seconds per utterance")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 dense peak (H100/H200: 989)")
+    ap.add_argument("--recipes", default="hubert-compact,learn2diss-compact,jooci-compact,barlow-twins-compact")
+    args = ap.parse_args()
+
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    S = int(args.crop * 16000)
+    B = args.batch
+    from pretrain.data import frames
+
+    T = frames(S)
+    g = torch.Generator().manual_seed(0)
+
+    def batch():
+        t = torch.arange(S) / 16000
+        f0 = 100 + 100 * torch.rand(B, 1, generator=g)
+        wav = 0.1 * torch.sin(2 * torch.pi * f0 * t) + 0.02 * torch.randn(B, S, generator=g)
+        b = {"wav": wav, "wav_len": torch.full((B,), S), "wav_b": wav + 0.01 * torch.randn(B, S, generator=g),
+             "wav_b_len": torch.full((B,), S), "teacher": torch.randn(B, 256, generator=g),
+             "utt_labels.u": torch.randint(0, 20, (B,), generator=g)}
+        for k in ("a", "b", "c"):
+            b[f"labels.{k}"] = torch.randint(0, 100, (B, T), generator=g)
+            b[f"labels_b.{k}"] = b[f"labels.{k}"]
+        return {k: v.to(dev) for k, v in b.items()}
+
+    objectives = build_objectives(args.preset, args.recipes.split(","))
+    objectives["reference: transformers HubertModel"] = hf_reference(args.preset)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    print(f"device {dev}, {args.threads} threads, batch {B} x {args.crop:g} s, preset {args.preset}, "
+          f"torch {torch.__version__}")
+    results = {}
+    for name, obj in objectives.items():
+        obj.to(dev).train()
+        params = [p for p in obj.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-4)
+        aux = obj.aux_parameters() if hasattr(obj, "aux_parameters") else []
+
+        def step(b):
+            opt.zero_grad(set_to_none=True)
+            with amp:
+                out = obj(b)
+            out.loss.float().backward()
+            opt.step()
+            if aux:
+                obj.aux_loss(out.cache).backward()
+
+        b = batch()
+        for _ in range(args.warmup):
+            step(b)
+        flops = None
+        if dev.type == "cuda":
+            with FlopCounterMode(display=False) as fc:
+                step(b)
+            flops = fc.get_total_flops()
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            step(b)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        dt = (time.perf_counter() - t) / args.steps
+        uts = B * args.crop / dt
+        results[name] = uts
+        n_par = sum(p.numel() for p in obj.parameters()) / 1e6
+        line = f"{name:40s} {n_par:6.2f} M params  {dt:7.3f} s/step  {uts:8.2f} utt-s/s"
+        if flops:
+            line += f"  {flops / dt / 1e12:7.1f} TFLOP/s  MFU {flops / dt / (args.peak_tflops * 1e12):.1%}"
+        print(line, flush=True)
+        obj.cpu()
+    ref = results.pop("reference: transformers HubertModel")
+    if "hubert-compact" in results:
+        print(f"hubert-compact vs transformers HubertModel (same shape): {results['hubert-compact'] / ref:.2f}x throughput")
+    return 0
+
+
+def build_objectives(preset: str, names: list[str]):
+    import dataclasses
+
+    import torch
+
+    from upstream.models.hubert import HubertConfig
+    from upstream.registry import build_model, preset_config
+
+    out = {}
+    if "hubert-compact" in names:
+        from pretrain.recipes.hubert_compact import MaskedPredictionObjective
+        m = build_model("hubert_compact", preset)
+        out["hubert-compact"] = MaskedPredictionObjective(m, "a", 100, mask_prob=0.65, mask_len=10, proj_dim=128,
+                                                          tau=0.1, dim=preset_config("hubert_compact", preset).hidden_size)
+    if "learn2diss-compact" in names:
+        from pretrain.recipes.learn2diss_compact import Learn2DissObjective, Learn2DissRecipeConfig
+        m = build_model("learn2diss", preset)
+        out["learn2diss-compact (stage 2)"] = Learn2DissObjective(m, "a", "u", 20, Learn2DissRecipeConfig(),
+                                                                   club=m.build_club(256))
+    if "jooci-compact" in names:
+        from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig
+        cfg = dataclasses.replace(preset_config("jooci", preset), fc_dim=256, decoder_vocab=100)
+        m = build_model("jooci", cfg)
+        n = cfg.encoder.num_layers
+        pairs = [(max(1, n - 2), "a", 100), (max(1, n - 1), "b", 100), (n, "c", 100)]
+        out["jooci-compact"] = JoociObjective(m, pairs, JoociRecipeConfig(), cfg.encoder.hidden_size)
+    if "barlow-twins-compact" in names:
+        from pretrain.recipes.barlow_twins_compact import BarlowTwinsObjective, BarlowTwinsRecipeConfig
+        out["barlow-twins-compact"] = BarlowTwinsObjective(build_model("barlow_twins", preset), BarlowTwinsRecipeConfig())
+    del HubertConfig, torch
+    return out
+
+
+def hf_reference(preset: str):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from transformers import HubertConfig as HFConfig
+    from transformers import HubertModel
+
+    from pretrain.losses.base import LossOutput
+    from upstream.registry import preset_config
+
+    c = preset_config("hubert_compact", preset)
+    hf = HubertModel(HFConfig(conv_dim=list(c.conv_dim), conv_kernel=list(c.conv_kernel), conv_stride=list(c.conv_stride),
+                              conv_bias=c.conv_bias, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+                              num_attention_heads=c.num_heads, intermediate_size=c.ffn_dim,
+                              num_conv_pos_embeddings=c.pos_conv_kernel, num_conv_pos_embedding_groups=c.pos_conv_groups,
+                              feat_extract_norm=c.conv_norm, do_stable_layer_norm=c.layer_norm_first,
+                              mask_time_prob=0.65, mask_time_length=10))
+
+    class Ref(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hf = hf
+            self.head = nn.Linear(c.hidden_size, 100)
+
+        def forward(self, b):
+            h = self.hf(b["wav"]).last_hidden_state
+            y = b["labels.a"][:, : h.shape[1]]
+            loss = F.cross_entropy(self.head(h).flatten(0, 1).float(), y.flatten())
+            return LossOutput(loss)
+
+    del torch
+    return Ref()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
