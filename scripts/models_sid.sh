@@ -16,9 +16,11 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$OUT"
 VOX="$CORPUS/VoxCeleb1"
 SPLIT="$OUT/iden_split_subset.txt"
-awk -v tr="${TRAIN_EVERY:-6}" -v dv="${DEV_EVERY:-6}" -v te="${TEST_EVERY:-3}" \
-  '{n[$1]++; e = ($1 == 1 ? tr : ($1 == 2 ? dv : te)); if ((n[$1] - 1) % e == 0) print}' \
-  "$VOX/iden_split.txt" > "$SPLIT"
+# SPEAKERS=N keeps only the first N speakers (sorted ids) of every split (0: all)
+awk -v tr="${TRAIN_EVERY:-6}" -v dv="${DEV_EVERY:-6}" -v te="${TEST_EVERY:-3}" -v nspk="${SPEAKERS:-0}" \
+  '{split($2, p, "/"); if (nspk > 0 && !(p[1] in spk)) { if (nid >= nspk) next; spk[p[1]] = 1; nid++ }
+    n[$1]++; e = ($1 == 1 ? tr : ($1 == 2 ? dv : te)); if ((n[$1] - 1) % e == 0) print}' \
+  <(sort -k2,2 -s "$VOX/iden_split.txt") > "$SPLIT"
 echo "split subset: $(awk '{c[$1]++} END {printf "train %d dev %d test %d", c[1], c[2], c[3]}' "$SPLIT")"
 OVR="config.downstream_expert.datarc.file_path=$VOX,,config.downstream_expert.datarc.meta_data=$SPLIT"
 OVR="$OVR,,config.downstream_expert.datarc.max_timestep=16000,,config.downstream_expert.datarc.train_batch_size=8"
