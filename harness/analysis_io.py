@@ -299,6 +299,12 @@ def known_errors() -> tuple[type[BaseException], ...]:
         errs.append(UpstreamConfigError)
     except ImportError:
         pass
+    try:
+        from upstream.checkpoint import CheckpointError
+
+        errs.append(CheckpointError)
+    except ImportError:
+        pass
     return tuple(errs)
 
 
