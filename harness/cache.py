@@ -164,7 +164,8 @@ class CachedUpstream(torch.nn.Module):
                                    f"(key {key}, max |diff| {err:.3g}): delete that cache dir and re-run")
 
     def _report(self) -> None:
-        print(f"[duet_cached] hits={self.hits} misses={self.misses}", flush=True)
+        if self.hits or self.misses:
+            print(f"[duet_cached] hits={self.hits} misses={self.misses}", flush=True)
 
     def get_downsample_rates(self, key: str) -> int:
         return self.real.get_downsample_rates(key)

@@ -27,6 +27,11 @@ EXTRA = {
                       "with the 10-step budget recorded in `config.json` (steps 1–5 used the 25-step learning-rate schedule).",
     "barlow-twins-compact": "Schedule note: started with a 30-step budget, stopped at its step-5 checkpoint and resumed with "
                             "the 10-step budget recorded in `config.json` (steps 1–5 used the 30-step learning-rate schedule).",
+    "learn2diss-compact": "Backbone note: `runs/hubert-compact/final` is the bundled `checkpoints/hubert-compact` "
+                          "(weights sha256 prefix 93bb7a1e7649, also recorded in `config.json` → provenance.backbone).",
+    "jooci-compact": "Initialisation note: `runs/hubert-compact/final` is the bundled `checkpoints/hubert-compact` "
+                     "(weights sha256 prefix 93bb7a1e7649, also in `config.json` → provenance.init). Teacher embeddings: "
+                     "resemblyzer's pretrained GE2E on the whole clean utterance.",
 }
 
 
