@@ -404,3 +404,22 @@ def test_stale_espeak_folders_are_removed(tmp_path):
     (tmp_path / "duet-espeak-other").mkdir()
     _remove_stale_homes(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"duet-espeak-{os.getpid()}-abc", "duet-espeak-other"]
+
+
+def test_encode_wav16_matches_libsndfile():
+    """The hand-written WAV header gives the bytes soundfile/libsndfile writes (odd and even lengths)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from harness.corpus.fileio import encode_wav16
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 4801, 16000):
+        a = rng.integers(-32768, 32768, n).astype(np.int16)
+        buf = io.BytesIO()
+        sf.write(buf, a, 16000, subtype="PCM_16", format="WAV")
+        assert encode_wav16(a, 16000) == buf.getvalue()
+    with pytest.raises(ValueError):
+        encode_wav16(np.zeros((4, 2), np.int16), 16000)

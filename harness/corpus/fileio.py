@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,17 @@ def write_bytes(path: str, data: bytes) -> None:
     _mkdir(os.path.dirname(path))
     with open(path, "wb") as f:
         f.write(data)
+
+
+def encode_wav16(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Mono 16-bit PCM ``audio`` as a canonical 44-byte-header WAV file's bytes: the same bytes
+    libsndfile writes for it (checked in tests/test_corpus.py), ~4x cheaper than going through it."""
+    if audio.ndim != 1 or audio.dtype != np.int16:
+        raise ValueError(f"encode_wav16 wants mono int16 audio, got {audio.dtype} {audio.shape}")
+    n = 2 * len(audio)
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + n, b"WAVE", b"fmt ", 16, 1, 1, sample_rate,
+                         2 * sample_rate, 2, 16, b"data", n)
+    return header + audio.astype("<i2", copy=False).tobytes()
 
 
 def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:

@@ -104,14 +104,14 @@ class Espeak:
                                                 _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
         if self.rate <= 0:
             raise EspeakError(f"espeak_Initialize failed ({self.rate}) with data in {self._home}")
-        self._chunks: list[np.ndarray] = []
+        self._chunks: list[bytes] = []
         self._events: list[tuple[int, int, int, bytes]] = []
         self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes must not free it
         self._lib.espeak_SetSynthCallback(self._cb)
 
     def _on_audio(self, wav, n, events):
-        if n > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        if n > 0:  # raw bytes: np.ctypeslib.as_array costs ~0.1 ms a call, string_at ~1 us
+            self._chunks.append(ctypes.string_at(wav, 2 * n))
         i = 0
         while events[i].type != _EV_LIST_TERMINATED:
             e = events[i]
@@ -145,14 +145,19 @@ class Espeak:
         self._lib.espeak_Synchronize()
         if err != 0 or not self._chunks:
             raise EspeakError(f"espeak_Synth failed ({err}) on {text or b.decode()!r}")
-        return np.concatenate(self._chunks), self._events
+        return np.frombuffer(b"".join(self._chunks), dtype=np.int16), self._events
 
     def synthesize(self, text: str, voice: Voice, rate: int, pitch: int, range: int, volume: int) -> Synthesis:
         import soxr
 
         audio22, events = self.raw(text, voice, rate, pitch, range, volume)
-        y = soxr.resample(audio22.astype(np.float32) / 32768.0, self.rate, SAMPLE_RATE, quality="HQ")
-        audio = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+        x = audio22.astype(np.float32)
+        x *= 1.0 / 32768.0  # (in place; scaling by a power of two is exact: same values as x / 32768)
+        y = soxr.resample(x, self.rate, SAMPLE_RATE, quality="HQ")
+        y *= 32768.0
+        np.rint(y, out=y)
+        np.clip(y, -32768, 32767, out=y)
+        audio = y.astype(np.int16)
         n = len(audio)
         scale = SAMPLE_RATE / self.rate
 

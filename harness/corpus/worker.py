@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .fileio import atomic_write_text, encode_audio, write_bytes
+from .fileio import atomic_write_text, encode_audio, encode_wav16, write_bytes
 from .layout import CorpusLayout
 from .plan import Utt
 from .spec import SAMPLE_RATE
@@ -27,7 +27,7 @@ def fmt_time(samples: int) -> str:
 def synthesize_utt(lay: CorpusLayout, voice: Voice, utt: Utt) -> dict:
     s = get_engine().synthesize(utt.sentence, voice, utt.rate, utt.pitch, utt.range, utt.volume)
     join = os.path.join  # plain strings: pathlib costs more than the writes here
-    write_bytes(join(lay.voxceleb1, utt.vox_set, "wav", utt.vox_rel), encode_audio(s.audio, SAMPLE_RATE, "WAV"))
+    write_bytes(join(lay.voxceleb1, utt.vox_set, "wav", utt.vox_rel), encode_wav16(s.audio, SAMPLE_RATE))
     write_bytes(join(lay.librispeech, utt.libri_rel), encode_audio(s.audio, SAMPLE_RATE, "FLAC"))
     write_bytes(join(lay.alignments, utt.split, f"{utt.utt_id}.txt"),
                 "".join(f"{a / SAMPLE_RATE:.7f} {b / SAMPLE_RATE:.7f} {p}\n" for a, b, p in s.phones).encode())
