@@ -42,6 +42,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -237,7 +238,7 @@ class ABXPlan:
 def _groups(phone: np.ndarray, context: np.ndarray, speaker: np.ndarray):
     """Libri-light's grouping: stable sort by (context, speaker, phone); nested lists of ranges."""
     order = np.lexsort((phone, speaker, context))          # stable: last key is primary
-    c, s, p = context[order], speaker[order], phone[order]
+    c, s, p = context[order].tolist(), speaker[order].tolist(), phone[order].tolist()
     out: list[list[list[tuple[int, int]]]] = []
     n = len(order)
     i = 0
@@ -255,10 +256,14 @@ def _groups(phone: np.ndarray, context: np.ndarray, speaker: np.ndarray):
 
 
 def _pad(rows: list[list[int]]) -> np.ndarray:
-    m = max((len(r) for r in rows), default=0)
+    lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    m = int(lens.max()) if len(rows) else 0
     out = np.full((len(rows), max(m, 1)), -1, dtype=np.int64)
-    for k, r in enumerate(rows):
-        out[k, :len(r)] = r
+    if len(rows):
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lens.sum()))
+        r = np.repeat(np.arange(len(rows)), lens)
+        c = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+        out[r, c] = flat
     return out
 
 
@@ -272,6 +277,8 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
     phone, context, speaker = (np.asarray(v, dtype=np.int64) for v in (phone, context, speaker))
     order, groups = _groups(phone, context, speaker)
     msg = config.max_size_group
+    context_np = context
+    phone, context, speaker = phone.tolist(), context.tolist(), speaker.tolist()   # fast scalar access
 
     order_l = order.tolist()
 
@@ -310,16 +317,16 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
     for cg in groups:
         for sg in cg:
             for g in sg:
-                k = order[g[0]]
-                by_cp.setdefault((int(context[k]), int(phone[k])), {})[int(speaker[k])] = g
+                k = order_l[g[0]]
+                by_cp.setdefault((context[k], phone[k]), {})[speaker[k]] = g
     ax, aa, ab, meta = [], [], [], []
     for cg in groups:
         for sg in cg:
             if len(sg) == 1:
                 continue
             for ia, ga in enumerate(sg):
-                k = order[ga[0]]
-                ref = [g for s, g in by_cp[(int(context[k]), int(phone[k]))].items() if s != speaker[k]]
+                k = order_l[ga[0]]
+                ref = [g for s, g in by_cp[(context[k], phone[k])].items() if s != speaker[k]]
                 if len(ref) > config.max_x_across:
                     ref = rng.sample(ref, k=config.max_x_across)
                 for gx in ref:
@@ -335,7 +342,7 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
                         meta.append((speaker[a[0]], phone[a[0]], phone[b[0]], context[a[0]], speaker[x[0]]))
     m = np.array(meta, dtype=np.int64).reshape(-1, 5)
     across = Cells(_pad(ax), _pad(aa), _pad(ab), False, *m.T)
-    return ABXPlan(len(phone), within, across, context)
+    return ABXPlan(len(phone), within, across, context_np)
 
 
 def _cell_pairs(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -447,7 +454,7 @@ def _length_chunks(n: torch.Tensor, m: torch.Tensor, per_pair: Callable[[int], i
 def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
                    chunk_elements: int = 4_000_000, device: torch.device | str = "cpu",
                    block: Sequence[int] | None = None, gram_elements: int = 30_000_000,
-                   block_min_dim: int = 256) -> torch.Tensor:
+                   block_min_dim: int = 0) -> torch.Tensor:
     """DTW-angular distance d(rows[p], cols[p]) for item pairs (one value per pair).
 
     ``block``: a group id per item such that every pair lies within one group (the context, for
@@ -456,12 +463,12 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
     without it each pair's frames are gathered and multiplied separately.
     """
     device = torch.device(device)
-    fr = _Frames(feats, device)
     rows, cols = rows.to(device), cols.to(device)
     out = torch.empty(len(rows), dtype=torch.float32, device=device)
     if len(rows) == 0:
         return out
-    if block is None or fr.data.shape[1] < block_min_dim:   # narrow features: per-pair matmuls are cheaper
+    if block is None or int(feats[0].shape[1]) < block_min_dim:
+        fr = _Frames(feats, device)
         n, m = fr.lengths[rows], fr.lengths[cols]
         dim = fr.data.shape[1]
         for sel in _length_chunks(n, m, lambda t: t * max(t, dim), chunk_elements):
@@ -472,46 +479,50 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
             out[sel] = dtw_batch(dist, nn_, mm_)
         return out
     blk = np.asarray(block, dtype=np.int64)
-    lens = fr.lengths.cpu().numpy()
-    items_of: dict[int, np.ndarray] = {}
+    lens = np.array([int(f.shape[0]) for f in feats], dtype=np.int64)
+    lengths = torch.as_tensor(lens, device=device)
+    n_items = len(lens)
+    # items grouped by block (stable), their frames gathered once in that order
     order = np.argsort(blk, kind="stable")
-    bounds = np.flatnonzero(np.diff(blk[order])) + 1
-    for g in np.split(order, bounds):
-        if len(g):
-            items_of[int(blk[g[0]])] = g
-    width = {b: int(lens[g].sum()) for b, g in items_of.items()}
-    loff = np.zeros(len(lens), dtype=np.int64)
-    for b, g in items_of.items():
-        loff[g] = np.concatenate([[0], np.cumsum(lens[g])[:-1]])
-    pair_blk = blk[rows.cpu().numpy()]
-    if (pair_blk != blk[cols.cpu().numpy()]).any():
+    ob = blk[order]
+    first = np.r_[True, ob[1:] != ob[:-1]]
+    bstart_item = np.flatnonzero(first)                       # first position (in `order`) of each block
+    bid = np.cumsum(first) - 1                                # block number of each position
+    olen = lens[order]
+    fcum = np.r_[0, np.cumsum(olen)]                          # frame start of each position
+    bframe0 = fcum[bstart_item]                               # frame start of each block
+    width_b = np.diff(np.r_[bframe0, fcum[-1]])               # frames per block
+    loff = np.empty(n_items, dtype=np.int64)
+    loff[order] = fcum[:-1] - bframe0[bid]                    # item's frame offset inside its block
+    item_blk = np.empty(n_items, dtype=np.int64)
+    item_blk[order] = bid
+    pair_b = item_blk[rows.cpu().numpy()]
+    if (pair_b != item_blk[cols.cpu().numpy()]).any():
         raise ValueError("pair_distances: a pair crosses blocks")
-    batches, cur, size = [], [], 0
-    for b in sorted(items_of):
-        if cur and size + width[b] ** 2 > gram_elements:
-            batches.append(cur)
-            cur, size = [], 0
-        cur.append(b)
-        size += width[b] ** 2
-    batches.append(cur)
+    # (total frames, D+1), normalised (a per-frame op), items in block order
+    fb = normalize_frames(torch.cat([feats[i].float() for i in order.tolist()], 0).to(device))
+    # batches of blocks with bounded Gram size
+    sq = width_b.astype(np.int64) ** 2
+    batches, b0 = [], 0
+    while b0 < len(width_b):
+        b1 = b0 + max(1, int(np.searchsorted(np.cumsum(sq[b0:]), gram_elements, side="right")))
+        batches.append((b0, min(b1, len(width_b))))
+        b0 = batches[-1][1]
     loff_t = torch.as_tensor(loff, device=device)
-    for bs in batches:
-        base_item = np.zeros(len(lens), dtype=np.int64)
-        width_item = np.ones(len(lens), dtype=np.int64)
-        grams, off = [], 0
-        for b in bs:
-            g = items_of[b]
-            idx = np.concatenate([np.arange(fr.offsets[i].item(), fr.offsets[i].item() + lens[i]) for i in g])
-            f = fr.data[torch.as_tensor(idx, device=device)]
-            grams.append((f @ f.T).clamp_(-1, 1).acos_().div_(math.pi).reshape(-1))
-            base_item[g] = off
-            width_item[g] = width[b]
-            off += width[b] ** 2
-        flat = torch.cat(grams)
-        base_t, width_t = torch.as_tensor(base_item, device=device), torch.as_tensor(width_item, device=device)
-        psel = torch.as_tensor(np.flatnonzero(np.isin(pair_blk, bs)), device=device)
+    width_t = torch.as_tensor(width_b[item_blk], device=device)
+    for b0, b1 in batches:
+        gbase = np.r_[0, np.cumsum(sq[b0:b1])]
+        flat = torch.empty(int(gbase[-1]), dtype=fb.dtype, device=device)
+        for b in range(b0, b1):
+            f = fb[bframe0[b]:bframe0[b] + width_b[b]]
+            torch.mm(f, f.T, out=flat[gbase[b - b0]:gbase[b - b0 + 1]].view(width_b[b], width_b[b]))
+        flat.clamp_(-1, 1).acos_().div_(math.pi)
+        base_blk = np.zeros(len(width_b), dtype=np.int64)
+        base_blk[b0:b1] = gbase[:-1]
+        base_t = torch.as_tensor(base_blk[item_blk], device=device)
+        psel = torch.as_tensor(np.flatnonzero((pair_b >= b0) & (pair_b < b1)), device=device)
         r, c = rows[psel], cols[psel]
-        n, m = fr.lengths[r], fr.lengths[c]
+        n, m = lengths[r], lengths[c]
         for sel in _length_chunks(n, m, lambda t: 3 * t * t, chunk_elements):
             rr, cc, nn_, mm_ = r[sel], c[sel], n[sel], m[sel]
             ti, tj = int(nn_.max()), int(mm_.max())
@@ -564,10 +575,13 @@ def _cell_errors(cells: Cells, dist_lookup, device, chunk_elements: int) -> torc
         # invalid (x, a') -> +inf and invalid (x, b) -> -inf: such triplets are neither < nor ==
         dxa = dist_lookup(r, c).masked_fill(~va, float("inf"))
         dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb)).masked_fill(~vb, -float("inf"))
-        lt = (dxa[:, :, :, None] < dxb[:, :, None, :]).sum((1, 2, 3)).double()
-        eq = (dxa[:, :, :, None] == dxb[:, :, None, :]).sum((1, 2, 3)).double()
+        # lt + eq/2 = (sum of sign(dxb - dxa) + number of triplets) / 2: sign is +1 where d(x,a') <
+        # d(x,b), 0 on a tie, -1 otherwise and for every invalid triplet (inf - ... or ... - -inf);
+        # two distinct finite floats never subtract to 0, and the sums are small integers (exact).
+        sgn = torch.sub(dxb[:, :, None, :], dxa[:, :, :, None]).sign_().sum((1, 2, 3)).double()
+        lt_eq = 0.5 * (sgn + mx * ma * mb)
         nvalid = (va.sum(2) * vb.sum(2)).sum(1).double()
-        out.append(1 - (lt + 0.5 * eq) / nvalid)
+        out.append(1 - lt_eq / nvalid)
     return torch.cat(out).cpu()
 
 
