@@ -453,7 +453,7 @@ def _length_chunks(n: torch.Tensor, m: torch.Tensor, per_pair: Callable[[int], i
 
 def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
                    chunk_elements: int = 4_000_000, device: torch.device | str = "cpu",
-                   block: Sequence[int] | None = None, gram_elements: int = 30_000_000,
+                   block: Sequence[int] | None = None, gram_elements: int = 2_000_000,
                    block_min_dim: int = 0) -> torch.Tensor:
     """DTW-angular distance d(rows[p], cols[p]) for item pairs (one value per pair).
 
@@ -499,8 +499,7 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
     pair_b = item_blk[rows.cpu().numpy()]
     if (pair_b != item_blk[cols.cpu().numpy()]).any():
         raise ValueError("pair_distances: a pair crosses blocks")
-    # (total frames, D+1), normalised (a per-frame op), items in block order
-    fb = normalize_frames(torch.cat([feats[i].float() for i in order.tolist()], 0).to(device))
+    order_l = order.tolist()
     # batches of blocks with bounded Gram size
     sq = width_b.astype(np.int64) ** 2
     batches, b0 = [], 0
@@ -512,9 +511,14 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
     width_t = torch.as_tensor(width_b[item_blk], device=device)
     for b0, b1 in batches:
         gbase = np.r_[0, np.cumsum(sq[b0:b1])]
+        # this batch's item frames, normalised (a per-frame op), in block order: working memory
+        # stays at the batch's size (small buffers are reused, not page-faulted in afresh)
+        p0, p1 = bstart_item[b0], (bstart_item[b1] if b1 < len(bstart_item) else len(order_l))
+        fb = normalize_frames(torch.cat([feats[i].float() for i in order_l[p0:p1]], 0).to(device))
+        f0 = bframe0[b0]
         flat = torch.empty(int(gbase[-1]), dtype=fb.dtype, device=device)
         for b in range(b0, b1):
-            f = fb[bframe0[b]:bframe0[b] + width_b[b]]
+            f = fb[bframe0[b] - f0:bframe0[b] - f0 + width_b[b]]
             torch.mm(f, f.T, out=flat[gbase[b - b0]:gbase[b - b0 + 1]].view(width_b[b], width_b[b]))
         flat.clamp_(-1, 1).acos_().div_(math.pi)
         base_blk = np.zeros(len(width_b), dtype=np.int64)
