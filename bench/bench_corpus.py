@@ -40,7 +40,7 @@ def main() -> int:
     from harness.corpus import make_corpus
     from harness.corpus.layout import CorpusLayout
     from harness.corpus.plan import make_plan
-    from harness.corpus.spec import SAMPLE_RATE, SIZES
+    from harness.corpus.spec import SIZES
     from harness.corpus.synth import get_engine
 
     per = SIZES["small"].utts_per_speaker

@@ -32,7 +32,6 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-    from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(args.threads)

@@ -11,8 +11,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -163,36 +161,18 @@ def feature_store(args, wavs: dict[str, Path], keys: list[str], upstream=None):
 # results
 
 def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from harness.provenance import git_commit as _git_commit
+
+    return _git_commit()
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu} x{os.cpu_count()} cores"
-    try:
-        import torch
+    """The provenance string of harness.provenance, naming the GPU when one is used."""
+    import torch
 
-        if torch.cuda.is_available():
-            desc += f" / {torch.cuda.get_device_name(0)}"
-        else:
-            desc += " / no GPU"
-    except Exception:  # noqa: BLE001 - description only
-        pass
-    return desc
+    from harness.provenance import machine as _machine
+
+    return _machine("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def default_out(name: str, args) -> Path:

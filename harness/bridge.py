@@ -24,7 +24,6 @@ import difflib
 import glob
 import importlib.util
 import io
-import os
 import sys
 from pathlib import Path
 

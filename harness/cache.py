@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 

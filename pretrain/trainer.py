@@ -47,7 +47,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from pretrain.losses.base import LossOutput
 from pretrain.state import latest_state, load_state, save_state
 
 

@@ -1,6 +1,6 @@
 """Bundle a finished run: copy runs/<recipe>/final into checkpoints/<recipe> (weights, config, loss curve, card) and
 append the training-budget notes to the card. Usage: PYTHONPATH=. python scripts/bundle_checkpoint.py hubert-compact ..."""
-import json, shutil, sys
+import shutil, sys
 from pathlib import Path
 from upstream.checkpoint import load_checkpoint, checkpoint_hash
 

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -28,26 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import provenance  # noqa: E402
 from harness.tasks import TASKS, get_tasks, runner_overrides  # noqa: E402
 
 
 def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return provenance.git_commit()
 
 
 def machine() -> str:
     import torch
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'}), {gpu}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return provenance.machine("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_logged(argv: list[str], log: Path, env: dict, timeout: float) -> tuple[int, float, str]:

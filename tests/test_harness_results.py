@@ -1,7 +1,6 @@
 """Results store, cell ids, locks, layer specs and early argument errors (no training)."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
