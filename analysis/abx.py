@@ -459,8 +459,10 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
 
     ``block``: a group id per item such that every pair lies within one group (the context, for
     within-context ABX). Then the frame-distance matrix of each group is computed once with one
-    matmul and pairs gather their sub-blocks from it (groups batched to ``gram_elements``);
-    without it each pair's frames are gathered and multiplied separately.
+    matmul and pairs gather their (n, m) sub-blocks from it; groups are processed in batches of
+    ``gram_elements`` Gram entries (frames normalised per batch, so the working memory stays small).
+    Without it (or for features narrower than ``block_min_dim``) each pair's frames are gathered and
+    multiplied separately.
     """
     device = torch.device(device)
     rows, cols = rows.to(device), cols.to(device)
