@@ -18,6 +18,7 @@ from torch import nn
 from pretrain.augment import AugmentBank, AugmentConfig, TwoViews, ViewConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import BarlowTwins, LossOutput
+from pretrain.recipes.common import required_train_split
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, run_phase
 from pretrain.trainer import TrainConfig
 
@@ -74,8 +75,7 @@ class BarlowTwinsObjective(nn.Module):
         return LossOutput(loss, parts)
 
 
-def required(cfg) -> list[str]:
-    return [f"LibriSpeech/{cfg.data.split}"]
+required = required_train_split
 
 
 def check(cfg: BarlowTwinsRecipeConfig) -> None:

@@ -29,6 +29,17 @@ from pretrain.trainer import TrainConfig, Trainer, machine_description, plot_los
 REPO = Path(__file__).resolve().parents[2]
 
 
+def resolve_path(p: str) -> Path:
+    """A path as given if absolute or existing from the working directory, else relative to the repo."""
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+def required_train_split(cfg) -> list[str]:
+    """Corpus-relative paths every recipe reads: the LibriSpeech split it trains on."""
+    return [f"LibriSpeech/{cfg.data.split}"]
+
+
 class RecipeError(ValueError):
     """Bad recipe input (unknown key, missing corpus files or checkpoints); raised before any work."""
 

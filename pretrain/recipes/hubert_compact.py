@@ -19,7 +19,7 @@ from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import LossOutput, MaskedPrediction
 from pretrain.masking import span_mask
 from pretrain.recipes.common import (RunContext, audio_bank, export_final, kmeans_labels, mfcc_labels,
-                                     model_featurizer, run_phase)
+                                     model_featurizer, required_train_split, run_phase)
 from pretrain.trainer import TrainConfig
 
 MODEL = "hubert_compact"
@@ -62,8 +62,7 @@ class MaskedPredictionObjective(nn.Module):
         return LossOutput(loss, {"mpl": loss.detach(), "acc": self.head.accuracy(layers[-1], labels, mask)})
 
 
-def required(cfg: HubertRecipeConfig) -> list[str]:
-    return [f"LibriSpeech/{cfg.data.split}"]
+required = required_train_split
 
 
 def check(cfg: HubertRecipeConfig) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,8 @@ from pretrain.augment import AugmentBank, AugmentConfig, Augmenter
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
 from pretrain.masking import span_mask
-from pretrain.recipes.common import REPO, RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
+from pretrain.recipes.common import required_train_split, resolve_path
+from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     mfcc_labels, model_featurizer, run_phase
 from pretrain.teachers import TEACHERS, teacher_embeddings
 from pretrain.trainer import TrainConfig
@@ -80,13 +80,9 @@ class JoociObjective(nn.Module):
         return LossOutput(loss, parts)
 
 
-def _resolve(p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() or path.exists() else REPO / path
 
 
-def required(cfg) -> list[str]:
-    return [f"LibriSpeech/{cfg.data.split}"]
+required = required_train_split
 
 
 def check(cfg: JoociRecipeConfig) -> None:
@@ -100,7 +96,7 @@ def check(cfg: JoociRecipeConfig) -> None:
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
     if cfg.init_ckpt:
-        ck = _resolve(cfg.init_ckpt)
+        ck = resolve_path(cfg.init_ckpt)
         try:
             meta = read_meta(ck)
         except (CheckpointError, FileNotFoundError, OSError) as e:
@@ -113,7 +109,7 @@ def check(cfg: JoociRecipeConfig) -> None:
         if any(not 0 <= l <= n for l in cfg.label_layers):
             raise RecipeError(f"label_layers {cfg.label_layers} outside 0..{n} of the init model")
     if cfg.teacher.startswith("learn2diss:"):
-        ck = _resolve(cfg.teacher.partition(":")[2])
+        ck = resolve_path(cfg.teacher.partition(":")[2])
         if not (ck / "config.json").exists():
             raise RecipeError(f"teacher checkpoint {ck}/config.json not found")
 
@@ -128,7 +124,7 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     mcfg = preset_config(MODEL, cfg.preset)
     init = None
     if cfg.init_ckpt:
-        ck = _resolve(cfg.init_ckpt)
+        ck = resolve_path(cfg.init_ckpt)
         init, imeta = load_checkpoint(ck, expected_model="hubert_compact")
         mcfg = dataclasses.replace(mcfg, encoder=HubertConfig.from_dict(imeta["config"]))
         ctx.notes["init"] = f"{ck} (sha256 {checkpoint_hash(ck)})"

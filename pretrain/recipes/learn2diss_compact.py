@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import ClusterCE, InfoNCE, LossOutput, PseudoCon
-from pretrain.recipes.common import REPO, RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
+from pretrain.recipes.common import required_train_split, resolve_path
+from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     model_featurizer, run_phase
 from pretrain.trainer import TrainConfig
 
@@ -94,13 +94,9 @@ class Learn2DissObjective(nn.Module):
         return LossOutput(loss, parts, cache)
 
 
-def _resolve(p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() or path.exists() else REPO / path
 
 
-def required(cfg) -> list[str]:
-    return [f"LibriSpeech/{cfg.data.split}"]
+required = required_train_split
 
 
 def check(cfg: Learn2DissRecipeConfig) -> None:
@@ -110,7 +106,7 @@ def check(cfg: Learn2DissRecipeConfig) -> None:
     preset_config(MODEL, cfg.preset)
     if cfg.data.views != 2:
         raise RecipeError("learn2diss-compact needs data.views=2 (InfoNCE between two crops)")
-    ck = _resolve(cfg.backbone_ckpt)
+    ck = resolve_path(cfg.backbone_ckpt)
     try:
         meta = read_meta(ck)
     except (CheckpointError, FileNotFoundError, OSError) as e:
@@ -124,7 +120,7 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     from upstream.checkpoint import checkpoint_hash, load_checkpoint
     from upstream.registry import build_model, preset_config
 
-    ck = _resolve(cfg.backbone_ckpt)
+    ck = resolve_path(cfg.backbone_ckpt)
     backbone, bmeta = load_checkpoint(ck, expected_model="hubert_compact")
     from upstream.models.hubert import HubertConfig
 
