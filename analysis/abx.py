@@ -36,12 +36,14 @@ length-bucketed batches (anti-diagonal wavefront), and scoring all cells with te
 Example::
 
     table = read_item_file("abx/dev.item")
-    feats, kept = slice_items(table, lambda f: store.get("content", 6, f), rate=50.0)
+    feats, kept = slice_items(table, lambda f: store.get("content", 6, f), rate=50.0)   # ItemFeatures
     plan = build_plan(table.subset(kept))
     scores = abx_scores(feats, plan)         # ABXScores(within=..., across=...) in %
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import math
 import random
@@ -64,6 +66,19 @@ class MissingFeaturesError(KeyError):
 
     def __str__(self):
         return str(self.args[0])
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic GC: building ~10^5 small lists triggers full collections that cost
+    more than the work itself (nothing built here has reference cycles)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,6 +121,11 @@ def read_item_file(path: str | Path) -> ItemTable:
     path = Path(path)
     if not path.is_file():
         raise ItemFileError(f"item file {path} does not exist")
+    with _gc_paused():
+        return _read_item_file(path)
+
+
+def _read_item_file(path: Path) -> ItemTable:
     files, on, off, ph, ctx, spk, lines = [], [], [], [], [], [], []
     ids: tuple[dict, dict, dict] = ({}, {}, {})
     with open(path) as f:
@@ -157,47 +177,107 @@ def frame_ranges(onset: np.ndarray, offset: np.ndarray, rate: float, n_frames: i
     return start, end
 
 
+class ItemFeatures(Sequence):
+    """Every item's (T_i, D) frames packed into one tensor: item i is ``frames[offsets[i]:offsets[i] + lengths[i]]``.
+
+    What :func:`slice_items` returns and :func:`abx_scores` consumes (a list of per-item tensors is
+    accepted too and packed). Indexing gives item i's frames as a view.
+    """
+
+    def __init__(self, frames: torch.Tensor, lengths: torch.Tensor):
+        self.frames = frames
+        self.lengths = lengths.to(torch.long)
+        self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
+
+    @classmethod
+    def pack(cls, feats: "Sequence[torch.Tensor] | ItemFeatures") -> "ItemFeatures":
+        if isinstance(feats, ItemFeatures):
+            return feats
+        lens = torch.tensor([int(f.shape[0]) for f in feats], dtype=torch.long)
+        frames = torch.cat([torch.as_tensor(f).float() for f in feats], 0) if len(feats) else torch.zeros(0, 1)
+        return cls(frames, lens)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        if not isinstance(i, int):
+            raise TypeError("ItemFeatures index must be an int")
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        o, n = int(self.offsets[i]), int(self.lengths[i])
+        return self.frames[o:o + n]
+
+    @property
+    def dim(self) -> int:
+        return int(self.frames.shape[1])
+
+
+def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)]) without the loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + shift
+
+
 def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate: float,
                 slicing: str = "librilight", file_order: Sequence[str] | None = None,
-                ) -> tuple[list[torch.Tensor], np.ndarray]:
+                ) -> tuple[ItemFeatures, np.ndarray]:
     """Cut every item's frames out of its file's (T, D) features.
 
-    Returns (features of the kept items, indices of the kept items into ``table``) ordered file by
-    file (``file_order``, default first appearance in the item file), items in item-file order
-    within a file — the order Libri-light's loader uses. Items with an empty slice are dropped.
-    Files the table names that ``get_frames`` cannot provide (it raises KeyError or
-    FileNotFoundError) are reported together in one :class:`MissingFeaturesError`.
+    Returns (the kept items' frames as :class:`ItemFeatures`, indices of the kept items into
+    ``table``) ordered file by file (``file_order``, default first appearance in the item file),
+    items in item-file order within a file — the order Libri-light's loader uses. Items with an
+    empty slice are dropped. Files the table names that ``get_frames`` cannot provide (it raises
+    KeyError or FileNotFoundError) are reported together in one :class:`MissingFeaturesError`.
     """
     by_file: dict[str, list[int]] = {}
     for i, f in enumerate(table.file):
         by_file.setdefault(f, []).append(i)
     order = list(by_file) if file_order is None else [f for f in file_order if f in by_file]
-    feats: list[torch.Tensor] = []
-    kept: list[int] = []
+    if file_order is not None:
+        in_order = set(order)
+        extra = [f for f in by_file if f not in in_order]
+        if extra:
+            raise MissingFeaturesError(f"{len(extra)} file(s) of {table.path} are not in file_order: {extra[:10]}")
+    arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []     # (features, item starts, item lengths)
+    kept: list[np.ndarray] = []
     missing: list[str] = []
+    dim = None
     for f in order:
         try:
-            x = get_frames(f)
+            x = np.asarray(get_frames(f))
         except (KeyError, FileNotFoundError):
             missing.append(f)
             continue
-        x = torch.from_numpy(np.array(x, dtype=np.float32))          # a copy: store views are read-only
+        if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+            raise ValueError(f"features of file {f!r} have shape {tuple(x.shape)}; every file needs (frames, "
+                             f"{dim if dim is not None else 'dim'}) — re-extract them with one upstream and layer")
+        dim = x.shape[1]
         idx = np.asarray(by_file[f])
-        starts, ends = frame_ranges(table.onset[idx], table.offset[idx], rate, x.shape[0], slicing)
-        for i, s, e in zip(idx.tolist(), starts.tolist(), ends.tolist()):
-            if s >= x.shape[0] or e <= s:
-                continue
-            feats.append(x[s:e])
-            kept.append(i)
+        s, e = frame_ranges(table.onset[idx], table.offset[idx], rate, x.shape[0], slicing)
+        ok = (s < x.shape[0]) & (e > s)
+        kept.append(idx[ok])
+        arrays.append((x, s[ok], e[ok] - s[ok]))
     if missing:
         raise MissingFeaturesError(f"no features for {len(missing)} file(s) named in {table.path}: "
                                    f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                                    "(extract features for these files, or use an item file that matches the audio)")
-    if file_order is not None:
-        extra = [f for f in by_file if f not in set(order)]
-        if extra:
-            raise MissingFeaturesError(f"{len(extra)} file(s) of {table.path} are not in file_order: {extra[:10]}")
-    return feats, np.array(kept, dtype=np.int64)
+    if not arrays:
+        return ItemFeatures(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)), np.zeros(0, dtype=np.int64)
+    lens_np = np.concatenate([n for _, _, n in arrays]).astype(np.int64)
+    frames = np.empty((int(lens_np.sum()), dim), dtype=np.float32)      # our copy (store views are read-only)
+    pos = 0
+    for x, s, n in arrays:
+        rows = _concat_ranges(s.astype(np.int64), n.astype(np.int64))
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            np.take(x, rows, axis=0, out=frames[pos:pos + len(rows)])
+        else:
+            frames[pos:pos + len(rows)] = x[rows]
+        pos += len(rows)
+    return ItemFeatures(torch.from_numpy(frames), torch.from_numpy(lens_np)), np.concatenate(kept).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,6 +313,7 @@ class ABXPlan:
     within: Cells
     across: Cells
     context: np.ndarray | None = None     # (n_items,) context id of each item (pairs never cross it)
+    _pairs: object = field(default=None, repr=False, compare=False)   # _PairIndex, built on first use
 
 
 def _groups(phone: np.ndarray, context: np.ndarray, speaker: np.ndarray):
@@ -274,6 +355,11 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
     Item k of the features passed to :func:`abx_scores` must be item k here. Sampling follows
     Libri-light's ``random`` call sequence (seeded by ``config.seed``) for each condition.
     """
+    with _gc_paused():
+        return _build_plan(phone, context, speaker, config)
+
+
+def _build_plan(phone, context, speaker, config: ABXConfig) -> ABXPlan:
     phone, context, speaker = (np.asarray(v, dtype=np.int64) for v in (phone, context, speaker))
     order, groups = _groups(phone, context, speaker)
     msg = config.max_size_group
@@ -345,37 +431,27 @@ def build_plan(phone: Sequence[int], context: Sequence[int], speaker: Sequence[i
     return ABXPlan(len(phone), within, across, context_np)
 
 
-def _cell_pairs(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col) item pairs whose DTW a cell needs, in Libri-light's orientation: d(x_i, a_j)
-    (within: rows/cols ordered by position in the sampled group, i < j), d(x_i, b_k)."""
-    x, a, b = cells.x, cells.a, cells.b
-    if cells.symmetric:
-        mx = x.shape[1]
-        i, j = np.triu_indices(mx, k=1)
-        xa_r, xa_c = x[:, i], x[:, j]
-    else:
-        xa_r = np.repeat(x[:, :, None], a.shape[1], 2)
-        xa_c = np.repeat(a[:, None, :], x.shape[1], 1)
-    xb_r = np.repeat(x[:, :, None], b.shape[1], 2)
-    xb_c = np.repeat(b[:, None, :], x.shape[1], 1)
-    return xa_r.ravel(), xa_c.ravel(), xb_r.ravel(), xb_c.ravel()
-
-
 # ----------------------------------------------------------------------------------------------
 # distances and DTW
 
-def normalize_frames(x: torch.Tensor) -> torch.Tensor:
+def normalize_frames(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Libri-light's ``normalize_with_singularity`` on (T, D): unit rows plus one extra dimension
-    (1e-12; a zero row becomes constant with -2e12 there, i.e. at distance 1 from everything)."""
-    norm = (x * x).sum(1, keepdim=True)
+    (1e-12; a zero row becomes constant with -2e12 there, i.e. at distance 1 from everything).
+
+    Without zero rows the extra dimension only adds 1e-24 to every dot product, which float32
+    cannot represent next to a cosine, so it is left out (same distances, one column less).
+    ``inplace``: divide ``x`` itself when it can (a buffer the caller owns).
+    """
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     zero = norm == 0
+    if not bool(zero.any()):
+        return x.div_(norm) if inplace else x / norm
     y = torch.empty((x.shape[0], x.shape[1] + 1), dtype=x.dtype, device=x.device)
-    torch.div(x, norm.sqrt(), out=y[:, :-1])
+    torch.div(x, norm, out=y[:, :-1])
     y[:, -1:] = 1e-12
-    if bool(zero.any()):
-        z = zero.view(-1)
-        y[z, :-1] = 1 / math.sqrt(x.shape[1])
-        y[z, -1] = -2e12
+    z = zero.view(-1)
+    y[z, :-1] = 1 / math.sqrt(x.shape[1])
+    y[z, -1] = -2e12
     return y
 
 
@@ -384,56 +460,56 @@ def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Ten
 
     Moves: (i-1, j-1), (i, j-1), (i-1, j); ties prefer diagonal, then left, then up (Libri-light's
     back-tracking rule, applied in the forward pass, which gives the same path). Cells beyond
-    (n, m) are ignored. float32 like Libri-light's Cython code. The sweep runs over anti-diagonals
-    stored contiguously (skewed layout), so every step is a few element-wise ops on (P, N).
+    (n, m) are ignored. float32 like Libri-light's Cython code.
+
+    The sweep runs over anti-diagonals k = i + j: each step reads anti-diagonal k of ``dist`` as a
+    strided view (rows max(0, k-M+1) .. min(k, N-1), stride M-1; no copy) and does a few
+    element-wise ops on (P, length of the diagonal). Costs live in three rotating (P, N+2) buffers
+    indexed by row + 1, whose column 0 and the column just past each diagonal hold +inf (cells
+    outside the matrix).
     """
     P, N, M = dist.shape
     dev = dist.device
-    K = N + M - 1
-    skew = torch.full((P, N, K), float("inf"), dtype=dist.dtype, device=dev)
-    for i in range(N):                                   # skew[:, i, k] = dist[:, i, k - i]
-        skew[:, i, i:i + M] = dist[:, i]
-    dk = skew.transpose(1, 2).contiguous()               # (P, K, N): anti-diagonal k, row i
-    # three rotating buffers of (P, N+1): column 0 is a permanent +inf (the cell i = -1)
-    cost = [torch.full((P, N + 1), float("inf"), dtype=dist.dtype, device=dev) for _ in range(3)]
-    plen = [torch.zeros((P, N + 1), dtype=dist.dtype, device=dev) for _ in range(3)]
-    cost[1][:, 1:] = dk[:, 0]
-    plen[1][:, 1:] = 1
-    kend = n + m - 2
-    ar = torch.arange(P, device=dev)
+    dist = dist.contiguous()
+    if P == 0:
+        return torch.empty(0, dtype=dist.dtype, device=dev)
+    inf = float("inf")
+    cost = [torch.full((P, N + 2), inf, dtype=dist.dtype, device=dev) for _ in range(3)]
+    plen = [torch.zeros((P, N + 2), dtype=dist.dtype, device=dev) for _ in range(3)]
     out = torch.empty(P, dtype=dist.dtype, device=dev)
-    done = kend == 0
-    out[done] = cost[1][done, n[done]] / plen[1][done, n[done]]
+    # which pairs end on which anti-diagonal (their cell (n-1, m-1)), decided once on the host
+    kend = (n + m - 2).cpu().numpy()
+    srt = np.argsort(kend, kind="stable")
+    ks, first = np.unique(kend[srt], return_index=True)
+    bounds = np.r_[first, len(srt)]
+    finish = {int(k): torch.as_tensor(srt[bounds[q]:bounds[q + 1]], device=dev) for q, k in enumerate(ks)}
+    n_col = n.to(dev)
+    base, s0 = dist.storage_offset(), N * M
     best = torch.empty((P, N), dtype=dist.dtype, device=dev)
-    for k in range(1, K):
-        c2, c1, c0 = cost[(k - 1) % 3], cost[k % 3], cost[(k + 1) % 3]      # diag k-2, k-1, k
+    pick = torch.empty((P, N), dtype=dist.dtype, device=dev)
+    cost[1][:, 1] = dist[:, 0, 0]
+    plen[1][:, 1] = 1
+    for k in range(int(ks[-1]) + 1):
+        c2, c1, c0 = cost[(k - 1) % 3], cost[k % 3], cost[(k + 1) % 3]      # diagonals k-2, k-1, k (k=0: cost[1])
         p2, p1, p0 = plen[(k - 1) % 3], plen[k % 3], plen[(k + 1) % 3]
-        up, left, diag = c1[:, :-1], c1[:, 1:], c2[:, :-1]
-        torch.minimum(torch.minimum(diag, left, out=best), up, out=best)
-        # path length of the chosen predecessor: diagonal, else left, else up (Libri-light's order)
-        torch.where(diag == best, p2[:, :-1], torch.where(left == best, p1[:, 1:], p1[:, :-1]), out=p0[:, 1:])
-        p0[:, 1:] += 1
-        torch.add(dk[:, k], best, out=c0[:, 1:])
-        sel = kend == k
-        if bool(sel.any()):
-            ps, ns = ar[sel], n[sel]
-            out[ps] = c0[ps, ns] / p0[ps, ns]
+        if k > 0:
+            lo, hi = max(0, k - M + 1), min(k, N - 1)
+            L = hi - lo + 1
+            d_k = dist.as_strided((P, L), (s0, M - 1), base + k + lo * (M - 1))  # dist[:, i, k - i], i = lo..hi
+            up, left, diag = c1[:, lo:hi + 1], c1[:, lo + 1:hi + 2], c2[:, lo:hi + 1]
+            b, q = best[:, :L], pick[:, :L]
+            torch.minimum(torch.minimum(diag, left, out=b), up, out=b)
+            # path length of the chosen predecessor: diagonal, else left, else up (Libri-light's order)
+            torch.where(left == b, p1[:, lo + 1:hi + 2], p1[:, lo:hi + 1], out=q)
+            torch.where(diag == b, p2[:, lo:hi + 1], q, out=p0[:, lo + 1:hi + 2])
+            p0[:, lo + 1:hi + 2] += 1
+            torch.add(d_k, b, out=c0[:, lo + 1:hi + 2])
+            c0[:, hi + 2] = inf          # row hi+1 of diagonal k lies outside (j < 0); rows < lo are never read
+        ps = finish.get(k)
+        if ps is not None:
+            rows = n_col[ps]                             # column n of the buffers is row n-1
+            out[ps] = c0[ps, rows] / p0[ps, rows]
     return out
-
-
-class _Frames:
-    """All item frames concatenated (normalised), with offsets/lengths, on one device."""
-
-    def __init__(self, feats: Sequence[torch.Tensor], device: torch.device):
-        lens = [int(f.shape[0]) for f in feats]
-        self.lengths = torch.tensor(lens, dtype=torch.long, device=device)
-        self.offsets = torch.cumsum(torch.tensor([0] + lens[:-1], dtype=torch.long), 0).to(device)
-        self.data = normalize_frames(torch.cat([f.float() for f in feats], 0).to(device))
-
-    def padded(self, items: torch.Tensor, t: int) -> torch.Tensor:
-        idx = self.offsets[items, None] + torch.arange(t, device=items.device)[None]
-        idx = torch.minimum(idx, (self.offsets[items] + self.lengths[items] - 1)[:, None])
-        return self.data[idx]
 
 
 def _length_chunks(n: torch.Tensor, m: torch.Tensor, per_pair: Callable[[int], int], chunk_elements: int):
@@ -451,49 +527,58 @@ def _length_chunks(n: torch.Tensor, m: torch.Tensor, per_pair: Callable[[int], i
         start += len(sel)
 
 
-def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
+def _bucket(w: np.ndarray) -> np.ndarray:
+    """Padded block widths: w rounded up to a multiple of max(4, 2^floor(log2 w) / 4) (<= 25 % padding
+    per side), so blocks of similar width share one batched matmul."""
+    g = np.maximum(4, 2 ** np.floor(np.log2(np.maximum(w, 1))).astype(np.int64) // 4)
+    return -(-w // g) * g
+
+
+def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.Tensor, cols: torch.Tensor,
                    chunk_elements: int = 4_000_000, device: torch.device | str = "cpu",
-                   block: Sequence[int] | None = None, gram_elements: int = 2_000_000,
-                   block_min_dim: int = 0) -> torch.Tensor:
+                   block: Sequence[int] | None = None, gram_elements: int = 8_000_000) -> torch.Tensor:
     """DTW-angular distance d(rows[p], cols[p]) for item pairs (one value per pair).
 
     ``block``: a group id per item such that every pair lies within one group (the context, for
-    within-context ABX). Then the frame-distance matrix of each group is computed once with one
-    matmul and pairs gather their (n, m) sub-blocks from it; groups are processed in batches of
-    ``gram_elements`` Gram entries (frames normalised per batch, so the working memory stays small).
-    Without it (or for features narrower than ``block_min_dim``) each pair's frames are gathered and
-    multiplied separately.
+    within-context ABX). Then the frame-distance matrix of each group is computed once and pairs
+    gather their (n, m) sub-blocks from it: groups of similar size are padded to one width and
+    multiplied in one batched matmul, in batches of about ``gram_elements`` Gram entries (bounded
+    working memory). Without ``block``, each pair's frames are gathered and multiplied separately.
     """
     device = torch.device(device)
+    pf = ItemFeatures.pack(feats)
     rows, cols = rows.to(device), cols.to(device)
     out = torch.empty(len(rows), dtype=torch.float32, device=device)
     if len(rows) == 0:
         return out
-    if block is None or int(feats[0].shape[1]) < block_min_dim:
-        fr = _Frames(feats, device)
-        n, m = fr.lengths[rows], fr.lengths[cols]
-        dim = fr.data.shape[1]
-        for sel in _length_chunks(n, m, lambda t: t * max(t, dim), chunk_elements):
+    lens = pf.lengths.numpy()
+    lengths = pf.lengths.to(device)
+    if block is None:
+        data = normalize_frames(pf.frames.float().to(device))
+        offs = pf.offsets.to(device)
+        n, m = lengths[rows], lengths[cols]
+
+        def padded(items: torch.Tensor, t: int) -> torch.Tensor:
+            idx = offs[items, None] + torch.arange(t, device=device)[None]
+            return data[torch.minimum(idx, (offs[items] + lengths[items] - 1)[:, None])]
+
+        for sel in _length_chunks(n, m, lambda t: t * max(t, data.shape[1]), chunk_elements):
             nn_, mm_ = n[sel], m[sel]
-            xr = fr.padded(rows[sel], int(nn_.max()))
-            xc = fr.padded(cols[sel], int(mm_.max()))
-            dist = torch.bmm(xr, xc.transpose(1, 2)).clamp_(-1, 1).acos_() / math.pi
-            out[sel] = dtw_batch(dist, nn_, mm_)
+            dist = torch.bmm(padded(rows[sel], int(nn_.max())), padded(cols[sel], int(mm_.max())).transpose(1, 2))
+            out[sel] = dtw_batch(dist.clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)
         return out
     blk = np.asarray(block, dtype=np.int64)
-    lens = np.array([int(f.shape[0]) for f in feats], dtype=np.int64)
-    lengths = torch.as_tensor(lens, device=device)
     n_items = len(lens)
-    # items grouped by block (stable), their frames gathered once in that order
+    # items grouped by block (stable); block b's frames are fb[bframe0[b] : bframe0[b] + width[b]]
     order = np.argsort(blk, kind="stable")
     ob = blk[order]
     first = np.r_[True, ob[1:] != ob[:-1]]
-    bstart_item = np.flatnonzero(first)                       # first position (in `order`) of each block
+    bstart_item = np.flatnonzero(first)
     bid = np.cumsum(first) - 1                                # block number of each position
     olen = lens[order]
-    fcum = np.r_[0, np.cumsum(olen)]                          # frame start of each position
-    bframe0 = fcum[bstart_item]                               # frame start of each block
-    width_b = np.diff(np.r_[bframe0, fcum[-1]])               # frames per block
+    fcum = np.r_[0, np.cumsum(olen)]
+    bframe0 = fcum[bstart_item]
+    width = np.diff(np.r_[bframe0, fcum[-1]])
     loff = np.empty(n_items, dtype=np.int64)
     loff[order] = fcum[:-1] - bframe0[bid]                    # item's frame offset inside its block
     item_blk = np.empty(n_items, dtype=np.int64)
@@ -501,32 +586,39 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
     pair_b = item_blk[rows.cpu().numpy()]
     if (pair_b != item_blk[cols.cpu().numpy()]).any():
         raise ValueError("pair_distances: a pair crosses blocks")
-    order_l = order.tolist()
-    # batches of blocks with bounded Gram size
-    sq = width_b.astype(np.int64) ** 2
+    fidx = _concat_ranges(pf.offsets.numpy()[order], olen)     # packed-frame index of each block-order frame
+    frames = pf.frames.to(device)
+    wpad = _bucket(width)
+    # batches of consecutive blocks with bounded (padded) Gram size
+    sq = wpad ** 2
     batches, b0 = [], 0
-    while b0 < len(width_b):
+    while b0 < len(width):
         b1 = b0 + max(1, int(np.searchsorted(np.cumsum(sq[b0:]), gram_elements, side="right")))
-        batches.append((b0, min(b1, len(width_b))))
+        batches.append((b0, min(b1, len(width))))
         b0 = batches[-1][1]
     loff_t = torch.as_tensor(loff, device=device)
-    width_t = torch.as_tensor(width_b[item_blk], device=device)
-    for b0, b1 in batches:
-        gbase = np.r_[0, np.cumsum(sq[b0:b1])]
-        # this batch's item frames, normalised (a per-frame op), in block order: working memory
-        # stays at the batch's size (small buffers are reused, not page-faulted in afresh)
-        p0, p1 = bstart_item[b0], (bstart_item[b1] if b1 < len(bstart_item) else len(order_l))
-        fb = normalize_frames(torch.cat([feats[i].float() for i in order_l[p0:p1]], 0).to(device))
-        f0 = bframe0[b0]
-        flat = torch.empty(int(gbase[-1]), dtype=fb.dtype, device=device)
-        for b in range(b0, b1):
-            f = fb[bframe0[b] - f0:bframe0[b] - f0 + width_b[b]]
-            torch.mm(f, f.T, out=flat[gbase[b - b0]:gbase[b - b0 + 1]].view(width_b[b], width_b[b]))
+    stride_t = torch.as_tensor(wpad[item_blk], device=device)
+    pair_order = np.argsort(pair_b, kind="stable")
+    pair_cut = np.searchsorted(pair_b[pair_order], [b for b, _ in batches] + [len(width)])
+    for q, (b0, b1) in enumerate(batches):
+        # the batch's Gram matrices, one (W, W) tile per block, grouped by padded width W
+        blocks = np.arange(b0, b1)
+        wb = wpad[b0:b1]
+        by_w = np.argsort(wb, kind="stable")
+        base = np.zeros(len(width), dtype=np.int64)
+        flat = torch.empty(int(sq[b0:b1].sum()), dtype=torch.float32, device=device)
+        pos = 0
+        for w in np.unique(wb):
+            bs = blocks[by_w[wb[by_w] == w]]
+            t = fidx[np.minimum(np.arange(w)[None], (width[bs] - 1)[:, None]) + bframe0[bs][:, None]]   # (nb, w)
+            x = frames[torch.as_tensor(t, device=device)].float()
+            x = normalize_frames(x.view(-1, x.shape[-1]), inplace=True).view(len(bs), w, -1)
+            torch.bmm(x, x.transpose(1, 2), out=flat[pos:pos + len(bs) * w * w].view(len(bs), w, w))
+            base[bs] = pos + np.arange(len(bs)) * w * w
+            pos += len(bs) * w * w
         flat.clamp_(-1, 1).acos_().div_(math.pi)
-        base_blk = np.zeros(len(width_b), dtype=np.int64)
-        base_blk[b0:b1] = gbase[:-1]
-        base_t = torch.as_tensor(base_blk[item_blk], device=device)
-        psel = torch.as_tensor(np.flatnonzero((pair_b >= b0) & (pair_b < b1)), device=device)
+        base_t = torch.as_tensor(base[item_blk], device=device)
+        psel = torch.as_tensor(pair_order[pair_cut[q]:pair_cut[q + 1]], device=device)
         r, c = rows[psel], cols[psel]
         n, m = lengths[r], lengths[c]
         for sel in _length_chunks(n, m, lambda t: 3 * t * t, chunk_elements):
@@ -534,9 +626,9 @@ def pair_distances(feats: Sequence[torch.Tensor], rows: torch.Tensor, cols: torc
             ti, tj = int(nn_.max()), int(mm_.max())
             i = torch.minimum(torch.arange(ti, device=device)[None], (nn_ - 1)[:, None])        # (P, ti)
             j = torch.minimum(torch.arange(tj, device=device)[None], (mm_ - 1)[:, None])        # (P, tj)
-            w = width_t[rr]
+            w = stride_t[rr]
             start_ = base_t[rr] + loff_t[rr] * w + loff_t[cc]
-            idx = (start_[:, None] + i * w[:, None])[:, :, None] + j[:, None, :]
+            idx = (start_[:, None] + i * w[:, None])[:, :, None] + j[:, None, :]            # (P, ti, tj)
             out[psel[sel]] = dtw_batch(flat[idx], nn_, mm_)
     return out
 
@@ -552,35 +644,81 @@ class ABXScores:
     n_across_cells: int
 
 
-def _cell_errors(cells: Cells, dist_lookup, device, chunk_elements: int) -> torch.Tensor:
-    """1 - theta per cell."""
-    C = len(cells.speaker)
+@dataclass
+class _CellIndex:
+    """For one condition: where each (x, a') and (x, b) distance of every cell sits in the list of
+    distinct pairs (-1: padding, or x == a' within speaker)."""
+
+    xa: np.ndarray         # (C, mx, ma)
+    xb: np.ndarray         # (C, mx, mb)
+
+
+@dataclass
+class _PairIndex:
+    rows: np.ndarray       # distinct (row item, col item) pairs whose DTW the cells need
+    cols: np.ndarray
+    cells: list[_CellIndex]
+
+
+def _pair_index(plan: ABXPlan) -> _PairIndex:
+    """The distinct DTW pairs of a plan and each cell's positions in them (items only: cached on the
+    plan and shared by every layer scored with it)."""
+    if plan._pairs is not None:
+        return plan._pairs
+    parts, shapes = [], []
+    for cells in (plan.within, plan.across):
+        x, a, b = cells.x, cells.a, cells.b
+        if cells.symmetric:
+            # orientation by position in the sampled group (Libri-light's): d(x_i, x_j) for i < j
+            i, j = np.triu_indices(x.shape[1], k=1)
+            xa_r, xa_c = x[:, i], x[:, j]
+        else:
+            xa_r = np.repeat(x[:, :, None], a.shape[1], 2)
+            xa_c = np.repeat(a[:, None, :], x.shape[1], 1)
+        xb_r = np.repeat(x[:, :, None], b.shape[1], 2)
+        xb_c = np.repeat(b[:, None, :], x.shape[1], 1)
+        for r, c in ((xa_r, xa_c), (xb_r, xb_c)):
+            parts.append((r, c))
+            shapes.append(r.shape)
+    n = plan.n_items
+    keys = [np.where((r >= 0) & (c >= 0), r * n + c, -1).ravel() for r, c in parts]
+    flat = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    valid = flat >= 0
+    uniq, inv = np.unique(flat[valid], return_inverse=True)
+    pos = np.full(len(flat), -1, dtype=np.int64)
+    pos[valid] = inv.reshape(-1)
+    split = np.split(pos, np.cumsum([k.size for k in keys])[:-1]) if keys else []
+    cells_idx = []
+    for q, cells in enumerate((plan.within, plan.across)):
+        xa, xb = split[2 * q].reshape(shapes[2 * q]), split[2 * q + 1].reshape(shapes[2 * q + 1])
+        if cells.symmetric:
+            mx = cells.x.shape[1]
+            full = np.full((len(xa), mx, mx), -1, dtype=np.int64)
+            i, j = np.triu_indices(mx, k=1)
+            full[:, i, j] = xa
+            full[:, j, i] = xa
+            xa = full
+        cells_idx.append(_CellIndex(xa, xb))
+    plan._pairs = _PairIndex(uniq // max(n, 1), uniq % max(n, 1), cells_idx)
+    return plan._pairs
+
+
+def _cell_errors(idx: _CellIndex, d: torch.Tensor, device, chunk_elements: int) -> torch.Tensor:
+    """1 - theta per cell, from the distances ``d`` of the distinct pairs."""
+    C = idx.xa.shape[0]
     if C == 0:
         return torch.zeros(0, dtype=torch.float64)
-    x = torch.as_tensor(cells.x, device=device)
-    a = torch.as_tensor(cells.a, device=device)
-    b = torch.as_tensor(cells.b, device=device)
-    mx, ma, mb = x.shape[1], a.shape[1], b.shape[1]
+    xa = torch.as_tensor(idx.xa, device=device)
+    xb = torch.as_tensor(idx.xb, device=device)
+    mx, ma, mb = xa.shape[1], xa.shape[2], xb.shape[2]
     per = max(1, chunk_elements // (mx * ma * mb))
     out = []
     for s in range(0, C, per):
-        xs, as_, bs = x[s:s + per], a[s:s + per], b[s:s + per]
-        if cells.symmetric:
-            # orientation is by position in the group, not by item index
-            pos_i = torch.arange(mx, device=device)[:, None].expand(mx, ma)
-            pos_j = torch.arange(ma, device=device)[None, :].expand(mx, ma)
-            lo = torch.where(pos_i < pos_j, xs[:, :, None].expand(-1, mx, ma), as_[:, None, :].expand(-1, mx, ma))
-            hi = torch.where(pos_i < pos_j, as_[:, None, :].expand(-1, mx, ma), xs[:, :, None].expand(-1, mx, ma))
-            r, c = lo, hi
-            va = (xs[:, :, None] >= 0) & (as_[:, None, :] >= 0) & (pos_i != pos_j)[None]
-        else:
-            r = xs[:, :, None].expand(-1, mx, ma)
-            c = as_[:, None, :].expand(-1, mx, ma)
-            va = (xs[:, :, None] >= 0) & (as_[:, None, :] >= 0)
-        vb = (xs[:, :, None] >= 0) & (bs[:, None, :] >= 0)
+        ia, ib = xa[s:s + per], xb[s:s + per]
+        va, vb = ia >= 0, ib >= 0
         # invalid (x, a') -> +inf and invalid (x, b) -> -inf: such triplets are neither < nor ==
-        dxa = dist_lookup(r, c).masked_fill(~va, float("inf"))
-        dxb = dist_lookup(xs[:, :, None].expand(-1, mx, mb), bs[:, None, :].expand(-1, mx, mb)).masked_fill(~vb, -float("inf"))
+        dxa = d[ia.clamp(min=0)].masked_fill_(~va, float("inf"))
+        dxb = d[ib.clamp(min=0)].masked_fill_(~vb, -float("inf"))
         # lt + eq/2 = (sum of sign(dxb - dxa) + number of triplets) / 2: sign is +1 where d(x,a') <
         # d(x,b), 0 on a tie, -1 otherwise and for every invalid triplet (inf - ... or ... - -inf);
         # two distinct finite floats never subtract to 0, and the sums are small integers (exact).
@@ -607,31 +745,20 @@ def _aggregate(err: torch.Tensor, cells: Cells, symmetric: bool) -> float:
     return float(by_pair.mean() * 100)
 
 
-def abx_scores(feats: Sequence[torch.Tensor], plan: ABXPlan, config: ABXConfig = ABXConfig()) -> ABXScores:
+def abx_scores(feats: "Sequence[torch.Tensor] | ItemFeatures", plan: ABXPlan,
+               config: ABXConfig = ABXConfig()) -> ABXScores:
     """Within- and across-speaker ABX error (%) of items' features (same order as the plan)."""
     if len(feats) != plan.n_items:
         raise ValueError(f"{len(feats)} feature arrays for a plan of {plan.n_items} items")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows, cols = [], []
-    for cells in (plan.within, plan.across):
-        if len(cells.speaker):
-            for r, c in zip(*[iter(_cell_pairs(cells))] * 2):
-                ok = (r >= 0) & (c >= 0)
-                rows.append(r[ok])
-                cols.append(c[ok])
-    n = plan.n_items
-    keys = np.unique(np.concatenate(rows) * n + np.concatenate(cols)) if rows else np.zeros(0, np.int64)
-    keys_t = torch.as_tensor(keys, device=device)
-    d = pair_distances(feats, keys_t // n, keys_t % n, config.chunk_elements, device, block=plan.context) \
-        if len(keys) else keys_t.float()
-
-    def lookup(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        k = r.clamp(min=0) * n + c.clamp(min=0)
-        pos = torch.searchsorted(keys_t, k.reshape(-1)).clamp(max=max(len(keys) - 1, 0))
-        return d[pos].reshape(k.shape)
-
-    ew = _cell_errors(plan.within, lookup, device, config.chunk_elements)
-    ea = _cell_errors(plan.across, lookup, device, config.chunk_elements)
+    pi = _pair_index(plan)
+    rows, cols = torch.as_tensor(pi.rows, device=device), torch.as_tensor(pi.cols, device=device)
+    d = pair_distances(feats, rows, cols, config.chunk_elements, device, block=plan.context) \
+        if len(rows) else torch.zeros(0, device=device)
+    if len(d) == 0:
+        d = torch.zeros(1, device=device)                      # every index is -1 then
+    ew = _cell_errors(pi.cells[0], d, device, config.chunk_elements)
+    ea = _cell_errors(pi.cells[1], d, device, config.chunk_elements)
     return ABXScores(_aggregate(ew, plan.within, True), _aggregate(ea, plan.across, False),
                      len(ew), len(ea))
 

@@ -44,7 +44,7 @@ class Case:
 
     def ours(self, device: str = "cpu"):
         table = read_item_file(self.item_file)
-        feats, kept = slice_items(table, lambda f: np.load(self.feat_dir / f"{f}.npy"), self.rate,
+        feats, kept = slice_items(table, lambda f: np.load(self.feat_dir / f"{f}.npy", mmap_mode="r"), self.rate,
                                   "librilight", file_order=self.file_order())
         t = table.subset(kept)
         cfg = ABXConfig(max_size_group=self.max_size_group, max_x_across=self.max_x_across, seed=self.seed,

@@ -27,7 +27,8 @@ class UpstreamInfo:
     def bundled_checkpoint(self) -> Path | None:
         if not self.duet:
             return None
-        return CHECKPOINTS_DIR / f"{self.name.replace('_', '-')}-compact"
+        from upstream.expert_base import bundled_checkpoint   # one naming rule for experts and harness
+        return bundled_checkpoint(self.name)
 
 
 UPSTREAMS: dict[str, UpstreamInfo] = {
