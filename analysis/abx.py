@@ -616,7 +616,6 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
             torch.bmm(x, x.transpose(1, 2), out=flat[pos:pos + len(bs) * w * w].view(len(bs), w, w))
             base[bs] = pos + np.arange(len(bs)) * w * w
             pos += len(bs) * w * w
-        flat.clamp_(-1, 1).acos_().div_(math.pi)
         base_t = torch.as_tensor(base[item_blk], device=device)
         psel = torch.as_tensor(pair_order[pair_cut[q]:pair_cut[q + 1]], device=device)
         r, c = rows[psel], cols[psel]
@@ -629,7 +628,7 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
             w = stride_t[rr]
             start_ = base_t[rr] + loff_t[rr] * w + loff_t[cc]
             idx = (start_[:, None] + i * w[:, None])[:, :, None] + j[:, None, :]            # (P, ti, tj)
-            out[psel[sel]] = dtw_batch(flat[idx], nn_, mm_)
+            out[psel[sel]] = dtw_batch(flat[idx].clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)   # angular distance
     return out
 
 
@@ -736,12 +735,14 @@ def _aggregate(err: torch.Tensor, cells: Cells, symmetric: bool) -> float:
     e = err.numpy().astype(np.float64)
 
     def group_mean(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        uniq, inv = np.unique(keys, return_inverse=True)
         inv = inv.reshape(-1)
         return uniq, np.bincount(inv, weights=vals) / np.bincount(inv)
 
-    spa, by_spk = group_mean(np.stack([cells.speaker, cells.phone_a, cells.phone_b], 1), e)
-    _, by_pair = group_mean(spa[:, 1:], by_spk)
+    n_ph = int(max(cells.phone_a.max(), cells.phone_b.max())) + 1
+    pair = cells.phone_a.astype(np.int64) * n_ph + cells.phone_b       # (a, b) as one integer key
+    spa, by_spk = group_mean(cells.speaker.astype(np.int64) * n_ph * n_ph + pair, e)
+    _, by_pair = group_mean(spa % (n_ph * n_ph), by_spk)
     return float(by_pair.mean() * 100)
 
 

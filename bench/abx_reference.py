@@ -7,8 +7,10 @@ Bench-only dependency (NOT in requirements): install it into the project venv wi
 Run by hand:
     python -m bench.abx_reference                                   # synthetic case only
     python -m bench.abx_reference --corpus DIR [--upstream fbank]   # + a corpus' abx/dev.item
+    python -m bench.abx_reference --corpus DIR --sweep hubert_compact=checkpoints/hubert-compact   # + every layer
 Prints, per case: both implementations' within/across error (%), their absolute difference, and the
-wall time of each (same process, same CPU threads) with the speed ratio.
+wall and CPU time of each (same process, same CPU threads, --repeat runs alternating; medians) with the
+speed ratios.
 """
 from __future__ import annotations
 
@@ -109,23 +111,85 @@ def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> C
                 store.rate("hidden_states"))
 
 
-def compare(case: Case) -> dict:
-    t0, c0 = time.perf_counter(), time.process_time()
-    ref = run_librilight(case)
-    t_ref, c_ref = time.perf_counter() - t0, time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    ours = case.ours()
-    t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
+def sweep_dirs(corpus: Path, upstream: str, ckpt: str | None, out: Path, key: str = "hidden_states",
+               split: str = "dev") -> tuple[list[Path], Path, float]:
+    """One directory of <file_id>.npy per layer of an upstream's ``key`` (every layer, extracted once)."""
+    from harness.cmd_abx import abx_audio_files
+    from harness.features import FeatureStore
+
+    item = Path(corpus) / "abx" / f"{split}.item"
+    wavs = abx_audio_files(Path(corpus), split, set(read_item_file(item).file))
+    store = FeatureStore(out / f"store-{upstream}-sweep").extract(upstream, ckpt, [key], wavs)
+    dirs = []
+    for layer in range(store.num_layers(key)):
+        d = out / f"npy-{upstream}-{key}-L{layer}"
+        d.mkdir(parents=True, exist_ok=True)
+        for f in wavs:
+            if not (d / f"{f}.npy").exists():
+                np.save(d / f"{f}.npy", np.asarray(store.get(key, layer, f)))
+        dirs.append(d)
+    return dirs, item, store.rate(key)
+
+
+def compare_sweep(name: str, dirs: list[Path], item: Path, rate: float, repeat: int = 3) -> dict:
+    """ABX of every layer: Libri-light runs once per layer (its CLI has no layer loop); DUET reads the
+    item file and builds the plan once, then slices and scores each layer (what `harness abx` does)."""
+    cases = [Case(f"{name} L{k}", d, item, rate) for k, d in enumerate(dirs)]
+    c_ref, c_ours, diffs = [], [], []
+    for _ in range(repeat):
+        c0 = time.process_time()
+        refs = [run_librilight(c) for c in cases]
+        c_ref.append(time.process_time() - c0)
+        c0 = time.process_time()
+        table = read_item_file(item)
+        cfg = ABXConfig(device="cpu")
+        plan, ours = None, []
+        for c in cases:
+            feats, kept = slice_items(table, lambda f, d=c.feat_dir: np.load(d / f"{f}.npy", mmap_mode="r"), rate,
+                                      "librilight", file_order=c.file_order())
+            if plan is None:
+                t = table.subset(kept)
+                plan = build_plan(t.phone, t.context, t.speaker, cfg)
+            ours.append(abx_scores(feats, plan, cfg))
+        c_ours.append(time.process_time() - c0)
+        diffs = [max(abs(r["within"] - o.within), abs(r["across"] - o.across)) for r, o in zip(refs, ours)]
+    med = lambda v: float(np.median(v))
+    row = {"case": f"{name}: all {len(dirs)} layers", "layers": len(dirs), "max_abs_diff": max(diffs),
+           "cpu_librilight_s": med(c_ref), "cpu_duet_s": med(c_ours), "cpu_speedup": med(c_ref) / med(c_ours),
+           "cpu_librilight_all": c_ref, "cpu_duet_all": c_ours,
+           "layer_scores": [(o.within, o.across) for o in ours]}
+    print(f"{row['case']}\n  max |diff| over layers and conditions {row['max_abs_diff']:.2e}   CPU time (medians of "
+          f"{repeat}) Libri-light {row['cpu_librilight_s']:.2f} s, DUET {row['cpu_duet_s']:.2f} s: x{row['cpu_speedup']:.1f}")
+    for k, (w, a) in enumerate(row["layer_scores"]):
+        print(f"  layer {k}: within {w:.3f} %  across {a:.3f} %")
+    return row
+
+
+def compare(case: Case, repeat: int = 3) -> dict:
+    """Both implementations ``repeat`` times, alternating (same process); medians of wall and CPU time."""
+    t_ref, c_ref, t_ours, c_ours = [], [], [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ref = run_librilight(case)
+        t_ref.append(time.perf_counter() - t0)
+        c_ref.append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ours = case.ours()
+        t_ours.append(time.perf_counter() - t0)
+        c_ours.append(time.process_time() - c0)
+    med = lambda v: float(np.median(v))
     row = {"case": case.name, "ll_within": ref["within"], "duet_within": ours.within,
            "ll_across": ref["across"], "duet_across": ours.across,
            "diff_within": abs(ref["within"] - ours.within), "diff_across": abs(ref["across"] - ours.across),
-           "t_librilight_s": t_ref, "t_duet_s": t_ours, "speedup": t_ref / t_ours,
-           "cpu_librilight_s": c_ref, "cpu_duet_s": c_ours, "cpu_speedup": c_ref / c_ours,
-           "cells": ours.n_within_cells + ours.n_across_cells}
+           "t_librilight_s": med(t_ref), "t_duet_s": med(t_ours), "speedup": med(t_ref) / med(t_ours),
+           "cpu_librilight_s": med(c_ref), "cpu_duet_s": med(c_ours), "cpu_speedup": med(c_ref) / med(c_ours),
+           "cells": ours.n_within_cells + ours.n_across_cells, "repeats": repeat,
+           "cpu_librilight_all": c_ref, "cpu_duet_all": c_ours}
     print(f"{case.name}\n  Libri-light within {ref['within']:.4f} %  across {ref['across']:.4f} %   "
-          f"{t_ref:.1f} s\n  DUET        within {ours.within:.4f} %  across {ours.across:.4f} %   {t_ours:.2f} s"
-          f"\n  |diff| within {row['diff_within']:.2e}  across {row['diff_across']:.2e}   speed-up x{row['speedup']:.1f} wall, "
-          f"x{row['cpu_speedup']:.1f} CPU time ({c_ref:.1f} s vs {c_ours:.1f} s)")
+          f"{row['t_librilight_s']:.2f} s\n  DUET        within {ours.within:.4f} %  across {ours.across:.4f} %   "
+          f"{row['t_duet_s']:.2f} s\n  |diff| within {row['diff_within']:.2e}  across {row['diff_across']:.2e}   "
+          f"speed-up x{row['speedup']:.1f} wall, x{row['cpu_speedup']:.1f} CPU time (medians of {repeat}: "
+          f"{row['cpu_librilight_s']:.2f} s vs {row['cpu_duet_s']:.2f} s)")
     return row
 
 
@@ -136,18 +200,25 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("cache/bench_abx"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    p.add_argument("--sweep", default=None, metavar="UPSTREAM[=CKPT]",
+                   help="also score every hidden_states layer of this upstream (e.g. hubert_compact=checkpoints/hubert-compact)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each implementation (alternating); medians reported")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    rows = [compare(synthetic_case(a.out / "synthetic"))]
+    rows = [compare(synthetic_case(a.out / "synthetic"), a.repeat)]
     if a.corpus:
         for up in a.upstream.split(","):
-            rows.append(compare(corpus_case(a.corpus, up, a.out)))
-    cols = list(rows[0])
+            rows.append(compare(corpus_case(a.corpus, up, a.out), a.repeat))
+    sweep = None
+    if a.corpus and a.sweep:
+        up, _, ck = a.sweep.partition("=")
+        sweep = compare_sweep(up, *sweep_dirs(a.corpus, up, ck or None, a.out), repeat=a.repeat)
+    cols = [k for k in rows[0] if not k.endswith("_all")]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in r.items() if k in cols) + " |")
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=1))
+        a.json.write_text(json.dumps(rows + ([sweep] if sweep else []), indent=1))
     return 0
 
 

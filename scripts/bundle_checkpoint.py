@@ -1,64 +1,101 @@
-"""Bundle a finished run: copy runs/<recipe>/final into checkpoints/<recipe> (weights, config, loss curve, card) and
-append the training-budget notes to the card. Usage: PYTHONPATH=. python scripts/bundle_checkpoint.py hubert-compact ..."""
-import shutil, sys
-from pathlib import Path
-from upstream.checkpoint import load_checkpoint, checkpoint_hash
+"""Bundle a finished run into checkpoints/<recipe> and write its model card.
 
-NOTE = """## Training budget (read this before using the numbers)
+    PYTHONPATH=. python scripts/bundle_checkpoint.py RECIPE [RECIPE ...] [--results results/models_small.csv]
+        [--budget-note TEXT]
 
-Trained on **CPU only**: the project's shared 2-core machine (no GPU was lent to this task), at
-`nice -n 5` with `OMP_NUM_THREADS=2`, while seven other engineers' jobs ran (load average 9–20), so
-this process got roughly 10–25 % of one core. That allowed only a *smoke-scale* run: {steps} optimiser
-steps of {batch} crops x {crop:g} s on a {utts}-utterance subset of the `small` corpus's
-`LibriSpeech/train-clean-100` (SID dev/test utterances excluded). The weights are a real
-output of the recipe, but far from converged: treat them as a working default for the pipeline, not
-as a trained representation. A later issue can retrain with the same command and larger
-`*.steps` on a GPU (`harness pretrain --recipe {recipe} ...`, the full config is in `config.json`).
-
-## Downstream numbers
-
-SID / PR of each stream from `run_downstream.py` on the small corpus's test split: **missing** —
-there was no CPU time left to run them after training. Measure with
-`harness run --tasks sid,pr --upstreams {model} --ckpt {model}=checkpoints/{recipe} --features content,other`.
+Copies runs/<recipe>/final (weights, config, loss curve, the trainer's card) into checkpoints/<recipe>,
+then appends to the card: the training budget (from the checkpoint's provenance) and, when the results
+CSV has rows for this checkpoint's weights hash, the SID / PR numbers of each stream (written by
+`harness run`, which runs s3prl's run_downstream.py). Re-running with only --results refreshes the
+numbers of an already bundled checkpoint (the weights are not copied again when they are identical).
 """
+from __future__ import annotations
 
-EXTRA = {
-    "hubert-compact": "Schedule note: iter1 was started with a 25-step budget, stopped at its step-5 checkpoint and resumed "
-                      "with the 10-step budget recorded in `config.json` (steps 1–5 used the 25-step learning-rate schedule).",
-    "barlow-twins-compact": "Schedule note: started with a 30-step budget, stopped at its step-5 checkpoint and resumed with "
-                            "the 10-step budget recorded in `config.json` (steps 1–5 used the 30-step learning-rate schedule).",
-    "learn2diss-compact": "Backbone note: `runs/hubert-compact/final` is the bundled `checkpoints/hubert-compact` "
-                          "(weights sha256 prefix 93bb7a1e7649, also recorded in `config.json` → provenance.backbone).",
-    "jooci-compact": "Initialisation note: `runs/hubert-compact/final` is the bundled `checkpoints/hubert-compact` "
-                     "(weights sha256 prefix 93bb7a1e7649, also in `config.json` → provenance.init). Teacher embeddings: "
-                     "resemblyzer's pretrained GE2E on the whole clean utterance.",
-}
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+from upstream.checkpoint import checkpoint_hash, load_checkpoint
+
+METRICS = {"sid": ("acc", "↑", "SID accuracy (100 speakers, chance 0.01)"),
+           "pr": ("per", "↓", "PR phone error rate")}
 
 
-def main(recipe: str):
-    src = Path("runs") / recipe / "final"
-    dst = Path("checkpoints") / recipe
-    model, meta = load_checkpoint(src)
+def budget(meta: dict, note: str) -> str:
     prov = meta["provenance"]
     rc = prov["recipe_config"]
     steps = " + ".join(f"{k} {v}" for k, v in prov["steps"].items())
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in ("model.safetensors", "config.json", "loss_curve.png"):
-        shutil.copy2(src / f, dst / f)
-    (dst / "model.safetensors").chmod(0o644)
-    card = (src / "MODEL_CARD.md").read_text()
-    card += "\n" + NOTE.format(steps=steps, batch=rc["data"]["batch_size"], crop=rc["data"]["crop_s"],
-                               utts=rc["data"]["max_utts"] or "full", recipe=recipe, model=meta["model"])
-    if recipe in EXTRA:
-        card += "\n" + EXTRA[recipe] + "\n"
-    (dst / "MODEL_CARD.md").write_text(card)
-    sz = (dst / "model.safetensors").stat().st_size
-    png = (dst / "loss_curve.png").stat().st_size
-    assert sz <= 12_000_000, sz
-    assert png < 100_000, png
-    load_checkpoint(dst)
-    print(recipe, meta["model"], f"{sz/1e6:.2f} MB", f"png {png/1e3:.0f} KB", checkpoint_hash(dst))
+    utts = rc["data"]["max_utts"] or "all"
+    return (f"## Training budget\n\n"
+            f"Trained on **CPU** ({prov['machine']}; no GPU was lent to this task): {steps} optimiser steps of "
+            f"{rc['data']['batch_size']} crops x {rc['data']['crop_s']:g} s from {utts} training utterances of the "
+            f"`small` corpus's `LibriSpeech/train-clean-100` (SID dev/test utterances excluded), "
+            f"{prov['wall_s'] / 60:.1f} min of training. {note}\n"
+            f"This is a compact model trained for minutes, not a published-scale model: compare streams and "
+            f"methods with each other on this corpus, not with published SUPERB numbers. Retrain with "
+            f"`scripts/train_bundled_checkpoints.sh` (more `*.steps`) or on a GPU with `harness pretrain`.\n")
+
+
+def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
+    rows = []
+    if results.is_file():
+        with open(results) as f:
+            rows = [r for r in csv.DictReader(f) if sha.startswith(r["ckpt_hash"]) and r["task"] in METRICS]
+    if not rows:
+        from harness.upstreams import UPSTREAMS
+        feats = ",".join(UPSTREAMS[model].default_features)
+        return ("## Downstream numbers\n\nNot measured yet for these weights. Measure with\n"
+                f"`harness run --tasks sid,pr --upstreams {model} --ckpt {model}=checkpoints/{recipe} "
+                f"--features {feats} --name models_small` and re-run this script with `--results`.\n")
+    feats = sorted({r["feature"] for r in rows})
+    out = ["## Downstream numbers", "",
+           f"s3prl's `run_downstream.py` (mini configs, {', '.join(sorted({r['task'] for r in rows}))}) on the frozen "
+           "stream, weighted sum of all its layers, trained on the `small` corpus's train split, dev-best "
+           "checkpoint scored on its **test** split. One seed (1337); a single run per cell.", "",
+           "| stream | " + " | ".join(f"{t} {METRICS[t][0]} {METRICS[t][1]}" for t in METRICS) + " |",
+           "|---|" + "---|" * len(METRICS)]
+    for ft in feats:
+        cells = []
+        for t in METRICS:
+            r = [x for x in rows if x["feature"] == ft and x["task"] == t]
+            cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
+        out.append(f"| {ft} | " + " | ".join(cells) + " |")
+    r0 = rows[-1]
+    out += ["", f"Produced by `{r0['harness_command']}` at commit `{r0['git_commit']}` on {r0['machine']} "
+            f"({r0['finished_utc']}); rows in `{results.as_posix()}` (weights hash `{r0['ckpt_hash']}`). "
+            f"{', '.join(f'{t}: {d}' for t, (_, _, d) in METRICS.items())}.", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipes", nargs="+")
+    p.add_argument("--results", type=Path, default=Path("results/models_small.csv"))
+    p.add_argument("--budget-note", default="", help="extra sentence for the budget section (e.g. how jobs shared cores)")
+    p.add_argument("--extra", action="append", default=[], metavar="RECIPE=TEXT", help="a note appended to one card")
+    a = p.parse_args(argv)
+    extra = dict(e.split("=", 1) for e in a.extra)
+    for recipe in a.recipes:
+        src, dst = Path("runs") / recipe / "final", Path("checkpoints") / recipe
+        if src.is_dir() and (not dst.is_dir() or checkpoint_hash(src) != checkpoint_hash(dst)):
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in ("model.safetensors", "config.json", "loss_curve.png", "MODEL_CARD.md"):
+                shutil.copy2(src / f, dst / f)
+            (dst / "model.safetensors").chmod(0o644)
+        _, meta = load_checkpoint(dst)
+        base = (dst / "MODEL_CARD.md").read_text().split("\n## Training budget")[0]    # the trainer's part
+        card = base.rstrip() + "\n\n" + budget(meta, a.budget_note) + "\n" + \
+            downstream(a.results, checkpoint_hash(dst), meta["model"], recipe)
+        if recipe in extra:
+            card += "\n" + extra[recipe] + "\n"
+        (dst / "MODEL_CARD.md").write_text(card)
+        sz, png = (dst / "model.safetensors").stat().st_size, (dst / "loss_curve.png").stat().st_size
+        if sz > 30_000_000 or png > 200_000:
+            raise SystemExit(f"{dst}: weights {sz / 1e6:.1f} MB / curve {png / 1e3:.0f} KB — too large to commit")
+        print(recipe, meta["model"], f"{sz / 1e6:.2f} MB", checkpoint_hash(dst)[:12])
+    return 0
+
 
 if __name__ == "__main__":
-    for r in sys.argv[1:]:
-        main(r)
+    raise SystemExit(main())

@@ -185,3 +185,20 @@ def test_agrees_with_librilight_package(tmp_path):
     ref = run_librilight(case)
     ours = case.ours()
     assert abs(ours.within - ref["within"]) < 1e-3 and abs(ours.across - ref["across"]) < 1e-3
+
+
+def test_plan_reused_across_layers_and_packed_features():
+    """One plan (its pair index cached on first use) scores several feature sets exactly as fresh
+    plans do, and packed ItemFeatures score exactly as the list of per-item tensors."""
+    from analysis.abx import ItemFeatures, abx_scores
+    rng = np.random.default_rng(5)
+    feats, phone, context, speaker = _random_items(rng, n_spk=4, per=(2, 12), dim=5, sep=0.6)
+    layers = [feats, [f * 0 + torch.randn_like(f) for f in feats], [f.flip(0) for f in feats]]
+    cfg = ABXConfig(device="cpu")
+    shared = build_plan(phone, context, speaker, cfg)
+    for layer in layers:
+        fresh = abx(layer, phone, context, speaker, cfg)
+        again = abx_scores(ItemFeatures.pack(layer), shared, cfg)
+        assert (again.within, again.across) == (fresh.within, fresh.across)
+    packed = ItemFeatures.pack(feats)
+    assert len(packed) == len(feats) and all(torch.equal(packed[i], feats[i]) for i in range(len(feats)))
