@@ -30,15 +30,19 @@ What is computed (the "within-context" condition, i.e. triphone ABX):
   same sorted groups, so with the same items in the same order (see ``file_order`` in
   :func:`slice_items`) both implementations score the same triplets.
 
-Speed comes from doing the DTW of every distinct (row item, column item) pair once, in
-length-bucketed batches (anti-diagonal wavefront), and scoring all cells with tensor ops.
+Speed comes from: the frame-distance matrix of each context computed once (contexts of similar
+size padded to one width and multiplied in one batched matmul); the DTW of every distinct
+(row item, column item) pair done once, in length-bucketed batches swept along anti-diagonals read
+as strided views; all cells scored with tensor ops; and the plan (sampling, distinct pairs, each
+cell's positions among them) built once and shared by every layer scored with it.
 
 Example::
 
     table = read_item_file("abx/dev.item")
     feats, kept = slice_items(table, lambda f: store.get("content", 6, f), rate=50.0)   # ItemFeatures
-    plan = build_plan(table.subset(kept))
-    scores = abx_scores(feats, plan)         # ABXScores(within=..., across=...) in %
+    t = table.subset(kept)
+    plan = build_plan(t.phone, t.context, t.speaker)     # reuse it for every layer
+    scores = abx_scores(feats, plan)                     # ABXScores(within=..., across=...) in %
 """
 from __future__ import annotations
 

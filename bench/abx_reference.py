@@ -119,10 +119,14 @@ def sweep_dirs(corpus: Path, upstream: str, ckpt: str | None, out: Path, key: st
 
     item = Path(corpus) / "abx" / f"{split}.item"
     wavs = abx_audio_files(Path(corpus), split, set(read_item_file(item).file))
-    store = FeatureStore(out / f"store-{upstream}-sweep").extract(upstream, ckpt, [key], wavs)
+    tag = upstream
+    if ckpt:
+        from upstream.checkpoint import checkpoint_hash
+        tag += "-" + checkpoint_hash(ckpt)[:12]          # new weights -> new features, never stale ones
+    store = FeatureStore(out / f"store-{tag}-sweep").extract(upstream, ckpt, [key], wavs)
     dirs = []
     for layer in range(store.num_layers(key)):
-        d = out / f"npy-{upstream}-{key}-L{layer}"
+        d = out / f"npy-{tag}-{key}-L{layer}"
         d.mkdir(parents=True, exist_ok=True)
         for f in wavs:
             if not (d / f"{f}.npy").exists():
