@@ -84,8 +84,10 @@ def test_bad_override_syntax(vox):
 
 
 def test_missing_data_paths_name_the_key_and_the_fix(tmp_path):
+    # both paths overridden: the config's defaults (corpora/small/...) exist once the small corpus is made
     msg = _fail(["-m", "train", "-u", "fbank", "-d", "voxceleb1", "-c", str(MINI / "sid.yaml"),
-                 "-o", f"config.downstream_expert.datarc.file_path={tmp_path / 'nothing'}"])
+                 "-o", f"config.downstream_expert.datarc.file_path={tmp_path / 'nothing'},,"
+                       f"config.downstream_expert.datarc.meta_data={tmp_path / 'nothing' / 'iden_split.txt'}"])
     assert f"datarc.file_path = '{tmp_path / 'nothing'}': directory does not exist" in msg
     assert "datarc.meta_data" in msg and "-o" in msg and "harness corpus make" in msg
 
