@@ -61,6 +61,18 @@ def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
             r = [x for x in rows if x["feature"] == ft and x["task"] == t]
             cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
         out.append(f"| {ft} | " + " | ".join(cells) + " |")
+    ref = Path("results/superb_small.csv")
+    if ref.is_file():
+        with open(ref) as f:
+            fb = [r for r in csv.DictReader(f) if r["upstream"] == "fbank" and r["task"] in METRICS]
+        if fb:
+            cells = []
+            for t in METRICS:
+                r = [x for x in fb if x["task"] == t]
+                cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
+            out.append("| *reference: s3prl fbank* | " + " | ".join(cells) + " |")
+            out += ["", f"The fbank row is from `{ref.as_posix()}` (same corpus and mini configs, commit "
+                    f"`{fb[-1]['git_commit']}`); its SID is at chance because s3prl's fbank applies per-utterance CMVN."]
     r0 = rows[-1]
     out += ["", f"Produced by `{r0['harness_command']}` at commit `{r0['git_commit']}` on {r0['machine']} "
             f"({r0['finished_utc']}); rows in `{results.as_posix()}` (weights hash `{r0['ckpt_hash']}`). "
@@ -72,20 +84,25 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipes", nargs="+")
     p.add_argument("--results", type=Path, default=Path("results/models_small.csv"))
-    p.add_argument("--budget-note", default="", help="extra sentence for the budget section (e.g. how jobs shared cores)")
+    p.add_argument("--budget-note", default="", help="extra sentence for the budget section (e.g. how jobs shared "
+                   "cores); without it, an existing card keeps its budget section")
     p.add_argument("--extra", action="append", default=[], metavar="RECIPE=TEXT", help="a note appended to one card")
     a = p.parse_args(argv)
     extra = dict(e.split("=", 1) for e in a.extra)
     for recipe in a.recipes:
         src, dst = Path("runs") / recipe / "final", Path("checkpoints") / recipe
-        if src.is_dir() and (not dst.is_dir() or checkpoint_hash(src) != checkpoint_hash(dst)):
+        copied = src.is_dir() and (not dst.is_dir() or checkpoint_hash(src) != checkpoint_hash(dst))
+        if copied:
             dst.mkdir(parents=True, exist_ok=True)
             for f in ("model.safetensors", "config.json", "loss_curve.png", "MODEL_CARD.md"):
                 shutil.copy2(src / f, dst / f)
             (dst / "model.safetensors").chmod(0o644)
         _, meta = load_checkpoint(dst)
-        base = (dst / "MODEL_CARD.md").read_text().split("\n## Training budget")[0]    # the trainer's part
-        card = base.rstrip() + "\n\n" + budget(meta, a.budget_note) + "\n" + \
+        text = (dst / "MODEL_CARD.md").read_text()
+        base, _, rest = text.partition("\n## Training budget")                   # base: the trainer's part
+        old_budget = "## Training budget" + rest.split("\n## Downstream numbers")[0] if rest else ""
+        keep = old_budget and not a.budget_note and not copied
+        card = base.rstrip() + "\n\n" + (old_budget.rstrip() + "\n" if keep else budget(meta, a.budget_note)) + "\n" + \
             downstream(a.results, checkpoint_hash(dst), meta["model"], recipe)
         if recipe in extra:
             card += "\n" + extra[recipe] + "\n"
