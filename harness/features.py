@@ -117,8 +117,9 @@ def _minimal_shims() -> None:  # pragma: no cover
 
 
 def upstream_identity(name: str, ckpt: str | None, model_config: str | None) -> dict:
-    """What makes two extractions the same: name, checkpoint (path + weights hash), model config text."""
-    ident = {"upstream": name, "ckpt": None, "ckpt_hash": None, "model_config": None}
+    """What makes two extractions the same: name, checkpoint (weights hash + its config.json's model
+    and config; the path is recorded but not compared), model config text."""
+    ident = {"upstream": name, "ckpt": None, "ckpt_hash": None, "ckpt_config": None, "model_config": None}
     if ckpt is not None:
         p = Path(ckpt)
         ident["ckpt"] = str(p.resolve())
@@ -129,10 +130,29 @@ def upstream_identity(name: str, ckpt: str | None, model_config: str | None) -> 
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
             ident["ckpt_hash"] = h.hexdigest()[:12]
+        cfg = p / "config.json" if p.is_dir() else None
+        if cfg is not None and cfg.is_file():
+            try:
+                c = json.loads(cfg.read_text())
+                ident["ckpt_config"] = json.dumps({"model": c.get("model"), "config": c.get("config")}, sort_keys=True)
+            except json.JSONDecodeError:
+                ident["ckpt_config"] = cfg.read_text()
     if model_config is not None:
         p = Path(model_config)
         ident["model_config"] = p.read_text() if p.is_file() else str(model_config)
     return ident
+
+
+def same_upstream(a: dict, b: dict) -> bool:
+    """Two identities extract the same features: same upstream and model config, and the same
+    checkpoint — by weights hash and architecture when both have one (a copied or moved checkpoint
+    directory is the same checkpoint), else by path."""
+    if a.get("upstream") != b.get("upstream") or a.get("model_config") != b.get("model_config"):
+        return False
+    if a.get("ckpt_hash") and b.get("ckpt_hash"):
+        ca, cb = a.get("ckpt_config"), b.get("ckpt_config")      # None: a store written before it was recorded
+        return a["ckpt_hash"] == b["ckpt_hash"] and (ca is None or cb is None or ca == cb)
+    return a.get("ckpt") == b.get("ckpt") and a.get("ckpt_hash") == b.get("ckpt_hash")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,7 +315,7 @@ class FeatureStore:
         keys = list(keys)
         files = normalize_wav_paths(wav_paths)
         ident = upstream_identity(upstream_name, ckpt, model_config)
-        if self._index is not None and self._index["identity"] != ident:
+        if self._index is not None and not same_upstream(self._index["identity"], ident):
             raise FeatureStoreError(
                 f"the store {self.root} holds features of {self._index['identity']['upstream']} "
                 f"(ckpt {self._index['identity']['ckpt']}), not of {upstream_name} (ckpt {ckpt}) with this "

@@ -82,6 +82,30 @@ def test_errors(tmp_path, wavs):
                                              progress=False)
 
 
+def test_checkpoint_identity_is_its_weights_not_its_path(tmp_path, wavs):
+    """A copied checkpoint directory (same weights and config) reuses the store; other weights
+    are refused with the fix in the message."""
+    import shutil
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "model.safetensors").write_bytes(b"weights-A")
+    (ck / "config.json").write_text(json.dumps({"model": "fake", "config": {"d": 4}}))
+    up = CountingUpstream()
+    store = FeatureStore(tmp_path / "s").extract("fake", str(ck), ["hidden_states"], wavs, upstream=up,
+                                                 progress=False)
+    calls = up.calls
+    shutil.copytree(ck, tmp_path / "copy")
+    store.extract("fake", str(tmp_path / "copy"), ["hidden_states"], wavs, upstream=up, progress=False)
+    assert up.calls == calls                                  # same checkpoint: nothing re-run
+    (tmp_path / "copy" / "model.safetensors").write_bytes(b"weights-B")
+    with pytest.raises(FeatureStoreError, match="another directory"):
+        store.extract("fake", str(tmp_path / "copy"), ["hidden_states"], wavs, upstream=up, progress=False)
+    (tmp_path / "copy" / "model.safetensors").write_bytes(b"weights-A")
+    (tmp_path / "copy" / "config.json").write_text(json.dumps({"model": "fake", "config": {"d": 8}}))
+    with pytest.raises(FeatureStoreError, match="another directory"):
+        store.extract("fake", str(tmp_path / "copy"), ["hidden_states"], wavs, upstream=up, progress=False)
+
+
 def test_real_s3prl_fbank(tmp_path, wavs):
     store = FeatureStore(tmp_path / "fb").extract("fbank", None, ["hidden_states"], wavs, progress=False)
     assert store.rate("hidden_states") == 100.0 and store.num_layers("hidden_states") == 1
