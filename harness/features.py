@@ -6,8 +6,9 @@ Layout of a store directory ``ROOT``::
     ROOT/<key>/shard-00000.npy      float32 array (L, F, D): L layers, F frames of the shard's files
                                     concatenated, D dims (one array per key per shard, memory-mapped)
 
-A store holds ONE upstream identity (name, checkpoint, model config); asking an existing store to
-extract a different upstream is an error naming the store and the fix (another root). Keys can be
+A store holds ONE upstream identity (name, checkpoint, model config; a checkpoint is its weights
+hash and architecture, wherever the directory lies); asking an existing store to extract a
+different upstream is an error naming the store and the fix (another root). Keys can be
 added later: files missing for a requested key are extracted and only the missing keys stored.
 
 Extraction is length-batched (files sorted by duration, batches of at most ``batch_seconds`` of
