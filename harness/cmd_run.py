@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
             cache_specs = {}
 
     failed: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     deferred = []
+    rate_of = _StreamRates(cache_specs)
     overall = tqdm(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True)
 
     def do(cell, lock):
@@ -123,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
                 return
             spec = sw.task_registry()[cell.task]
             cfg = sweep.configs[cell.task]
+            reason = not_applicable(cell, cfg, rate_of)
+            if reason:
+                skipped.append((cell.id, reason))
+                tqdm.write(f"  n/a  {cell.id}: {reason}")
+                return
             steps = sw.steps_overrides(cfg, cell.steps)
             runs = [(fold or "main", ",,".join(x for x in (taskview.overrides(spec, data, fold), steps) if x))
                     for fold in taskview.folds(spec, args.folds)]
@@ -185,12 +192,47 @@ def run(args: argparse.Namespace) -> int:
     df = df[df["cell_id"].isin(ids)] if len(df) else df
     print(format_table(df))
     print(f"results: {store.csv_path}")
+    if skipped:
+        print(f"\n{len(skipped)} cell(s) not applicable (not run, no row):", file=sys.stderr)
+        for cid, why in skipped:
+            print(f"  {cid}: {why}", file=sys.stderr)
     if failed:
         print(f"\n{len(failed)} cell(s) failed:", file=sys.stderr)
         for cid, log in failed:
             print(f"  {cid}: see {log}", file=sys.stderr)
         return 1
     return 0
+
+
+class _StreamRates:
+    """Samples per frame of a cell's stream: from its feature cache when there is one, else by
+    building the upstream once per (upstream, checkpoint, model config)."""
+
+    def __init__(self, cache_specs: dict):
+        self.cache_specs = cache_specs
+        self._up: dict = {}
+
+    def __call__(self, cell) -> int:
+        spec = self.cache_specs.get(cell.id)
+        if spec is not None:
+            import json
+
+            from harness.features import FeatureStore
+            return FeatureStore(json.loads(Path(spec).read_text())["store"]).downsample_rate(cell.feature)
+        key = (cell.upstream, cell.ckpt, cell.model_config)
+        if key not in self._up:
+            from harness.features import load_upstream
+            self._up[key] = load_upstream(cell.upstream, cell.ckpt, cell.model_config)
+        return int(self._up[key].get_downsample_rates(cell.feature))
+
+
+def not_applicable(cell, config: Path, rate_of) -> str | None:
+    """Why s3prl cannot build this cell's downstream on its stream (see harness.applicable), or None."""
+    from harness.applicable import modelrc, reason_not_applicable, total_rate
+    rc = modelrc(config)
+    if total_rate(rc) is None:              # nothing to check: do not build the upstream for it
+        return None
+    return reason_not_applicable(rc, rate_of(cell))
 
 
 def upstream_args(cell, cache_spec: Path | None) -> list[str]:
