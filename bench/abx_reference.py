@@ -54,6 +54,10 @@ class Case:
         return abx_scores(feats, build_plan(t.phone, t.context, t.speaker, cfg), cfg)
 
 
+def _med(v) -> float:
+    return float(np.median(v))
+
+
 def run_librilight(case: Case) -> dict:
     """Within/across error (%) from zrc_abx2 (within-context condition, cosine, no pooling)."""
     import contextlib
@@ -94,19 +98,29 @@ def synthetic_case(root: Path, n_files: int = 60, seed: int = 0, rate: float = 5
     return Case("synthetic (random phone prototypes, 50 Hz)", feat_dir, item, rate)
 
 
-def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> Case:
-    """Features of an s3prl upstream (e.g. fbank, mfcc) for a DUET corpus' abx/<split> items."""
+def _abx_audio(corpus: Path, split: str) -> tuple[Path, dict]:
+    """A DUET corpus' abx/<split>.item and the audio files its items name."""
     from harness.cmd_abx import abx_audio_files
-    from harness.features import FeatureStore
 
     item = Path(corpus) / "abx" / f"{split}.item"
-    table = read_item_file(item)
-    wavs = abx_audio_files(Path(corpus), split, set(table.file))
-    store = FeatureStore(out / f"store-{upstream}").extract(upstream, None, ["hidden_states"], wavs)
-    feat_dir = out / f"npy-{upstream}"
+    return item, abx_audio_files(Path(corpus), split, set(read_item_file(item).file))
+
+
+def _dump_layer(store, key: str, layer: int, files, feat_dir: Path) -> Path:
+    """One <file_id>.npy (T, D) per file of one stored layer: the input format of both implementations."""
     feat_dir.mkdir(parents=True, exist_ok=True)
-    for f in wavs:
-        np.save(feat_dir / f"{f}.npy", np.asarray(store.get("hidden_states", 0, f)))
+    for f in files:
+        np.save(feat_dir / f"{f}.npy", np.asarray(store.get(key, layer, f)))
+    return feat_dir
+
+
+def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> Case:
+    """Features of an s3prl upstream (e.g. fbank, mfcc) for a DUET corpus' abx/<split> items."""
+    from harness.features import FeatureStore
+
+    item, wavs = _abx_audio(corpus, split)
+    store = FeatureStore(out / f"store-{upstream}").extract(upstream, None, ["hidden_states"], wavs)
+    feat_dir = _dump_layer(store, "hidden_states", 0, wavs, out / f"npy-{upstream}")
     return Case(f"{Path(corpus).name} abx/{split}.item, s3prl {upstream}", feat_dir, item,
                 store.rate("hidden_states"))
 
@@ -114,24 +128,16 @@ def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> C
 def sweep_dirs(corpus: Path, upstream: str, ckpt: str | None, out: Path, key: str = "hidden_states",
                split: str = "dev") -> tuple[list[Path], Path, float]:
     """One directory of <file_id>.npy per layer of an upstream's ``key`` (every layer, extracted once)."""
-    from harness.cmd_abx import abx_audio_files
     from harness.features import FeatureStore
 
-    item = Path(corpus) / "abx" / f"{split}.item"
-    wavs = abx_audio_files(Path(corpus), split, set(read_item_file(item).file))
+    item, wavs = _abx_audio(corpus, split)
     tag = upstream
     if ckpt:
         from upstream.checkpoint import checkpoint_hash
         tag += "-" + checkpoint_hash(ckpt)[:12]          # new weights -> new features, never stale ones
     store = FeatureStore(out / f"store-{tag}-sweep").extract(upstream, ckpt, [key], wavs)
-    dirs = []
-    for layer in range(store.num_layers(key)):
-        d = out / f"npy-{tag}-{key}-L{layer}"
-        d.mkdir(parents=True, exist_ok=True)
-        for f in wavs:
-            if not (d / f"{f}.npy").exists():
-                np.save(d / f"{f}.npy", np.asarray(store.get(key, layer, f)))
-        dirs.append(d)
+    dirs = [_dump_layer(store, key, layer, wavs, out / f"npy-{tag}-{key}-L{layer}")
+            for layer in range(store.num_layers(key))]
     return dirs, item, store.rate(key)
 
 
@@ -157,9 +163,8 @@ def compare_sweep(name: str, dirs: list[Path], item: Path, rate: float, repeat: 
             ours.append(abx_scores(feats, plan, cfg))
         c_ours.append(time.process_time() - c0)
         diffs = [max(abs(r["within"] - o.within), abs(r["across"] - o.across)) for r, o in zip(refs, ours)]
-    med = lambda v: float(np.median(v))
     row = {"case": f"{name}: all {len(dirs)} layers", "layers": len(dirs), "max_abs_diff": max(diffs),
-           "cpu_librilight_s": med(c_ref), "cpu_duet_s": med(c_ours), "cpu_speedup": med(c_ref) / med(c_ours),
+           "cpu_librilight_s": _med(c_ref), "cpu_duet_s": _med(c_ours), "cpu_speedup": _med(c_ref) / _med(c_ours),
            "cpu_librilight_all": c_ref, "cpu_duet_all": c_ours,
            "layer_scores": [(o.within, o.across) for o in ours]}
     print(f"{row['case']}\n  max |diff| over layers and conditions {row['max_abs_diff']:.2e}   CPU time (medians of "
@@ -181,12 +186,11 @@ def compare(case: Case, repeat: int = 3) -> dict:
         ours = case.ours()
         t_ours.append(time.perf_counter() - t0)
         c_ours.append(time.process_time() - c0)
-    med = lambda v: float(np.median(v))
     row = {"case": case.name, "ll_within": ref["within"], "duet_within": ours.within,
            "ll_across": ref["across"], "duet_across": ours.across,
            "diff_within": abs(ref["within"] - ours.within), "diff_across": abs(ref["across"] - ours.across),
-           "t_librilight_s": med(t_ref), "t_duet_s": med(t_ours), "speedup": med(t_ref) / med(t_ours),
-           "cpu_librilight_s": med(c_ref), "cpu_duet_s": med(c_ours), "cpu_speedup": med(c_ref) / med(c_ours),
+           "t_librilight_s": _med(t_ref), "t_duet_s": _med(t_ours), "speedup": _med(t_ref) / _med(t_ours),
+           "cpu_librilight_s": _med(c_ref), "cpu_duet_s": _med(c_ours), "cpu_speedup": _med(c_ref) / _med(c_ours),
            "cells": ours.n_within_cells + ours.n_across_cells, "repeats": repeat,
            "cpu_librilight_all": c_ref, "cpu_duet_all": c_ours}
     print(f"{case.name}\n  Libri-light within {ref['within']:.4f} %  across {ref['across']:.4f} %   "

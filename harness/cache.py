@@ -107,6 +107,18 @@ def hit_rate_from_log(log: Path) -> float | None:
     return round(hits / (hits + misses), 4) if hits + misses else None
 
 
+def read_spec(path: str | Path) -> dict:
+    """A cache spec written by :func:`build_store` (``store``, ``index``, ``upstream``, ``ckpt``, ``keys``)."""
+    spec_path = Path(path)
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"-u duet_cached -k {path}: no such cache spec; run `harness run --cache` "
+                                f"to build it, or use the real upstream name")
+    spec = json.loads(spec_path.read_text())
+    if spec.get("format") != SPEC_FORMAT:
+        raise ValueError(f"{spec_path}: not a {SPEC_FORMAT} file")
+    return spec
+
+
 # ----------------------------------------------------------------------------- the s3prl expert
 
 class CachedUpstream(torch.nn.Module):
@@ -116,13 +128,7 @@ class CachedUpstream(torch.nn.Module):
         super().__init__()
         from harness.features import FeatureStore, load_upstream
 
-        spec_path = Path(ckpt)
-        if not spec_path.is_file():
-            raise FileNotFoundError(f"-u duet_cached -k {ckpt}: no such cache spec; run `harness run --cache` "
-                                    f"to build it, or use the real upstream name")
-        spec = json.loads(spec_path.read_text())
-        if spec.get("format") != SPEC_FORMAT:
-            raise ValueError(f"{spec_path}: not a {SPEC_FORMAT} file")
+        spec = read_spec(ckpt)
         self.spec = spec
         self.real = load_upstream(spec["upstream"], spec["ckpt"], model_config)
         self.store = FeatureStore(spec["store"])

@@ -215,10 +215,9 @@ class _StreamRates:
     def __call__(self, cell) -> int:
         spec = self.cache_specs.get(cell.id)
         if spec is not None:
-            import json
-
+            from harness.cache import read_spec
             from harness.features import FeatureStore
-            return FeatureStore(json.loads(Path(spec).read_text())["store"]).downsample_rate(cell.feature)
+            return FeatureStore(read_spec(spec)["store"]).downsample_rate(cell.feature)
         key = (cell.upstream, cell.ckpt, cell.model_config)
         if key not in self._up:
             from harness.features import load_upstream

@@ -37,11 +37,25 @@ def budget(meta: dict, note: str) -> str:
             f"`scripts/train_bundled_checkpoints.sh` (more `*.steps`) or on a GPU with `harness pretrain`.\n")
 
 
+def read_rows(path: Path, keep) -> list[dict]:
+    """Rows of a `harness run` results CSV for the tasks in METRICS that ``keep(row)`` accepts."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [r for r in csv.DictReader(f) if r["task"] in METRICS and keep(r)]
+
+
+def metric_cells(rows: list[dict]) -> list[str]:
+    """One table cell per METRICS task: the last row's value, or a dash."""
+    cells = []
+    for t in METRICS:
+        r = [x for x in rows if x["task"] == t]
+        cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
+    return cells
+
+
 def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
-    rows = []
-    if results.is_file():
-        with open(results) as f:
-            rows = [r for r in csv.DictReader(f) if sha.startswith(r["ckpt_hash"]) and r["task"] in METRICS]
+    rows = read_rows(results, lambda r: sha.startswith(r["ckpt_hash"]))
     if not rows:
         from harness.upstreams import UPSTREAMS
         feats = ",".join(UPSTREAMS[model].default_features)
@@ -56,23 +70,13 @@ def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
            "| stream | " + " | ".join(f"{t} {METRICS[t][0]} {METRICS[t][1]}" for t in METRICS) + " |",
            "|---|" + "---|" * len(METRICS)]
     for ft in feats:
-        cells = []
-        for t in METRICS:
-            r = [x for x in rows if x["feature"] == ft and x["task"] == t]
-            cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
-        out.append(f"| {ft} | " + " | ".join(cells) + " |")
+        out.append(f"| {ft} | " + " | ".join(metric_cells([r for r in rows if r["feature"] == ft])) + " |")
     ref = Path("results/superb_small.csv")
-    if ref.is_file():
-        with open(ref) as f:
-            fb = [r for r in csv.DictReader(f) if r["upstream"] == "fbank" and r["task"] in METRICS]
-        if fb:
-            cells = []
-            for t in METRICS:
-                r = [x for x in fb if x["task"] == t]
-                cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
-            out.append("| *reference: s3prl fbank* | " + " | ".join(cells) + " |")
-            out += ["", f"The fbank row is from `{ref.as_posix()}` (same corpus and mini configs, commit "
-                    f"`{fb[-1]['git_commit']}`); its SID is at chance because s3prl's fbank applies per-utterance CMVN."]
+    fb = read_rows(ref, lambda r: r["upstream"] == "fbank")
+    if fb:
+        out.append("| *reference: s3prl fbank* | " + " | ".join(metric_cells(fb)) + " |")
+        out += ["", f"The fbank row is from `{ref.as_posix()}` (same corpus and mini configs, commit "
+                f"`{fb[-1]['git_commit']}`); its SID is at chance because s3prl's fbank applies per-utterance CMVN."]
     r0 = rows[-1]
     out += ["", f"Produced by `{r0['harness_command']}` at commit `{r0['git_commit']}` on {r0['machine']} "
             f"({r0['finished_utc']}); rows in `{results.as_posix()}` (weights hash `{r0['ckpt_hash']}`). "

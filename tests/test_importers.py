@@ -22,17 +22,23 @@ def duet_layers(model, wav):
 
 # ------------------------------------------------------------------------------ transformers
 
-def make_hf_dir(tmp_path, stable: bool):
-    from transformers import HubertConfig, HubertModel
-    torch.manual_seed(1)
-    cfg = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                       conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                       do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
-                       conv_bias=stable)
-    hf = HubertModel(cfg).eval()
-    d = tmp_path / f"hf-{'large' if stable else 'base'}"
+def _save_tiny(tmp_path, config_cls, model_cls, name: str, seed: int, stable: bool, **cfg):
+    """A seeded, randomly initialised transformers model saved with save_pretrained; stable: the
+    pre-LN 'large' variant (layer-norm feature extractor), else the post-LN 'base' one."""
+    torch.manual_seed(seed)
+    hf = model_cls(config_cls(do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
+                              **cfg)).eval()
+    d = tmp_path / name
     hf.save_pretrained(d)
     return hf, d
+
+
+def make_hf_dir(tmp_path, stable: bool):
+    from transformers import HubertConfig, HubertModel
+    return _save_tiny(tmp_path, HubertConfig, HubertModel, f"hf-{'large' if stable else 'base'}", 1, stable,
+                      hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                      conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                      conv_bias=stable)
 
 
 @pytest.mark.parametrize("stable", [False, True], ids=["base-postLN", "large-preLN"])
@@ -52,15 +58,10 @@ def test_hf_directory_reproduces_transformers(tmp_path, stable):
 
 def make_wavlm_dir(tmp_path, stable: bool):
     from transformers import WavLMConfig, WavLMModel
-    torch.manual_seed(3)
-    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+    return _save_tiny(tmp_path, WavLMConfig, WavLMModel, f"wavlm-{stable}", 3, stable,
+                      hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                       conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
-                      do_stable_layer_norm=stable, feat_extract_norm="layer" if stable else "group",
                       num_buckets=16, max_bucket_distance=40)
-    hf = WavLMModel(cfg).eval()
-    d = tmp_path / f"wavlm-{stable}"
-    hf.save_pretrained(d)
-    return hf, d
 
 
 @pytest.mark.parametrize("stable", [False, True], ids=["base-groupnorm", "large-layernorm"])
