@@ -50,6 +50,7 @@ import contextlib
 import gc
 import itertools
 import math
+import operator
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +206,7 @@ class ItemFeatures(Sequence):
         return len(self.lengths)
 
     def __getitem__(self, i):
-        if not isinstance(i, int):
-            raise TypeError("ItemFeatures index must be an int")
+        i = operator.index(i)                 # ints and numpy integers; a slice or a float is a TypeError
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         o, n = int(self.offsets[i]), int(self.lengths[i])

@@ -202,3 +202,4 @@ def test_plan_reused_across_layers_and_packed_features():
         assert (again.within, again.across) == (fresh.within, fresh.across)
     packed = ItemFeatures.pack(feats)
     assert len(packed) == len(feats) and all(torch.equal(packed[i], feats[i]) for i in range(len(feats)))
+    assert torch.equal(packed[np.int64(1)], feats[1]) and torch.equal(packed[-1], feats[-1])
