@@ -160,21 +160,6 @@ def feature_store(args, wavs: dict[str, Path], keys: list[str], upstream=None):
 # ----------------------------------------------------------------------------------------------
 # results
 
-def git_commit() -> str:
-    from harness.provenance import git_commit as _git_commit
-
-    return _git_commit()
-
-
-def machine() -> str:
-    """The provenance string of harness.provenance, naming the GPU when one is used."""
-    import torch
-
-    from harness.provenance import machine as _machine
-
-    return _machine("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def default_out(name: str, args) -> Path:
     model = model_name(args)
     for a, b in (("[", "-"), ("]", ""), ("{", "-"), ("}", ""), ("@", "-"), ("/", "_")):
@@ -186,6 +171,8 @@ def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict 
     """Write the CSV atomically plus ``<out>.meta.json`` (command, commit, machine, wall time)."""
     import pandas as pd
 
+    from harness.provenance import git_commit, machine_here
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -193,7 +180,7 @@ def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict 
     os.replace(tmp, out)
     via_cli = Path(sys.argv[0]).name in ("harness", "cli.py", "-m") or sys.argv[0].endswith("harness/cli.py")
     meta = {"command": " ".join((["harness"] + sys.argv[1:]) if via_cli else sys.argv),
-            "commit": git_commit(), "machine": machine(), "wall_s": round(time.time() - started, 2),
+            "commit": git_commit(), "machine": machine_here(), "wall_s": round(time.time() - started, 2),
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     meta.update(extra_meta or {})
     mp = out.with_name(out.name + ".meta.json")

@@ -51,3 +51,10 @@ def machine(device: str = "cpu") -> str:
     else:
         parts.append("cpu")
     return " / ".join(parts)
+
+
+def machine_here() -> str:
+    """:func:`machine` for the device this process would use (the GPU when one is visible)."""
+    import torch
+
+    return machine("cuda" if torch.cuda.is_available() else "cpu")

@@ -31,16 +31,6 @@ from harness import provenance  # noqa: E402
 from harness.tasks import TASKS, get_tasks, runner_overrides  # noqa: E402
 
 
-def git_commit() -> str:
-    return provenance.git_commit()
-
-
-def machine() -> str:
-    import torch
-
-    return provenance.machine("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def run_logged(argv: list[str], log: Path, env: dict, timeout: float) -> tuple[int, float, str]:
     """Run ``python run_downstream.py ARGV`` (niced), tee to ``log``; (returncode, wall s, output)."""
     cmd = ["nice", "-n", "10", sys.executable, str(ROOT / "run_downstream.py"), *argv]
@@ -92,7 +82,7 @@ def run_cell(upstream: str, task, corpus: Path, workdir: Path, steps: int | None
               "value": value, "last_dev": dev, "test_uer": uer, "fold": fold, "checkpoint": evaluate[-1],
               "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
               "train_cmd": display_cmd(train), "eval_cmd": display_cmd(evaluate),
-              "commit": git_commit(), "finished_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+              "commit": provenance.git_commit(), "finished_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(done)
@@ -145,11 +135,11 @@ def write_report(out: Path, results: list[dict], corpus: Path, info: dict, start
         "# s3prl bridge evidence: s3prl built-in upstreams through `run_downstream.py`",
         "",
         f"- command: `python scripts/run_bridge_evidence.py {shlex.join(argv)}`",
-        f"- report written at commit `{git_commit()}` ({started} UTC, this invocation {wall / 60:.1f} min); finished "
+        f"- report written at commit `{provenance.git_commit()}` ({started} UTC, this invocation {wall / 60:.1f} min); finished "
         f"cells are re-read, not re-run (resume): each cell's own commit and finish time are in the table "
         f"(cells ran {len(results)} x train+test, {sum(r['train_wall_s'] + r['eval_wall_s'] for r in results) / 60:.0f} "
         f"min of cell wall time in all, 2 at a time)",
-        f"- machine: {machine()}; shared by other jobs, runs under `nice -n 10`, OMP_NUM_THREADS=1",
+        f"- machine: {provenance.machine_here()}; shared by other jobs, runs under `nice -n 10`, OMP_NUM_THREADS=1",
         f"- corpus: `{corpus}` (size `{info.get('size')}`, seed {info.get('seed')}, "
         f"{info.get('hours', info.get('counts', {}).get('hours', '?'))} h), configs `downstream_configs/mini/`",
         "- each cell: train (`-m train`, steps as in the config unless `--steps`), then test "
