@@ -10,14 +10,14 @@ runner, e.g. (SID on a generated corpus, then test with the dev-best checkpoint)
     python run_downstream.py -m evaluate -e runs/sid-jooci/dev-best.ckpt
 
 DUET names (``learn2diss``, ``jooci``, ``barlow_twins``, ``hubert_compact``) sit next to s3prl's
-built-ins (``fbank``, ``mfcc``, ...). See README "s3prl bridge" and harness/bridge.py.
+built-ins (``fbank``, ``mfcc``, ...). See README "s3prl bridge" and harness/superb/bridge.py.
 """
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere, installed or not
 
-from harness.bridge import main  # noqa: E402
+from harness.superb.bridge import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,7 +100,7 @@ def synthetic_case(root: Path, n_files: int = 60, seed: int = 0, rate: float = 5
 
 def _abx_audio(corpus: Path, split: str) -> tuple[Path, dict]:
     """A DUET corpus' abx/<split>.item and the audio files its items name."""
-    from harness.cmd_abx import abx_audio_files
+    from harness.cli.abx import abx_audio_files
 
     item = Path(corpus) / "abx" / f"{split}.item"
     return item, abx_audio_files(Path(corpus), split, set(read_item_file(item).file))
@@ -116,7 +116,7 @@ def _dump_layer(store, key: str, layer: int, files, feat_dir: Path) -> Path:
 
 def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> Case:
     """Features of an s3prl upstream (e.g. fbank, mfcc) for a DUET corpus' abx/<split> items."""
-    from harness.features import FeatureStore
+    from harness.features.store import FeatureStore
 
     item, wavs = _abx_audio(corpus, split)
     store = FeatureStore(out / f"store-{upstream}").extract(upstream, None, ["hidden_states"], wavs)
@@ -128,7 +128,7 @@ def corpus_case(corpus: Path, upstream: str, out: Path, split: str = "dev") -> C
 def sweep_dirs(corpus: Path, upstream: str, ckpt: str | None, out: Path, key: str = "hidden_states",
                split: str = "dev") -> tuple[list[Path], Path, float]:
     """One directory of <file_id>.npy per layer of an upstream's ``key`` (every layer, extracted once)."""
-    from harness.features import FeatureStore
+    from harness.features.store import FeatureStore
 
     item, wavs = _abx_audio(corpus, split)
     tag = upstream

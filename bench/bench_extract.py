@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from upstream.facts import SAMPLE_RATE
 
 GOALS = {"jooci base": 1.15, "learn2diss base": 1.25}
 
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    n = int(args.seconds * 16000)
+    n = int(args.seconds * SAMPLE_RATE)
     wav = (0.1 * torch.randn(args.batch, n, generator=torch.Generator().manual_seed(0))).to(device)
     wav_len = torch.full((args.batch,), n, dtype=torch.long, device=device)
 

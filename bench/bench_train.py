@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from contextlib import nullcontext
+from upstream.facts import SAMPLE_RATE
 
 
 def main() -> int:
@@ -36,7 +37,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    S = int(args.crop * 16000)
+    S = int(args.crop * SAMPLE_RATE)
     B = args.batch
     from pretrain.data import frames
 
@@ -44,7 +45,7 @@ def main() -> int:
     g = torch.Generator().manual_seed(0)
 
     def batch():
-        t = torch.arange(S) / 16000
+        t = torch.arange(S) / SAMPLE_RATE
         f0 = 100 + 100 * torch.rand(B, 1, generator=g)
         wav = 0.1 * torch.sin(2 * torch.pi * f0 * t) + 0.02 * torch.randn(B, S, generator=g)
         b = {"wav": wav, "wav_len": torch.full((B,), S), "wav_b": wav + 0.01 * torch.randn(B, S, generator=g),

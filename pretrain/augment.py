@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
+from upstream.facts import SAMPLE_RATE as SR
+from upstream.facts import atomic_write_bytes, atomic_write_text
 
-SR = 16000
 
 
 @dataclass
@@ -100,12 +100,8 @@ class AugmentBank:
             tensors[f"rir.{i}"] = _rir(rt, gen)
         meta = {"config": json.loads(json.dumps(asdict(cfg))), "audio": audio.fingerprint,
                 "n_noise": cfg.n_noise, "n_babble": cfg.n_babble, "n_rir": cfg.n_rir}
-        tmp = out_dir / f".augment.{os.getpid()}.safetensors"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, f_t)
-        tj = out_dir / f".augment.{os.getpid()}.json"
-        tj.write_text(json.dumps(meta))
-        os.replace(tj, f_j)
+        atomic_write_bytes(f_t, save({k: v.contiguous() for k, v in tensors.items()}))
+        atomic_write_text(f_j, json.dumps(meta))
         return cls(tensors, meta)
 
 

@@ -24,15 +24,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from upstream.facts import SAMPLE_RATE, atomic_open, atomic_save_npy, atomic_write_text
 
-SAMPLE_RATE = 16000
 HOP = 320
 WIN = 400
 
@@ -143,14 +142,13 @@ class AudioBank:
             if bank.fingerprint == fp:
                 return bank
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".audio.int16.{os.getpid()}"
         offsets, lengths = [], []
         it = files
         if progress:
             from tqdm import tqdm
             it = tqdm(files, desc="decode audio", leave=False)
         off = 0
-        with open(tmp, "wb") as out:
+        with atomic_open(cache_dir / "audio.int16") as out:
             for f in it:
                 data, sr = sf.read(str(f), dtype="int16", always_2d=True)
                 if sr != SAMPLE_RATE:
@@ -160,12 +158,9 @@ class AudioBank:
                 offsets.append(off)
                 lengths.append(len(data))
                 off += len(data)
-        os.replace(tmp, cache_dir / "audio.int16")
         meta = {"paths": [str(f) for f in files], "offsets": offsets, "lengths": lengths, "fingerprint": fp,
                 "sample_rate": SAMPLE_RATE}
-        tmpj = cache_dir / f".audio.json.{os.getpid()}"
-        tmpj.write_text(json.dumps(meta))
-        os.replace(tmpj, cache_dir / "audio.json")
+        atomic_write_text(cache_dir / "audio.json", json.dumps(meta))
         return cls(cache_dir)
 
 
@@ -205,13 +200,9 @@ class FrameLabels:
     def save(self, path: Path) -> None:
         """``<path>.npy`` values + ``<path>.json`` lengths/K, both replaced atomically."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-        np.save(tmp, self.values.astype(np.int32))
-        os.replace(tmp, path.with_suffix(".npy"))
-        tj = path.with_name(f".{path.name}.{os.getpid()}.json")
-        tj.write_text(json.dumps({"lengths": self.lengths.tolist(), "num_classes": self.num_classes, "name": self.name,
-                                  "audio": self.audio}))
-        os.replace(tj, path.with_suffix(".json"))
+        atomic_save_npy(path.with_suffix(".npy"), self.values.astype(np.int32))
+        atomic_write_text(path.with_suffix(".json"), json.dumps({"lengths": self.lengths.tolist(), "num_classes": self.num_classes,
+                                                                 "name": self.name, "audio": self.audio}))
 
     @classmethod
     def load(cls, path: Path) -> "FrameLabels":

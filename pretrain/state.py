@@ -13,12 +13,13 @@ atomically) names the newest complete one. No pickle anywhere: a state directory
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from upstream.facts import atomic_dir, atomic_write_text
 
 FORMAT = "duet-train-state/1"
 
@@ -56,29 +57,18 @@ def save_state(run_dir: Path, step: int, *, model_state: dict, optimizers: dict,
     root = Path(run_dir) / "state"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
-    tmp = root / f".tmp_step_{step:07d}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model_state.items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous()
     optim_meta = {name: _flatten_optimizer(f"optim.{name}", opt, tensors) for name, opt in optimizers.items()}
     for k, v in rng.items():
         tensors[f"rng.{k}"] = v.detach().cpu().contiguous()
-    save_file(tensors, str(tmp / "tensors.safetensors"))
     meta = {"format": FORMAT, "step": step, "optimizers": optim_meta, "scheduler": scheduler,
             "sampler": sampler, "rng": sorted(rng), "extra": extra or {}}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = root / f".LATEST.{os.getpid()}"
-    latest_tmp.write_text(final.name + "\n")
-    os.replace(latest_tmp, root / "LATEST")
+    with atomic_dir(final) as tmp:
+        save_file(tensors, str(tmp / "tensors.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+    atomic_write_text(root / "LATEST", final.name + "\n")
     done = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

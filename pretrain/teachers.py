@@ -15,7 +15,6 @@ crops of it, so it learns crop- and noise-invariant speaker information.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from pretrain.data import AudioBank
+from upstream.facts import SAMPLE_RATE, atomic_save_npy
 
 
 class TeacherError(ValueError):
@@ -39,9 +39,9 @@ def _resemblyzer(bank: AudioBank, progress: bool) -> np.ndarray:
     out = np.zeros((len(bank), 256), dtype=np.float32)
     for i in tqdm(range(len(bank)), desc="teacher (resemblyzer)", leave=False, disable=not progress):
         w = np.asarray(bank[i], dtype=np.float32) / 32768.0
-        x = preprocess_wav(w, source_sr=16000)
-        if len(x) < 16000 * 0.5:          # VAD removed (almost) everything: use the normalised signal
-            x = preprocess_wav(w, source_sr=16000, trim_silence=False)
+        x = preprocess_wav(w, source_sr=SAMPLE_RATE)
+        if len(x) < SAMPLE_RATE * 0.5:          # VAD removed (almost) everything: use the normalised signal
+            x = preprocess_wav(w, source_sr=SAMPLE_RATE, trim_silence=False)
         out[i] = enc.embed_utterance(x)
     return out
 
@@ -79,10 +79,7 @@ def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bo
     emb = _resemblyzer(bank, progress) if kind == "resemblyzer" else _learn2diss(bank, arg, progress)
     if not np.isfinite(emb).all():
         raise TeacherError(f"teacher {spec} produced non-finite embeddings")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".teacher_{kind}.{os.getpid()}.npy"
-    np.save(tmp, emb)
-    os.replace(tmp, f)
+    atomic_save_npy(f, emb)
     fj.write_text(json.dumps({"spec": spec, "audio": bank.fingerprint, "dim": int(emb.shape[1])}))
     return emb, desc
 

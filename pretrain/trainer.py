@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import io
 import os
 import socket
 import time
@@ -48,6 +49,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from pretrain.state import latest_state, load_state, save_state
+from upstream.facts import SAMPLE_RATE, atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -236,13 +238,12 @@ class Trainer:
             self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.name, dynamic_ncols=True)
 
     def _rewrite_csv(self) -> None:
-        tmp = self._csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            if self._csv_fields:
-                w = csv.DictWriter(f, fieldnames=self._csv_fields, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(self._csv_rows)
-        os.replace(tmp, self._csv_path)
+        f = io.StringIO(newline="")
+        if self._csv_fields:
+            w = csv.DictWriter(f, fieldnames=self._csv_fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self._csv_rows)
+        atomic_write_text(self._csv_path, f.getvalue())
 
     # ------------------------------------------------------------------------------ train
     def _autocast(self):
@@ -288,7 +289,7 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 batch = self._to_device(self.batches.get(self.step, micro, self.rank, self.world, cfg.grad_accum))
                 if "wav_len" in batch:
-                    utt_s += float(batch["wav_len"].sum()) / 16000.0
+                    utt_s += float(batch["wav_len"].sum()) / float(SAMPLE_RATE)
                 sync_ctx = (self.model.no_sync() if self.world > 1 and micro < cfg.grad_accum - 1 else nullcontext())
                 with sync_ctx:
                     with self._autocast():
@@ -438,8 +439,8 @@ def plot_losses(csv_path: Path, png_path: Path, title: str = "") -> Path | None:
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(str(png_path) + ".tmp.png")
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    os.replace(tmp, png_path)
+    atomic_write_bytes(png_path, buf.getvalue())
     return Path(png_path)

@@ -57,7 +57,7 @@ def metric_cells(rows: list[dict]) -> list[str]:
 def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
     rows = read_rows(results, lambda r: sha.startswith(r["ckpt_hash"]))
     if not rows:
-        from harness.upstreams import UPSTREAMS
+        from harness.superb.upstreams import UPSTREAMS
         feats = ",".join(UPSTREAMS[model].default_features)
         return ("## Downstream numbers\n\nNot measured yet for these weights. Measure with\n"
                 f"`harness run --tasks sid,pr --upstreams {model} --ckpt {model}=checkpoints/{recipe} "

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import provenance  # noqa: E402
-from harness.tasks import TASKS, get_tasks, runner_overrides  # noqa: E402
+from upstream import facts as provenance  # noqa: E402
+from harness.superb.tasks import TASKS, get_tasks, runner_overrides  # noqa: E402
 
 
 def run_logged(argv: list[str], log: Path, env: dict, timeout: float) -> tuple[int, float, str]:

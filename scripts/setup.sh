@@ -17,9 +17,9 @@ if [ ! -f "$stamp" ]; then
   $VPY -m pip install -q torch==2.13.0
   $VPY -m pip install -q -c scripts/constraints.txt -r scripts/requirements.txt
   $VPY -m pip install -q -c scripts/constraints.txt --no-deps --no-build-isolation -e .
-  $VPY -m harness.compat --fix-torchaudio
+  $VPY -m harness.s3prl.compat --fix-torchaudio
   $VPY -m pip check || echo "setup.sh: pip check reported the issues above (not fatal)" >&2
   rm -f .venv/.duet-setup-*; touch "$stamp"
 fi
-$VPY -m harness.compat --check
+$VPY -m harness.s3prl.compat --check
 echo "setup.sh: ready (.venv)"

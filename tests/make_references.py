@@ -42,8 +42,8 @@ def summarize(feats: dict) -> dict:
 
 
 def compute(name: str, model_config: dict | None = None) -> dict:
-    import harness.compat
-    harness.compat.install()
+    import harness.s3prl.compat
+    harness.s3prl.compat.install()
     from upstream.hub import UPSTREAMS
 
     torch.set_num_threads(1)

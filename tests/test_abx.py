@@ -4,6 +4,9 @@ from __future__ import annotations
 import itertools
 import math
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -176,15 +179,15 @@ def test_item_file_errors_and_slicing(tmp_path):
         read_item_file(bad)
 
 
-def test_agrees_with_librilight_package(tmp_path):
-    """Same features, items and seed as zerospeech-libriabx2 (bench-only; skipped if not installed)."""
-    pytest.importorskip("zrc_abx2.eval_ABX")
-    from bench.abx_reference import run_librilight, synthetic_case
+@pytest.mark.parametrize("case", json.loads((Path(__file__).parent / "data" / "abx_librilight.json").read_text())["cases"],
+                         ids=lambda c: f"n{c['n_files']}-seed{c['seed']}")
+def test_agrees_with_librilight_package(tmp_path, case):
+    """Same features, items and seed as zerospeech-libriabx2, whose scores on these seeded cases are
+    stored in tests/data/abx_librilight.json (remade by `python -m tests.make_abx_fixture`)."""
+    from bench.abx_reference import synthetic_case
 
-    case = synthetic_case(tmp_path, n_files=24, seed=0)
-    ref = run_librilight(case)
-    ours = case.ours()
-    assert abs(ours.within - ref["within"]) < 1e-3 and abs(ours.across - ref["across"]) < 1e-3
+    ours = synthetic_case(tmp_path, n_files=case["n_files"], seed=case["seed"]).ours()
+    assert abs(ours.within - case["within"]) < 1e-3 and abs(ours.across - case["across"]) < 1e-3
 
 
 def test_plan_reused_across_layers_and_packed_features():

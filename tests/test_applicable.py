@@ -1,11 +1,11 @@
-"""Cells s3prl cannot build: a stream coarser than the ASR model's total_rate (harness.applicable)."""
+"""Cells s3prl cannot build: a stream coarser than the ASR model's total_rate (harness.superb.applicable)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from harness.applicable import modelrc, reason_not_applicable, total_rate
-from harness.cmd_run import not_applicable
-from harness.tasks import TASKS
+from harness.superb.applicable import modelrc, reason_not_applicable, total_rate
+from harness.superb.execute import not_applicable
+from harness.superb.tasks import TASKS
 
 
 def test_mini_asr_rejects_an_utterance_rate_stream_only():

@@ -1,4 +1,4 @@
-"""run_downstream.py / harness.bridge: s3prl's flags, DUET names on s3prl.hub, clear bad-input errors."""
+"""run_downstream.py / harness.superb.bridge: s3prl's flags, DUET names on s3prl.hub, clear bad-input errors."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bridge
+from harness.superb import bridge
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "downstream_configs" / "mini"
@@ -111,8 +111,8 @@ def test_missing_evaluate_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("task", ["sid", "asv", "er", "pr", "asr"])
 def test_task_overrides_satisfy_the_path_checks_on_a_generated_corpus(tiny_corpus, task, tmp_path):
-    """harness.tasks' -o for the tiny corpus names only paths that exist (what s3prl will open)."""
-    from harness.tasks import TASKS
+    """harness.superb.tasks' -o for the tiny corpus names only paths that exist (what s3prl will open)."""
+    from harness.superb.tasks import TASKS
 
     args, _ = bridge.prepare(TASKS[task].train_argv("fbank", tmp_path / "exp", tiny_corpus))
     assert args.downstream == TASKS[task].downstream and args.override

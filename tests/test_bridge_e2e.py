@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.tasks import TASKS, runner_overrides
+from harness.superb.tasks import TASKS, runner_overrides
 
 from conftest import ROOT, cli_env  # noqa: E402
 
@@ -22,7 +22,7 @@ script, jobs = sys.argv[1], json.loads(sys.argv[2])
 out = []
 for argv in jobs:
     if isinstance(argv, dict):  # {"eval_of": task, "expdir": dir}: the checkpoint the task picks
-        from harness.tasks import TASKS
+        from harness.superb.tasks import TASKS
         argv = TASKS[argv["eval_of"]].eval_argv(argv["expdir"])
     buf = io.StringIO()
     code = 0

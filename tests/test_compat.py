@@ -1,4 +1,4 @@
-"""harness.compat: each shim that makes s3prl 0.4.18 run on this stack, checked on its own."""
+"""harness.s3prl.compat: each shim that makes s3prl 0.4.18 run on this stack, checked on its own."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness import compat
+from harness.s3prl import compat
 
 compat.install()
 

@@ -87,9 +87,9 @@ def test_layout_files_are_hard_links(tiny_corpus):
 
 @pytest.fixture(scope="module")
 def s3prl_ready():
-    import harness.compat
+    import harness.s3prl.compat
 
-    harness.compat.install()
+    harness.s3prl.compat.install()
 
 
 def test_s3prl_voxceleb1_sid_dataset(tiny_corpus, s3prl_ready):
@@ -138,7 +138,7 @@ def test_s3prl_emotion_and_sv_datasets(tiny_corpus, s3prl_ready):
 def test_libriphone_tables_and_lexicon(tiny_corpus, s3prl_ready):
     from s3prl.downstream.ctc.text import load_text_encoder
 
-    from harness.libriphone import LibriPhoneDataset
+    from harness.s3prl.libriphone import LibriPhoneDataset
 
     lay = CorpusLayout(tiny_corpus)
     tok = load_text_encoder("word", str(lay.phone_vocab))

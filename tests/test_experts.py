@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-import harness.compat
+import harness.s3prl.compat
 
-harness.compat.install()
+harness.s3prl.compat.install()
 
 from upstream.checkpoint import CheckpointError, save_checkpoint  # noqa: E402
 from upstream.expert_base import UpstreamConfigError, parse_layers  # noqa: E402
@@ -223,7 +223,7 @@ def test_k_accepts_a_transformers_hubert_directory(name, tmp_path):
 def test_unknown_key_is_an_error_not_a_silent_fallback():
     import s3prl.hub
     from s3prl.upstream.interfaces import Featurizer
-    from upstream.hub import register
+    from harness.s3prl.hub import register
     register(s3prl.hub)
     up = expert("hubert_compact")
     with pytest.raises(KeyError, match="hubert_compact has no feature key 'other'; valid keys"):

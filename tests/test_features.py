@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness.features import FeatureStore, FeatureStoreError
+from harness.features.store import FeatureStore, FeatureStoreError
 
 
 class CountingUpstream(torch.nn.Module):

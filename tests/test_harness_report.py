@@ -37,7 +37,7 @@ def test_report_errors_clearly(run_cli, tmp_path):
 
 
 def test_matrix_is_best_over_layers():
-    from harness.report import disentanglement_matrix
+    from harness.superb.report import disentanglement_matrix
 
     df = pd.read_csv(DATA)
     extra = df[(df.task == "pr") & (df.feature == "content")].copy()

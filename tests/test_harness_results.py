@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from harness.cells import Cell, check_layer_spec, parse_layers_arg
+from harness.superb.cells import Cell, check_layer_spec, parse_layers_arg
 from harness.locks import CellLock
-from harness.results import ResultStore, atomic_write_text
+from harness.superb.results import ResultStore, atomic_write_text
 
 
 def _cell(**kw):
@@ -75,7 +75,6 @@ def test_lock_is_exclusive_across_processes_and_dies_with_holder(tmp_path):
 
 
 def test_unknown_names_fail_before_training(run_cli, tmp_path):
-    pytest.importorskip("harness.tasks")
     for args, msg in ((["--tasks", "sid", "--upstreams", "nope"], "unknown upstream"),
                       (["--tasks", "sid", "--features", "colour"], "unknown feature"),
                       (["--tasks", "sid", "--layers", "3-1"], "start > end")):
@@ -86,7 +85,6 @@ def test_unknown_names_fail_before_training(run_cli, tmp_path):
 
 
 def test_list_shows_tasks_upstreams_features(run_cli):
-    pytest.importorskip("harness.tasks")
     out = run_cli("list").stdout
     for word in ("sid", "asv", "er", "pr", "asr", "voxceleb1", "fbank", "learn2diss", "jooci", "barlow_twins",
                  "content, other", "checkpoints"):
@@ -104,14 +102,12 @@ def test_dry_run_lists_cells_without_training(run_cli, tiny_corpus, tmp_path):
 
 
 def test_missing_checkpoint_is_an_error_before_training(run_cli, tmp_path):
-    pytest.importorskip("harness.tasks")
     p = run_cli("run", "--tasks", "sid", "--upstreams", "jooci", "--ckpt", f"jooci={tmp_path}/nope",
                 "--results", tmp_path, check=False)
     assert p.returncode == 2 and "config.json" in p.stderr
 
 
 def test_real_data_yaml_is_checked_before_training(run_cli, tmp_path):
-    pytest.importorskip("harness.tasks")
     vox = tmp_path / "VoxCeleb1"
     (vox / "dev" / "wav").mkdir(parents=True)
     (vox / "iden_split.txt").write_text("1 id10001/a/00001.wav\n")

@@ -202,7 +202,8 @@ def test_conv_layer_spec_is_parsed_without_eval():
 
 
 def test_from_pretrained_dispatches_on_format(tmp_path):
-    from upstream.checkpoint import CheckpointError, from_pretrained, save_checkpoint
+    from upstream.checkpoint import CheckpointError, save_checkpoint
+    from upstream.pretrained import from_pretrained
     from upstream.models.hubert import HubertCompact
     from upstream.registry import build_model, preset_config
     hf, d = make_hf_dir(tmp_path, False)

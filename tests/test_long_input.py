@@ -10,7 +10,7 @@ from tests.conftest import ROOT, cli_env
 
 SCRIPT = r"""
 import json, resource, sys, time, torch
-import harness.compat; harness.compat.install()
+import harness.s3prl.compat; harness.s3prl.compat.install()
 from upstream.hub import UPSTREAMS
 torch.set_num_threads(1)
 name, minutes = sys.argv[1], float(sys.argv[2])

@@ -1,4 +1,4 @@
-"""harness.tasks: the SUPERB task registry (configs, corpus overrides, metric parsers)."""
+"""harness.superb.tasks: the SUPERB task registry (configs, corpus overrides, metric parsers)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import tasks
-from harness.tasks import TASKS, MetricNotFoundError, UnknownTaskError, get_tasks
+from harness.superb import tasks
+from harness.superb.tasks import TASKS, MetricNotFoundError, UnknownTaskError, get_tasks
 
 
 class FakeLayout:

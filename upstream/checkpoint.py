@@ -17,20 +17,18 @@ Nothing here unpickles: weights are safetensors, metadata is JSON.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from upstream.facts import HASH_LEN, WEIGHTS_FILE, atomic_dir, sha256_file
+
 FORMAT = "duet-checkpoint/1"
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "MODEL_CARD.md"
 
 
@@ -39,17 +37,6 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
 
 def config_to_dict(config: Any) -> dict:
     """A model config (dataclass, possibly nested, or dict) as a JSON-safe dict."""
@@ -101,8 +88,7 @@ def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, conf
     dest.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         weights = tmp / WEIGHTS_FILE
         save_file(_state_for_saving(model), str(weights), metadata={"format": FORMAT, "model": name})
         meta = {
@@ -112,24 +98,9 @@ def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, conf
             "provenance": json.loads(json.dumps(provenance or {}, default=str)),
             "sha256": {WEIGHTS_FILE: sha256_file(weights)},
         }
-        with open(tmp / CONFIG_FILE, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
         if model_card is not None:
             (tmp / CARD_FILE).write_text(model_card)
-        os.chmod(tmp, 0o755)
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.rename(dest, old)
-        os.rename(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 
@@ -255,7 +226,7 @@ def load_checkpoint(dir: str | os.PathLike, *, expected_model: str | None = None
 
 
 def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = False) -> str:
-    """First 12 hex digits of the weights' sha256 (as recorded in config.json; ``verify`` recomputes)."""
+    """The checkpoint hash (:data:`upstream.facts.HASH_LEN` hex digits of the weights' sha256 (as recorded in config.json; ``verify`` recomputes)."""
     d = Path(dir)
     meta = read_meta(d)
     h = meta["sha256"].get(WEIGHTS_FILE)
@@ -264,20 +235,4 @@ def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = False) -> str:
         if not w.is_file():
             raise CheckpointError(f"{w} is missing; the checkpoint directory {d} is incomplete: re-copy it")
         h = sha256_file(w)
-    return h[:12]
-
-
-def from_pretrained(path: str | os.PathLike, *, expected_model: str | None = None,
-                    allow_unpickle: bool = False) -> nn.Module:
-    """Load a model from what the user has: a DUET checkpoint directory, a transformers
-    HuBERT directory, or a fairseq / s3prl-converted HuBERT ``.pt`` (the last two become the
-    project's hubert backbone, see upstream.importers)."""
-    p = Path(path)
-    if p.is_dir() and is_checkpoint_dir(p):
-        return load_checkpoint(p, expected_model=expected_model)[0]
-    from upstream import importers
-    if p.is_dir() and importers.is_hf_dir(p):
-        return importers.load_hf_backbone(p)
-    if p.is_file() and p.suffix in (".pt", ".ckpt", ".pth"):
-        return importers.load_fairseq_hubert(p, allow_unpickle=allow_unpickle)
-    return load_checkpoint(p, expected_model=expected_model)[0]  # raises the precise error
+    return h[:HASH_LEN]

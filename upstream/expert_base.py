@@ -27,6 +27,7 @@ s3prl's weighted sum then learns one weight per layer of exactly the chosen subs
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from upstream.validation import SAMPLE_RATE, check_sample_rate, check_wavs, pad_wavs
+from upstream import facts
+from upstream.facts import SAMPLE_RATE
+from upstream.validation import check_sample_rate, check_wavs, pad_wavs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STREAMS = ("content", "other")
@@ -46,52 +49,8 @@ class UpstreamConfigError(ValueError):
 
 # ----------------------------------------------------------------------------- layer subsets
 
-def parse_layers(spec: Any, num_layers: int, stream: str = "content") -> list[int]:
-    """Parse an inclusive 0-based layer subset: "6-11", "0,2,5-7", 3, [0, 1, 2].
-
-    >>> parse_layers("6-11", 13)
-    [6, 7, 8, 9, 10, 11]
-    >>> parse_layers("0,2,4-5", 6)
-    [0, 2, 4, 5]
-    """
-    valid = f"{stream} has {num_layers} layers: valid indices are 0-{num_layers - 1}" if num_layers \
-        else f"this model has no {stream} layers"
-    if isinstance(spec, bool) or spec is None:
-        raise UpstreamConfigError(f"layers.{stream}: {spec!r} is not a layer subset; write e.g. \"6-11\" ({valid})")
-    items: list[int] = []
-    if isinstance(spec, int):
-        items = [spec]
-    elif isinstance(spec, (list, tuple)):
-        for s in spec:
-            items += parse_layers(s, num_layers, stream) if isinstance(s, str) else [s]
-    elif isinstance(spec, str):
-        for part in spec.replace(" ", "").split(","):
-            if not part:
-                continue
-            try:
-                if "-" in part[1:]:
-                    a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
-                    lo, hi = int(a), int(b)
-                    if hi < lo:
-                        raise UpstreamConfigError(f"layers.{stream}: range {part!r} is empty (end < start)")
-                    items += list(range(lo, hi + 1))
-                else:
-                    items.append(int(part))
-            except ValueError as e:
-                if isinstance(e, UpstreamConfigError):
-                    raise
-                raise UpstreamConfigError(f"layers.{stream}: cannot parse {part!r}; write e.g. \"6-11\" or "
-                                          f"\"0,2,4-6\" ({valid})") from None
-    else:
-        raise UpstreamConfigError(f"layers.{stream}: {spec!r} is not a layer subset; write e.g. \"6-11\"")
-    if not items:
-        raise UpstreamConfigError(f"layers.{stream}: the subset {spec!r} is empty ({valid})")
-    for i in items:
-        if not isinstance(i, int) or i < 0 or i >= num_layers:
-            raise UpstreamConfigError(f"layers.{stream}: layer {i!r} is out of range; {valid}")
-    if len(set(items)) != len(items):
-        raise UpstreamConfigError(f"layers.{stream}: {spec!r} names a layer twice")
-    return sorted(items)
+# an inclusive 0-based layer subset ("6-11", "0,2,4-6", [0, 1]) of a stream, as UpstreamConfigError
+parse_layers = functools.partial(facts.parse_layers, error=UpstreamConfigError)
 
 
 # ----------------------------------------------------------------------------- options (-g)

@@ -1,6 +1,6 @@
 """DUET's upstreams on s3prl's hub: an explicit name -> factory dict and ``register``.
 
-    >>> import harness.compat; harness.compat.install()     # doctest: +SKIP
+    >>> import harness.s3prl.compat; harness.s3prl.compat.install()     # doctest: +SKIP
     >>> import s3prl.hub, upstream.hub
     >>> upstream.hub.register(s3prl.hub)                    # doctest: +SKIP
     ['learn2diss', 'jooci', 'barlow_twins', 'hubert_compact']
@@ -31,7 +31,7 @@ def register(hub_module: ModuleType | None = None) -> list[str]:
     Refuses to shadow a different s3prl upstream of the same name.
     """
     if hub_module is None:
-        import s3prl.hub as hub_module  # needs harness.compat.install() first on this stack
+        import s3prl.hub as hub_module  # needs harness.s3prl.compat.install() first on this stack
     for name, factory in UPSTREAMS.items():
         existing = getattr(hub_module, name, None)
         if existing is not None and existing is not factory and \
@@ -39,29 +39,4 @@ def register(hub_module: ModuleType | None = None) -> list[str]:
             raise RuntimeError(f"s3prl.hub already has an upstream named {name!r} ({existing.__module__}); "
                                f"DUET will not shadow it")
         setattr(hub_module, name, factory)
-    guard_feature_selection()
     return list(UPSTREAMS)
-
-
-def guard_feature_selection() -> None:
-    """Make s3prl's Featurizer refuse an unknown ``-s`` key for DUET experts (KeyError listing the
-    valid keys) instead of silently falling back to ``hidden_states``. Other upstreams unchanged;
-    idempotent."""
-    from s3prl.upstream import interfaces
-
-    from upstream.expert_base import DuetUpstreamExpert
-
-    featurizer = interfaces.Featurizer
-    original = featurizer.__init__
-    if getattr(original, "_duet_guard", False):
-        return
-
-    def __init__(self, upstream, feature_selection="hidden_states", *args, **kwargs):
-        inner = getattr(upstream, "module", upstream)  # DDP-wrapped
-        if isinstance(inner, DuetUpstreamExpert):
-            inner.check_key(feature_selection)
-        original(self, upstream, feature_selection, *args, **kwargs)
-
-    __init__._duet_guard = True
-    __init__.__wrapped__ = original
-    featurizer.__init__ = __init__

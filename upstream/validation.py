@@ -15,8 +15,8 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from upstream.facts import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 # The wav2vec2/HuBERT CNN front-end has a receptive field of 400 samples (25 ms at 16 kHz):
 # a shorter input gives zero frames.
 MIN_SAMPLES = 400

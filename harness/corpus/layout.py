@@ -14,7 +14,7 @@ DIR/LibriSpeech/                     ASR + PR (s3prl `asr`, `ctc`)
     lexicon.txt                      "WORD ph ph ..." (libriphone `lexicon`), one pronunciation a word
     phones.txt                       phone vocabulary, one a line (libriphone `text.vocab_file`, word mode)
     phones/<libri split>.txt         "UTT_ID ph ph ..." exact phone transcripts (the audio's phones)
-    libriphone/<libri split>.csv     harness.libriphone tables "wav_path,transcription,phones"
+    libriphone/<libri split>.csv     harness.s3prl.libriphone tables "wav_path,transcription,phones"
                                      (wav_path relative to this folder; phones = the exact transcript)
 DIR/VoxCeleb1/                       SID (`voxceleb1`) + ASV (`sv_voxceleb1`)
     {dev,test}/wav/idNNNNN/<video>/<nnnnn>.wav   test/ = ASV test speakers (unseen in dev/)

@@ -4,7 +4,7 @@ Audio (flac) is written by the worker; this writes the text side: ``SPK-CHAP.tra
 chapter, the bucket csv files (as s3prl's ``preprocess/generate_len_for_bucket.py`` makes them:
 ``,file_path,length,label`` with ``file_path`` relative to the LibriSpeech root, ``length`` in
 samples, longest first), ``char.dict`` (fairseq format), the lexicon, phone vocabulary, exact
-phone transcripts and the ``harness.libriphone`` split tables.
+phone transcripts and the ``harness.s3prl.libriphone`` split tables.
 """
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ Speaker roles, by speaker index ``i`` in ``0 .. n_speakers-1``:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from upstream.facts import SAMPLE_RATE  # noqa: F401  (re-exported: the corpus is written at the models' rate)
 
-SAMPLE_RATE = 16000
 MAX_VOXCELEB_SPEAKERS = 1251
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import time
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -25,8 +23,10 @@ import torch.distributed as dist
 from pretrain.data import AudioBank, DataConfig, FrameLabels, find_training_audio, frames, mfcc_features
 from pretrain.kmeans import KMeans, KMeansConfig
 from pretrain.trainer import TrainConfig, Trainer, machine_description, plot_losses
+from upstream.facts import ROOT as REPO
+from upstream.facts import SAMPLE_RATE, atomic_write_json, git_commit
 
-REPO = Path(__file__).resolve().parents[2]
+
 
 
 def resolve_path(p: str) -> Path:
@@ -258,7 +258,7 @@ def model_featurizer(fn, bank: AudioBank, max_s: float = 20.0, aligned: tuple[st
 
     @torch.no_grad()
     def featurize(i: int) -> dict[str, torch.Tensor]:
-        w = bank.wav(i)[: int(max_s * 16000)]
+        w = bank.wav(i)[: int(max_s * SAMPLE_RATE)]
         outs = fn(w[None], torch.tensor([w.shape[0]]))
         want = frames(int(bank.lengths[i]))
         res = {}
@@ -299,9 +299,7 @@ def run_phase(ctx: RunContext, name: str, tcfg: TrainConfig, objective, batches)
     rec = {"steps": res.steps, "wall_s": res.wall_s, "utt_seconds": res.utt_seconds, "last": res.last_losses,
            "world": ctx.world}
     if ctx.is_main:
-        tmp = pdir / ".DONE.json.tmp"
-        tmp.write_text(json.dumps(rec, indent=1))
-        os.replace(tmp, done)
+        atomic_write_json(done, rec, sort_keys=False)
     ctx.barrier()
     ctx.phase_walls[name] = res.wall_s
     ctx.phase_steps[name] = res.steps
@@ -318,14 +316,6 @@ def _load_phase_weights(objective, pdir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ export
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def merged_curve(ctx: RunContext, phases: list[str], png: Path) -> Path | None:
     """One CSV/PNG over all phases (steps offset so the phases follow each other)."""
     import csv

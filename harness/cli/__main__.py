@@ -1,0 +1,6 @@
+"""`python -m harness.cli ...` is `harness ...`."""
+import sys
+
+from harness.cli import main
+
+sys.exit(main())

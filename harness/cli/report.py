@@ -1,0 +1,53 @@
+"""`harness report`: Markdown leaderboard + task x stream matrix + PNG plots from `harness run` results.
+
+Examples:
+  harness report results/superb_small.csv                 # -> results/superb_small.md + results/superb_small/plots/
+  harness report results/superb_small --out /tmp/r.md --plots /tmp/plots
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = __doc__
+    p.add_argument("results", help="a results CSV (RESULTS/NAME.csv) or a run dir (RESULTS/NAME)")
+    p.add_argument("--out", default=None, help="Markdown file to write (default: next to the CSV, NAME.md)")
+    p.add_argument("--plots", default=None, help="PNG dir (default: RESULTS/NAME/plots)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--title", default=None)
+    p.add_argument("--note", action="append", default=None, metavar="TEXT",
+                   help="a paragraph to add under the provenance (repeatable), e.g. what the checkpoints are")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.superb.report import render
+    from harness.superb.results import load_results
+    from upstream.facts import atomic_write_text
+
+    src = Path(args.results)
+    try:
+        df = load_results(src)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"harness report: error: {e}", file=sys.stderr)
+        return 2
+    need = {"task", "upstream", "feature", "layers", "metric", "value", "higher_is_better"}
+    missing = need - set(df.columns)
+    if missing:
+        print(f"harness report: error: {src} lacks columns {sorted(missing)}; is it a `harness run` results file?",
+              file=sys.stderr)
+        return 2
+    if not len(df):
+        print(f"harness report: error: {src} has no rows", file=sys.stderr)
+        return 2
+    base = src.with_suffix("") if src.suffix == ".csv" else src
+    out = Path(args.out) if args.out else base.with_suffix(".md") if src.suffix == ".csv" else base.parent / f"{base.name}.md"
+    plots = None if args.no_plots else Path(args.plots) if args.plots else base / "plots"
+    md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent, notes=args.note)
+    atomic_write_text(out, md)
+    print(md)
+    print(f"\nwrote {out}" + (f" and plots in {plots}" if plots else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,152 @@
+"""`harness run`: SUPERB tasks over upstreams x features x layer subsets, through s3prl's runner.
+
+Each cell (upstream, checkpoint hash, feature key, layers, task, corpus) trains the task's s3prl
+downstream on the frozen upstream, then tests the dev-best checkpoint, in subprocesses running the
+repo's run_downstream.py (log per cell). Finished cells are skipped on re-run (--force redoes
+them); rows go to RESULTS/NAME/cells/*.json and RESULTS/NAME.csv.
+
+Examples:
+  harness run --tasks sid,asr,er                                # fbank + 3 DUET upstreams, small corpus
+  harness run --tasks sid,pr --upstreams jooci --features content,other --layers all 6-11
+  harness run --tasks sid --upstreams jooci --ckpt jooci=runs/jooci/final --steps 200
+  harness run --tasks sid,er --data-config my_datasets.yaml     # real VoxCeleb1 / IEMOCAP (see README)
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = __doc__
+    p.add_argument("--tasks", required=True, help="comma list of: sid, asv, er, pr, asr")
+    p.add_argument("--upstreams", default=None,
+                   help="comma list (default fbank,learn2diss,jooci,barlow_twins); see `harness list`")
+    p.add_argument("--features", default=None,
+                   help="comma list of feature keys for DUET upstreams (default content,other; fbank always "
+                        "uses hidden_states)")
+    p.add_argument("--layers", nargs="+", default=None, metavar="SPEC",
+                   help="layer subsets for the weighted sum, swept: all, 6-11, 0,2,4-6 or FEATURE=SPEC "
+                        "(e.g. --layers all 6-11 other=0-3); default all")
+    p.add_argument("--corpus", default="small",
+                   help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH")
+    p.add_argument("--corpora-dir", default="corpora", help="where generated corpora live (default ./corpora)")
+    p.add_argument("--data-config", default=None, metavar="YAML",
+                   help="real datasets: a YAML of corpus roots (see downstream_configs/real/datasets.example.yaml); "
+                        "uses downstream_configs/real/<task>.yaml; overrides --corpus")
+    p.add_argument("--ckpt", action="append", default=None, metavar="[NAME=]DIR",
+                   help="DUET checkpoint dir(s); NAME from its config.json if omitted (default: bundled checkpoints/)")
+    p.add_argument("--steps", type=int, default=None, help="cap each downstream's total_steps (default: the config's)")
+    p.add_argument("--results", default="results", help="results dir (default ./results)")
+    p.add_argument("--name", default=None, help="run name: RESULTS/NAME.csv (default superb_<corpus>)")
+    p.add_argument("--force", action="store_true", help="redo cells that already have a result")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cuda if available, else cpu")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--folds", type=int, default=None,
+                   help="tasks with folds (er: 5 IEMOCAP sessions): run the first N per cell (default all; "
+                        "the row is the mean, as SUPERB reports)")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache", dest="cache", action="store_true", default=True,
+                       help="extract each frozen upstream's features once and feed every task/epoch from disk (default)")
+    cache.add_argument("--no-cache", dest="cache", action="store_false", help="run the upstream at every step (plain s3prl)")
+    p.add_argument("--cache-dir", default="cache/features", help="feature cache root (default ./cache/features)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")
+
+
+def _on_sigterm(signum, frame):  # make `kill` behave like Ctrl-C: children are killed, no partial row
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.superb import sweep as sw
+    from upstream.facts import git_commit, machine
+    from harness.superb.execute import CellReport, SweepExecutor
+    from harness.superb.results import ResultStore, RunContext, format_table
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        tasks = sw.resolve_tasks(sw.split_list(args.tasks))
+        upstreams = sw.resolve_upstreams(sw.split_list(args.upstreams))
+        features = sw.split_list(args.features)
+        sw.check_feature_names(features)
+        sw.parse_layers_arg(args.layers)
+        sw.resolve_checkpoints(upstreams, args.ckpt)      # fail fast, before a corpus is generated
+        if args.data_config:
+            data = sw.resolve_real_data(Path(args.data_config), tasks)
+        else:
+            data = sw.resolve_corpus(args.corpus, Path(args.corpora_dir), make=not args.dry_run)
+        sweep = sw.build_sweep(tasks, upstreams, features, args.layers, args.ckpt, data, args.steps, args.seed,
+                               folds=args.folds)
+    except (sw.SweepError, ValueError, FileNotFoundError) as e:
+        print(f"harness run: error: {e}", file=sys.stderr)
+        return 2
+
+    device = args.device
+    if device is None:
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = args.name or f"superb_{data.name.replace(':', '_')}"
+    store = ResultStore(Path(args.results), name)
+    command = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py")) else " ".join(sys.argv)
+    todo = [c for c in sweep.cells if args.force or not store.has(c.id)]
+    print(f"harness run: {len(sweep.cells)} cells ({len(sweep.cells) - len(todo)} already done) -> {store.csv_path}"
+          f"  [corpus {data.name}, device {device}, cache {'on' if args.cache else 'off'}]")
+    if args.dry_run:
+        for c in sweep.cells:
+            print(f"  {'done' if store.has(c.id) else 'todo'}  {c.id}")
+        return 0
+
+    cache_specs = {}
+    if args.cache and todo:
+        from harness.superb.cache_plan import prepare_cache
+        try:
+            cache_specs = prepare_cache(todo, data, Path(args.cache_dir), device=device)
+        except Exception as e:  # noqa: BLE001 - a broken cache must not stop the sweep: run uncached
+            print(f"harness run: feature cache unavailable ({type(e).__name__}: {e}); running without it",
+                  file=sys.stderr)
+            cache_specs = {}
+
+    ctx = RunContext(corpus=data.name, corpus_path=str(data.root), device=device, machine=machine(device),
+                     git_commit=git_commit(), command=command)
+    overall = tqdm(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True)
+
+    def make_bar(desc: str, total: int):
+        return tqdm(total=total, desc=desc, unit="step", position=1, leave=False, dynamic_ncols=True)
+
+    def on_report(r: CellReport) -> None:
+        label = {"ok": "ok  ", "n/a": "n/a ", "failed": "FAIL", "wait": "wait", "done": "done"}[r.status]
+        tqdm.write(f"  {label} {r.cell_id}: {r.detail}" if r.detail else f"  {label} {r.cell_id}")
+        if r.status != "wait":
+            overall.update(1)
+
+    executor = SweepExecutor(sweep, store, ctx, cache_specs, args.folds, force=args.force, make_bar=make_bar)
+    try:
+        reports = executor.run(todo, on_report)
+    except KeyboardInterrupt:
+        overall.close()
+        print("\nharness run: interrupted; finished cells are kept, the interrupted one will be redone", file=sys.stderr)
+        return 130
+    overall.close()
+
+    df = store.frame()
+    ids = {c.id for c in sweep.cells}
+    df = df[df["cell_id"].isin(ids)] if len(df) else df
+    print(format_table(df))
+    print(f"results: {store.csv_path}")
+    skipped = [r for r in reports if r.status == "n/a"]
+    failed = [r for r in reports if r.status == "failed"]
+    if skipped:
+        print(f"\n{len(skipped)} cell(s) not applicable (not run, no row):", file=sys.stderr)
+        for r in skipped:
+            print(f"  {r.cell_id}: {r.detail}", file=sys.stderr)
+    if failed:
+        print(f"\n{len(failed)} cell(s) failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.cell_id}: {r.detail}", file=sys.stderr)
+        return 1
+    return 0

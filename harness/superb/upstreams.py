@@ -1,0 +1,90 @@
+"""What the harness knows about upstreams: s3prl name, feature keys, checkpoints.
+
+`UPSTREAMS` is the explicit registry. DUET upstreams take a checkpoint directory
+(safetensors + config.json, see docs/contracts.md); `fbank` is s3prl's own log-mel baseline.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from upstream.facts import ROOT
+
+CHECKPOINTS_DIR = ROOT / "checkpoints"
+
+
+@dataclass(frozen=True)
+class UpstreamInfo:
+    name: str                               # the s3prl hub name (-u)
+    features: tuple[str, ...]               # keys it returns that a cell may select (-s)
+    default_features: tuple[str, ...]       # what a bare `harness run` evaluates
+    duet: bool = True                       # takes a DUET checkpoint dir (-k) and layer subsets (-g)
+    description: str = ""
+    layered: tuple[str, ...] = field(default=())  # keys whose layers a --layers subset can restrict
+
+    def bundled_checkpoint(self) -> Path | None:
+        if not self.duet:
+            return None
+        from upstream.expert_base import bundled_checkpoint   # one naming rule for experts and harness
+        return bundled_checkpoint(self.name)
+
+
+UPSTREAMS: dict[str, UpstreamInfo] = {
+    "fbank": UpstreamInfo("fbank", ("hidden_states",), ("hidden_states",), duet=False,
+                          description="s3prl baseline: 80-dim log-mel filterbank + deltas (no training)"),
+    "learn2diss": UpstreamInfo("learn2diss", ("content", "other", "utterance", "hidden_states"), ("content", "other"),
+                               description="frame + utterance encoders, MI minimised with CLUB",
+                               layered=("content", "other")),
+    "jooci": UpstreamInfo("jooci", ("content", "other", "utterance", "hidden_states"), ("content", "other"),
+                          description="shared CNN, content and other encoders, GRL decoder",
+                          layered=("content", "other")),
+    "barlow_twins": UpstreamInfo("barlow_twins", ("content", "other", "utterance", "hidden_states"), ("content", "other"),
+                                 description="Barlow Twins speaker-invariant content + other stream",
+                                 layered=("content", "other")),
+    "hubert_compact": UpstreamInfo("hubert_compact", ("content", "hidden_states"), ("hidden_states",),
+                                   description="single-stream compact HuBERT (reference)",
+                                   layered=("content", "hidden_states")),
+}
+
+DEFAULT_UPSTREAMS = ("fbank", "learn2diss", "jooci", "barlow_twins")
+
+
+class CheckpointMissing(ValueError):
+    pass
+
+
+def checkpoint_model_name(ckpt: Path) -> str:
+    """The `model` field of a DUET checkpoint's config.json (clear error if unreadable)."""
+    cfg = Path(ckpt) / "config.json"
+    if not cfg.is_file():
+        raise CheckpointMissing(f"{cfg}: not a DUET checkpoint directory (no config.json). "
+                                f"Pass --ckpt DIR with config.json + model.safetensors, or train one with `harness pretrain`.")
+    try:
+        return str(json.loads(cfg.read_text())["model"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointMissing(f"{cfg}: unreadable DUET checkpoint config ({e}); re-save the checkpoint") from e
+
+
+def checkpoint_hash(ckpt: Path) -> str:
+    """:func:`upstream.checkpoint.checkpoint_hash`, its error as CheckpointMissing (the harness's type)."""
+    from upstream.checkpoint import CheckpointError
+    from upstream.checkpoint import checkpoint_hash as weights_hash_of
+
+    try:
+        return weights_hash_of(ckpt)
+    except CheckpointError as e:
+        raise CheckpointMissing(str(e)) from e
+
+
+def list_checkpoints(root: Path = CHECKPOINTS_DIR) -> list[tuple[str, Path]]:
+    """(model name, dir) for every checkpoint dir under `root`."""
+    out = []
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if (d / "config.json").is_file():
+                try:
+                    out.append((checkpoint_model_name(d), d))
+                except CheckpointMissing:
+                    continue
+    return out
