@@ -292,6 +292,20 @@ def preflight(paths: Iterable[str | os.PathLike] | FileList, **kwargs) -> Prefli
     return check_audio(paths, **kwargs).raise_for_problems()
 
 
+def default_cache_path(corpus: str | os.PathLike) -> Path:
+    """Where a corpus's pre-flight cache goes: ``$DUET_PREFLIGHT_CACHE`` if set, else
+    ``~/.cache/duet/preflight-<hash of the corpus's absolute path>.json`` (outside the corpus,
+    which may be read-only; one file per corpus keeps each load small)."""
+    import hashlib
+
+    env = os.environ.get("DUET_PREFLIGHT_CACHE")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "duet"
+    tag = hashlib.sha1(os.path.abspath(os.fspath(corpus)).encode()).hexdigest()[:12]
+    return base / f"preflight-{tag}.json"
+
+
 # ----------------------------------------------------------------------------------- file lists
 
 def _layout(corpus):

@@ -61,7 +61,6 @@ def test_each_bad_kind_is_found_with_its_path_and_fix(tmp_path):
     for p in report.problems:
         by_path.setdefault(p.path, set()).add(p.kind)
     assert str(files["good"]) not in by_path
-    assert str(files["good"]) != ""  # the good file really is in the list checked
     assert report.checked == len(files)
     for label, path in files.items():
         if label == "good":
@@ -289,3 +288,13 @@ def test_filelist_union_keeps_order_and_problems(tmp_path):
     a, b = _wav(tmp_path / "a.wav"), _wav(tmp_path / "b.wav")
     u = FileList([a, b], where={str(a): "x:1"}) + FileList([b, a, tmp_path / "c.wav"])
     assert u.files == [a, b, tmp_path / "c.wav"] and u.where == {str(a): "x:1"}
+
+
+def test_default_cache_path(tmp_path, monkeypatch):
+    from harness.preflight import default_cache_path
+    monkeypatch.delenv("DUET_PREFLIGHT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a, b = default_cache_path("corpora/small"), default_cache_path("corpora/tiny")
+    assert a.parent == tmp_path / "duet" and a != b and a == default_cache_path(os.path.abspath("corpora/small"))
+    monkeypatch.setenv("DUET_PREFLIGHT_CACHE", str(tmp_path / "x.json"))
+    assert default_cache_path("anything") == tmp_path / "x.json"

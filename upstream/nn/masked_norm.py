@@ -76,13 +76,13 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             # (a tensor condition, not an `if`, so no host sync on an accelerator)
             ok = count > 1
             with torch.no_grad():
-                mom = (self.momentum if self.momentum is not None else 0.1) * ok.to(x.dtype)
+                mom = (self.momentum if self.momentum is not None else 0.1) * ok.to(self.running_mean.dtype)
                 unbiased = var * n / (n - 1).clamp_min(1.0)
                 self.running_mean.mul_(1 - mom).add_(mom * mean)
                 self.running_var.mul_(1 - mom).add_(mom * unbiased)
                 self.num_batches_tracked.add_(ok.to(self.num_batches_tracked.dtype))
-            mean = torch.where(ok, mean, self.running_mean)
-            var = torch.where(ok, var, self.running_var)
+            mean = torch.where(ok, mean, self.running_mean.to(mean.dtype))
+            var = torch.where(ok, var, self.running_var.to(var.dtype))
         y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None] + self.bias[None, :, None]
