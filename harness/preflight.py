@@ -216,9 +216,14 @@ def _load_cache(path: Path | None) -> dict:
 
 
 def _save_cache(path: Path, files: dict) -> None:
+    """Write the cache atomically; a cache that cannot be written costs only time, so say so and go on."""
     from harness.corpus.fileio import atomic_write_json
 
-    atomic_write_json(path, {"format": CACHE_FORMAT, "files": files}, indent=None)
+    try:
+        atomic_write_json(path, {"format": CACHE_FORMAT, "files": files}, indent=None)
+    except OSError as e:
+        print(f"pre-flight audio check: cannot write its cache {path} ({e.strerror or e}); the next check "
+              f"decodes every file again (set DUET_PREFLIGHT_CACHE to a writable file)", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------- the check

@@ -298,3 +298,20 @@ def test_default_cache_path(tmp_path, monkeypatch):
     assert a.parent == tmp_path / "duet" and a != b and a == default_cache_path(os.path.abspath("corpora/small"))
     monkeypatch.setenv("DUET_PREFLIGHT_CACHE", str(tmp_path / "x.json"))
     assert default_cache_path("anything") == tmp_path / "x.json"
+
+
+def test_unwritable_cache_is_reported_and_the_check_still_runs(tmp_path, capsys):
+    a = _wav(tmp_path / "a.wav")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    report = check_audio([a], cache_path=blocker / "sub" / "cache.json", progress=False)  # parent is a file
+    assert report.ok and report.decoded == 1
+    assert "cannot write its cache" in capsys.readouterr().err
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    paths = [_wav(tmp_path / f"{i}.wav", seed=i) for i in range(3)]
+    assert check_audio(paths).ok                      # progress=None: a bar only on a terminal
+    assert capsys.readouterr().err == ""
+    check_audio([_wav(tmp_path / "x.wav", seed=9)], progress=True)
+    assert "pre-flight audio check" in capsys.readouterr().err
