@@ -323,11 +323,12 @@ def _list_problem(path: Path, n: int | None, msg: str) -> Problem:
     return Problem(str(path) + (f":{n}" if n else ""), "list", msg)
 
 
-def _add(out: FileList, seen: set, p: Path, where: str) -> None:
+def _add(out: FileList, seen: set, p: Path, where: str, exists: bool | None = None) -> None:
+    """Append ``p`` (once) to ``out.files``, or a ``missing`` problem if it is not a file."""
     if p in seen:
         return
     seen.add(p)
-    if p.is_file():
+    if p.is_file() if exists is None else exists:
         out.files.append(p)
         if where:
             out.where[str(p)] = where
@@ -358,7 +359,7 @@ def _sid_files(c) -> FileList:
                                                                     f"got {' '.join(cols)!r}"))
             continue
         found = next((d / cols[1] for d in wav_dirs if (d / cols[1]).is_file()), None)
-        _add(out, seen, found or root / "dev" / "wav" / cols[1], f"{c.iden_split}:{n}")
+        _add(out, seen, found or root / "dev" / "wav" / cols[1], f"{c.iden_split}:{n}", exists=found is not None)
     return out
 
 
@@ -381,7 +382,7 @@ def _asv_files(c) -> FileList:
     else:
         for p in sorted(dev.rglob("*")):
             if p.suffix[1:].lower() in AUDIO_EXTS and p.is_file():
-                _add(out, seen, p, "")
+                _add(out, seen, p, "", exists=True)
     _trial_files(Path(c.veri_dev), dev, out, seen)
     _trial_files(Path(c.veri_test), Path(c.voxceleb1) / "test" / "wav", out, seen)
     return out
@@ -483,9 +484,10 @@ def files_for_abx(item_file: str | os.PathLike, audio_dir: str | os.PathLike) ->
     root = Path(audio_dir)
     for f, n in first_line.items():
         p = root / f"{f}.wav"
-        if not p.is_file() and (root / f"{f}.flac").is_file():
-            p = root / f"{f}.flac"
-        _add(out, seen, p, f"{item_file}:{n}")
+        exists = p.is_file()
+        if not exists and (root / f"{f}.flac").is_file():
+            p, exists = root / f"{f}.flac", True
+        _add(out, seen, p, f"{item_file}:{n}", exists=exists)
     return out
 
 
