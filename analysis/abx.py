@@ -59,10 +59,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from analysis.checks import (FIX_FEATURES, AnalysisInputError, NonFiniteFeaturesError, SegmentOutsideFileError,
+                             end_limit)
+
 SLICINGS = ("librilight", "fastabx")
 
 
-class ItemFileError(ValueError):
+class ItemFileError(AnalysisInputError):
     """A malformed item file; the message names the file and line."""
 
 
@@ -121,13 +124,33 @@ def read_item_file(path: str | Path) -> ItemTable:
     """Read a Libri-light item file. A first line starting with '#' is the header (skipped).
 
     Raises :class:`ItemFileError` with ``path:line`` for a wrong column count, a non-numeric or
-    negative time, or offset <= onset.
+    negative time, offset <= onset, bytes that are not UTF-8 text, or a file name that leaves the
+    audio directory (absolute, ``~`` or ``..``: item files name files relative to it).
     """
     path = Path(path)
     if not path.is_file():
         raise ItemFileError(f"item file {path} does not exist")
     with _gc_paused():
-        return _read_item_file(path)
+        try:
+            return _read_item_file(path)
+        except UnicodeDecodeError:
+            raise _not_text(path) from None
+
+
+def _not_text(path: Path) -> ItemFileError:
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return ItemFileError(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line); "
+                                     f"an item file is text, one item per line: is this the right file?")
+    return ItemFileError(f"{path}: not UTF-8 text")
+
+
+def _leaves_root(name: str) -> bool:
+    """True for a file id that is not a plain relative path below the audio directory."""
+    return name[0] in "/\\~" or (".." in name and ".." in name.replace("\\", "/").split("/"))
 
 
 def _read_item_file(path: Path) -> ItemTable:
@@ -149,6 +172,10 @@ def _read_item_file(path: Path) -> ItemTable:
                                     f"{cols[1]!r} {cols[2]!r}") from None
             if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b <= a:
                 raise ItemFileError(f"{path}:{n}: need 0 <= onset < offset, got {a} {b}")
+            if _leaves_root(cols[0]):
+                raise ItemFileError(f"{path}:{n}: file {cols[0]!r} leaves the audio directory (an absolute path, "
+                                    f"'~' or '..'); item files name files relative to it, e.g. 84-121123-0000: "
+                                    f"fix the line or pass the right --audio-dir")
             files.append(cols[0])
             on.append(a)
             off.append(b)
@@ -236,6 +263,9 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
     items in item-file order within a file — the order Libri-light's loader uses. Items with an
     empty slice are dropped. Files the table names that ``get_frames`` cannot provide (it raises
     KeyError or FileNotFoundError) are reported together in one :class:`MissingFeaturesError`.
+    Items that end past their file's last frame (more than :func:`analysis.checks.end_limit`
+    allows) raise :class:`SegmentOutsideFileError`, and NaN/Inf in an item's frames
+    :class:`NonFiniteFeaturesError`, each with the item file's line numbers.
     """
     by_file: dict[str, list[int]] = {}
     for i, f in enumerate(table.file):
@@ -249,6 +279,7 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
     arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []     # (features, item starts, item lengths)
     kept: list[np.ndarray] = []
     missing: list[str] = []
+    outside: list[str] = []
     dim = None
     for f in order:
         try:
@@ -261,6 +292,10 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
                              f"{dim if dim is not None else 'dim'}) — re-extract them with one upstream and layer")
         dim = x.shape[1]
         idx = np.asarray(by_file[f])
+        limit = end_limit(x.shape[0], rate)
+        for i in idx[table.offset[idx] > limit]:
+            outside.append(f"{table.path}:{table.line[i]}: {f} {table.onset[i]:g}-{table.offset[i]:g} s "
+                           f"(its features end at {x.shape[0] / rate:.2f} s)")
         s, e = frame_ranges(table.onset[idx], table.offset[idx], rate, x.shape[0], slicing)
         ok = (s < x.shape[0]) & (e > s)
         kept.append(idx[ok])
@@ -269,6 +304,11 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
         raise MissingFeaturesError(f"no features for {len(missing)} file(s) named in {table.path}: "
                                    f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                                    "(extract features for these files, or use an item file that matches the audio)")
+    if outside:
+        raise SegmentOutsideFileError(
+            f"{len(outside)} item(s) end past the end of their file: {'; '.join(outside[:10])}"
+            f"{' ...' if len(outside) > 10 else ''}. The item file does not match the audio (another "
+            f"file's items, or times not in seconds): fix or remove these lines")
     if not arrays:
         return ItemFeatures(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)), np.zeros(0, dtype=np.int64)
     lens_np = np.concatenate([n for _, _, n in arrays]).astype(np.int64)
@@ -281,7 +321,22 @@ def slice_items(table: ItemTable, get_frames: Callable[[str], np.ndarray], rate:
         else:
             frames[pos:pos + len(rows)] = x[rows]
         pos += len(rows)
-    return ItemFeatures(torch.from_numpy(frames), torch.from_numpy(lens_np)), np.concatenate(kept).astype(np.int64)
+    kept_idx = np.concatenate(kept).astype(np.int64)
+    if not np.isfinite(frames).all():
+        raise _nonfinite_items(table, frames, lens_np, kept_idx)
+    return ItemFeatures(torch.from_numpy(frames), torch.from_numpy(lens_np)), kept_idx
+
+
+def _nonfinite_items(table: ItemTable, frames: np.ndarray, lens: np.ndarray, kept: np.ndarray) -> NonFiniteFeaturesError:
+    """The error naming the files and item-file lines whose frames hold NaN/Inf."""
+    bad_rows = ~np.isfinite(frames).all(1)
+    bad_items = np.unique(np.repeat(np.arange(len(lens)), lens)[bad_rows])
+    items = kept[bad_items]
+    files = list(dict.fromkeys(table.file[i] for i in items))
+    where = "; ".join(f"{table.file[i]} ({table.path}:{table.line[i]})" for i in items[:10])
+    return NonFiniteFeaturesError(
+        f"features of {len(files)} file(s) hold NaN/Inf in the frames of {len(items)} item(s): {where}"
+        f"{' ...' if len(items) > 10 else ''}; an ABX score over them would be wrong: {FIX_FEATURES}")
 
 
 # ----------------------------------------------------------------------------------------------

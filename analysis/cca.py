@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.checks import check_finite
+
 EPS_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -57,6 +59,8 @@ class _Prepared:
             raise ValueError(f"views have {len(x)} and {len(y)} samples")
         if len(x) < 3:
             raise ValueError(f"CCA needs at least 3 samples, got {len(x)}")
+        check_finite(x, "CCA view x")
+        check_finite(y, "CCA view y")
         self.mx, self.kx, xc = _cov_parts(x, var_tol)
         self.my, self.ky, yc = _cov_parts(y, var_tol)
         if len(self.kx) == 0 or len(self.ky) == 0:
@@ -146,6 +150,8 @@ def pwcca_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, tri
     """PWCCA of held-out data: eps chosen on dev per trial, test score averaged over trials."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    check_finite(x, "CCA view x")
+    check_finite(y, "CCA view y")
     rng = np.random.default_rng(seed)
     scores, chosen, devs = [], [], []
     for _ in range(trials):

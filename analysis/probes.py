@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from analysis.cca import split_indices
+from analysis.checks import check_finite
 
 
 @dataclass
@@ -58,6 +59,9 @@ def probe_accuracy(x: np.ndarray, labels, groups=None, seed: int = 0, test_frac:
     ``stratify``: split each class separately (every class in train and test; speaker ID).
     """
     x = np.asarray(x, dtype=np.float64)
+    check_finite(x, "probe input features")
+    if len(labels) != len(x):
+        raise ValueError(f"{len(labels)} labels for {len(x)} feature rows; pass one label per row")
     classes, y = np.unique(np.asarray(labels), return_inverse=True)
     rng = np.random.default_rng(seed)
     if stratify:

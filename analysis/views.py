@@ -2,6 +2,10 @@
 
 Segments [onset, offset] (seconds) at ``rate`` frames/s cover frames floor(onset*rate) ..
 ceil(offset*rate) - 1 (at least one frame; clipped to the utterance), Pasad et al.'s rule.
+
+Every utterance's features are checked: NaN/Inf raise :class:`NonFiniteFeaturesError` and a
+segment that ends past the utterance's last frame (see :func:`analysis.checks.end_limit`)
+raises :class:`SegmentOutsideFileError`, each naming the utterance.
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from analysis.checks import AnalysisInputError, SegmentOutsideFileError, check_finite, end_limit
 
 SILENCES = frozenset({"sil", "sp", "spn", "SIL", "<sil>", "pau"})
 
@@ -28,6 +34,16 @@ def segment_range(onset: float, offset: float, rate: float, n_frames: int) -> tu
     return s, e
 
 
+def utterance_frames(get_frames: Callable[[str], np.ndarray], utt: str, dtype=None) -> np.ndarray:
+    """``get_frames(utt)`` as a (T, D) array, checked: 2-D, at least one frame, all finite."""
+    f = np.asarray(get_frames(utt), dtype=dtype)
+    if f.ndim != 2 or len(f) == 0:
+        raise AnalysisInputError(f"features of utterance {utt} have shape {tuple(f.shape)}; expected (frames >= 1, dim): "
+                         f"re-extract them")
+    check_finite(f, f"features of utterance {utt}")
+    return f
+
+
 def pooled_segments(get_frames: Callable[[str], np.ndarray], segments: Sequence[Segment], rate: float
                     ) -> tuple[np.ndarray, list[str], list[str]]:
     """Mean-pooled features of each segment: (N, D), labels, utterance of each (for grouped splits)."""
@@ -35,18 +51,27 @@ def pooled_segments(get_frames: Callable[[str], np.ndarray], segments: Sequence[
     for s in segments:
         by_utt.setdefault(s.utt, []).append(s)
     xs, labels, groups = [], [], []
+    outside = []
     for utt, segs in by_utt.items():
-        f = np.asarray(get_frames(utt), dtype=np.float64)
+        f = utterance_frames(get_frames, utt, np.float64)
+        limit = end_limit(len(f), rate)
+        outside += [f"{utt} {s.label} {s.onset:g}-{s.offset:g} s (its features end at {len(f) / rate:.2f} s)"
+                    for s in segs if s.offset > limit]
         for s in segs:
             a, b = segment_range(s.onset, s.offset, rate, len(f))
             xs.append(f[a:b].mean(0))
             labels.append(s.label)
             groups.append(utt)
+    if outside:
+        raise SegmentOutsideFileError(
+            f"{len(outside)} segment(s) end past the end of their utterance: {'; '.join(outside[:10])}"
+            f"{' ...' if len(outside) > 10 else ''}. The alignment does not match the audio or the features "
+            f"(another utterance's, or times not in seconds): re-create the alignments or re-extract the features")
     return np.stack(xs), labels, groups
 
 
 def utterance_means(get_frames: Callable[[str], np.ndarray], utts: Iterable[str]) -> np.ndarray:
-    return np.stack([np.asarray(get_frames(u), dtype=np.float64).mean(0) for u in utts])
+    return np.stack([utterance_frames(get_frames, u, np.float64).mean(0) for u in utts])
 
 
 def paired_frames(get_x: Callable[[str], np.ndarray], rate_x: float, get_y: Callable[[str], np.ndarray],
@@ -58,8 +83,8 @@ def paired_frames(get_x: Callable[[str], np.ndarray], rate_x: float, get_y: Call
     """
     xs, ys, gs = [], [], []
     for k, u in enumerate(utts):
-        x = np.asarray(get_x(u))
-        y = np.asarray(get_y(u))
+        x = utterance_frames(get_x, u)
+        y = utterance_frames(get_y, u)
         t = (np.arange(len(x)) + 0.5) / rate_x
         j = np.floor(t * rate_y).astype(np.int64)
         ok = j < len(y)

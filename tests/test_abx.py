@@ -206,3 +206,63 @@ def test_plan_reused_across_layers_and_packed_features():
     packed = ItemFeatures.pack(feats)
     assert len(packed) == len(feats) and all(torch.equal(packed[i], feats[i]) for i in range(len(feats)))
     assert torch.equal(packed[np.int64(1)], feats[1]) and torch.equal(packed[-1], feats[-1])
+
+
+def _items(tmp_path, lines, name="dev.item"):
+    p = tmp_path / name
+    p.write_text("#file onset offset #phone prev-phone next-phone speaker\n" + "".join(l + "\n" for l in lines))
+    return p
+
+
+def test_nonfinite_features_name_file_and_line(tmp_path):
+    """A NaN in an item's frames moved within-speaker ABX 21.1 -> 17.8 with exit 0; now refused."""
+    from analysis.checks import NonFiniteFeaturesError
+    t = read_item_file(_items(tmp_path, ["f1 0.10 0.30 a sil b spk1", "f2 0.1 0.2 a sil b spk2",
+                                         "f2 0.25 0.35 b a sil spk2"]))
+    f2 = np.ones((40, 3))
+    f2[30, 1] = np.nan  # inside the third item (frames 25..34), not the second
+    frames = {"f1": np.ones((40, 3)), "f2": f2}
+    with pytest.raises(NonFiniteFeaturesError, match=r"1 file\(s\).*1 item\(s\): f2 \(.*dev.item:4\)") as e:
+        slice_items(t, frames.__getitem__, rate=100)
+    assert "dev.item:3" not in str(e.value) and "re-extract" in str(e.value)
+    f2[30, 1] = np.inf
+    with pytest.raises(NonFiniteFeaturesError):
+        slice_items(t, frames.__getitem__, rate=100)
+    f2[30, 1] = 1.0
+    f2[39, 0] = np.nan  # outside every item: the score does not see it
+    feats, kept = slice_items(t, frames.__getitem__, rate=100)
+    assert list(kept) == [0, 1, 2]
+
+
+def test_item_past_the_end_of_its_file_is_refused(tmp_path):
+    """An item at 999 s of a 0.4 s file was silently dropped; now refused with its line."""
+    from analysis.checks import SegmentOutsideFileError
+    t = read_item_file(_items(tmp_path, ["f1 0.10 0.30 a sil b spk1", "f1 998 999 b a sil spk1",
+                                         "f1 0.3 0.41 a sil b spk1"]))
+    with pytest.raises(SegmentOutsideFileError, match=r"1 item\(s\).*dev.item:3: f1 998-999 s \(its features end at 0.40 s\)"):
+        slice_items(t, {"f1": np.ones((40, 3))}.__getitem__, rate=100)
+    # an item ending just past the last frame (a model's frames stop before the audio does) is fine
+    ok = read_item_file(_items(tmp_path, ["f1 0.10 0.30 a sil b spk1", "f1 0.3 0.43 a sil b spk1"], "ok.item"))
+    assert len(slice_items(ok, {"f1": np.ones((40, 3))}.__getitem__, rate=100)[1]) == 2
+
+
+@pytest.mark.parametrize("name", ["../../VoxCeleb1/wav/id1/a", "/etc/passwd", "~/x", "a/../../b", "..\\x"])
+def test_item_file_path_leaving_the_audio_dir_is_refused(tmp_path, name):
+    p = _items(tmp_path, ["f1 0.1 0.3 a sil b spk1", f"{name} 0.1 0.3 a sil b spk1"])
+    with pytest.raises(ItemFileError, match=r"dev.item:3: file .* leaves the audio directory"):
+        read_item_file(p)
+
+
+def test_item_file_ids_with_dots_and_folders_are_fine(tmp_path):
+    t = read_item_file(_items(tmp_path, ["spk1/a..b 0.1 0.3 a sil b spk1", "x.y 0.1 0.3 a sil b spk1"]))
+    assert t.file == ["spk1/a..b", "x.y"]
+
+
+def test_binary_item_file_names_the_line(tmp_path):
+    p = tmp_path / "bin.item"
+    p.write_bytes(b"#file onset offset #phone prev next speaker\nf1 0.1 0.3 a sil b s\n\xff\xfe\x00garbage\n")
+    with pytest.raises(ItemFileError, match=r"bin.item:3: not UTF-8 text"):
+        read_item_file(p)
+    p.write_bytes(b"")
+    with pytest.raises(ItemFileError, match="no items"):
+        read_item_file(p)

@@ -165,3 +165,79 @@ def test_pt_file_is_refused_without_unpickling(tmp_path):
     p.write_bytes(b"not a pickle at all")
     with pytest.raises(CheckpointError, match=r"is a file.*fairseq"):
         load_checkpoint(p, build=build)
+
+
+def test_same_model_saved_twice_gives_identical_bytes(tmp_path):
+    """safetensors writes its __metadata__ in hash-map order (two saves differed); the header is
+    canonical now, so the bytes (and the checkpoint_hash) are the same on every save."""
+    torch.manual_seed(0)
+    m = Tiny(8, 2)
+    dirs = [save_checkpoint(m, tmp_path / f"ck{i}", name="tiny", config=TinyCfg(), provenance={"seed": 0})
+            for i in range(8)]
+    for name in ("model.safetensors", "config.json"):
+        blobs = {(d / name).read_bytes() for d in dirs}
+        assert len(blobs) == 1, name
+    assert len({checkpoint_hash(d) for d in dirs}) == 1
+
+
+def test_safetensors_bytes_are_canonical_and_readable():
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    from upstream.checkpoint import safetensors_bytes
+    state = {"b": torch.arange(3, dtype=torch.int64), "a": torch.randn(2, 3), "c.x": torch.ones(5)}
+    meta = {k: str(i) for i, k in enumerate("qwertyuiop")}  # 10 keys: many hash-map orders
+    blobs = {safetensors_bytes(state, metadata=meta) for _ in range(6)}
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    n = int.from_bytes(blob[:8], "little")
+    assert n % 8 == 0 and list(json.loads(blob[8 : 8 + n])["__metadata__"]) == sorted(meta)
+    back = load(blob)
+    assert sorted(back) == sorted(state) and all(torch.equal(back[k], state[k]) for k in state)
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
+        f.write(blob)
+        f.flush()
+        with safe_open(f.name, "pt") as g:
+            assert g.metadata() == meta
+
+
+def test_hash_changes_when_any_weight_changes(saved, tmp_path):
+    m, d = saved
+    h0 = checkpoint_hash(d)
+    with torch.no_grad():
+        m.norm.running_var[3] += 1e-6  # one buffer element, one ulp-scale change
+    d2 = save_checkpoint(m, tmp_path / "ck2", name="tiny", config=TinyCfg())
+    assert checkpoint_hash(d2) != h0
+
+
+def test_truncated_copy_never_reports_the_original_hash(saved, tmp_path):
+    import shutil
+    _, d = saved
+    h0 = checkpoint_hash(d)
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy)
+    assert checkpoint_hash(copy) == h0
+    w = copy / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"copy/model.safetensors is corrupt, truncated.*re-copy"):
+        checkpoint_hash(copy)
+    assert checkpoint_hash(copy, verify=False) == h0  # only when asked not to read the weights
+    b = bytearray((d / "model.safetensors").read_bytes())
+    b[-1] ^= 0x01  # same size, one bit: still caught
+    w.write_bytes(bytes(b))
+    with pytest.raises(CheckpointError, match="does not match"):
+        checkpoint_hash(copy)
+
+
+def test_bundled_checkpoints_verify_and_load():
+    from pathlib import Path
+
+    from upstream.checkpoint import load_checkpoint as load
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    dirs = sorted(p for p in root.iterdir() if is_checkpoint_dir(p))
+    assert len(dirs) == 4
+    for d in dirs:
+        assert checkpoint_hash(d) == read_meta(d)["sha256"]["model.safetensors"][:12]
+    model, meta = load(dirs[0])
+    assert not model.training

@@ -264,3 +264,46 @@ def test_expert_folders_drop_into_an_s3prl_shaped_tree(tmp_path, monkeypatch):
         hubconf = importlib.import_module(f"fake_s3prl.upstream.{name}.hubconf")
         up = getattr(hubconf, name)(model_config=TINY)
         assert "content" in up(wavs(4000))
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_training_mode_on_one_short_utterance(name):
+    """s3prl's upstream fine-tuning (-f) runs the expert in training mode; one 0.05 s utterance
+    gives some BatchNorms a single value per channel (learn2diss's ECAPA pooling, jooci's other
+    stream and pooling). It must train, not raise "Expected more than 1 value per channel"; those
+    BatchNorms normalise with their running statistics and leave them unchanged."""
+    up = expert(name)
+    seen = {}  # BatchNorm name -> (values per channel in its valid input, its state before)
+
+    def hook(mod_name):
+        def f(mod, args):
+            x, mask = args[0], (args[1] if len(args) > 1 else None)
+            n = int(mask.sum()) if mask is not None and x.dim() == 3 else x.numel() // x.shape[1]
+            seen[mod_name] = (n, {k: v.clone() for k, v in mod.state_dict().items()})
+        return f
+    for mod_name, mod in up.named_modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.register_forward_pre_hook(hook(mod_name))
+    up.train()
+    feats = up(wavs(800, seed=5))
+    loss = sum(t.float().pow(2).mean() for key in ("content", "other", "utterance") if key in feats
+               for t in feats[key])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in up.parameters())
+    single = [m for m, (n, _) in seen.items() if n <= 1]
+    if name in ("learn2diss", "jooci"):
+        assert single, "0.05 s no longer reaches a single-value BatchNorm: the test lost its point"
+    mods = dict(up.named_modules())
+    for m in single:
+        after = mods[m].state_dict()
+        for k, v in seen[m][1].items():
+            assert torch.equal(v, after[k]), f"{m}.{k} changed on a single-value batch"
+
+
+def test_bad_waveform_names_the_file():
+    up = expert(AVAILABLE[0])
+    with pytest.raises(ValueError, match=r"waveform 1 \(spk2/b.wav\) contains 1 NaN"):
+        up(wavs(8000, 900) [:1] + [torch.tensor([0.0] * 800 + [float("nan")])], names=["spk1/a.wav", "spk2/b.wav"])
+    with pytest.raises(ValueError, match=r"waveform 0 \(spk1/a.wav\) has shape \(2, 8000\).*sox spk1/a.wav -r 16000"):
+        up([torch.randn(2, 8000)], names=["spk1/a.wav"])

@@ -1,9 +1,11 @@
 """Building blocks: CLUB, pooling, GRL, other-encoder pieces, masked ECAPA (fast, CPU)."""
+import pytest
 import torch
 
 from upstream.nn.club import CLUBSample
 from upstream.nn.ecapa import MaskedECAPA
 from upstream.nn.grl import GradientReversal
+from upstream.nn.masked_norm import MaskedBatchNorm1d, use_masked_batchnorm
 from upstream.nn.masking import lengths_to_mask
 from upstream.nn.other_encoder import masked_avg_pool, split_and_append
 from upstream.nn.pooling import AttentiveStatsPool
@@ -112,3 +114,81 @@ def test_fast_conv_paths_equal_torch_convs():
     blk = OtherEncoderBlock(8, factor=3, scale=4).eval()
     s = torch.randn(2, 8, 5 * 4)
     torch.testing.assert_close(blk.depthwise_conv(s), blk.depthwise(s), atol=1e-6, rtol=1e-5)
+
+
+def _bn_with_stats(c=4, seed=0):
+    torch.manual_seed(seed)
+    bn = MaskedBatchNorm1d(c)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    return bn
+
+
+def _state(bn):
+    return {k: v.clone() for k, v in bn.state_dict().items()}
+
+
+@pytest.mark.parametrize("shape, mask", [
+    ((1, 4, 1), None),                                                  # one frame, no mask
+    ((1, 4), None),                                                     # one pooled vector
+    ((2, 4, 3), torch.tensor([[True, False, False], [False, False, False]])),  # one valid frame
+    ((1, 4, 2), torch.tensor([[False, False]])),                        # no valid frame
+])
+def test_masked_batchnorm_single_value_uses_running_stats(shape, mask):
+    """Training on at most one value per channel (nn.BatchNorm1d: "Expected more than 1 value per
+    channel") normalises with the running statistics, like eval, and leaves them unchanged."""
+    bn = _bn_with_stats()
+    before = _state(bn)
+    x = torch.randn(*shape, requires_grad=True)
+    y = bn.train()(x, mask)
+    after = _state(bn)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    expect = bn.eval()(x.detach(), mask)
+    torch.testing.assert_close(y.detach(), expect)
+    assert torch.isfinite(y).all()
+    (y * torch.randn_like(y)).sum().backward()  # gradients reach the affine parameters
+    valid = mask is None or bool(mask.any())
+    assert (bn.weight.grad.abs().sum() > 0) == valid
+
+
+def test_masked_batchnorm_two_values_still_train():
+    """Two valid values per channel: batch statistics and a running-stat update, as nn.BatchNorm1d
+    does on the valid frames alone."""
+    bn, ref = _bn_with_stats(), torch.nn.BatchNorm1d(4)
+    ref.load_state_dict(bn.state_dict())
+    x = torch.randn(2, 4, 3)
+    mask = torch.tensor([[True, False, False], [True, False, False]])
+    y = bn.train()(x, mask)
+    y_ref = ref.train()(x[:, :, :1])
+    torch.testing.assert_close(y[:, :, :1], y_ref)
+    assert torch.all(y[:, :, 1:] == 0)
+    for k in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, k), getattr(ref, k))
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_use_masked_batchnorm_keeps_names_and_state():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
+                              torch.nn.Sequential(torch.nn.BatchNorm1d(4, momentum=0.3)))
+    net[1].running_mean.normal_()
+    before = _state(net)
+    assert use_masked_batchnorm(net) == 2
+    assert type(net[1]) is MaskedBatchNorm1d and type(net[2][0]) is MaskedBatchNorm1d
+    assert net[2][0].momentum == 0.3
+    after = _state(net)
+    assert list(before) == list(after) and all(torch.equal(before[k], after[k]) for k in before)
+    net.train()(torch.randn(1, 3))  # a batch of one: no "Expected more than 1 value per channel"
+
+
+def test_masked_ecapa_trains_on_one_frame():
+    torch.manual_seed(0)
+    e = MaskedECAPA(8, lin_neurons=6, channels=(8, 8, 8, 8, 24), attention_channels=4,
+                    res2net_scale=4, se_channels=4).train()
+    frames, emb = e(torch.randn(1, 1, 8), torch.tensor([1]))
+    assert emb.shape == (1, 6) and torch.isfinite(emb).all()
+    emb.sum().backward()

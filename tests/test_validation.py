@@ -41,3 +41,39 @@ def test_declared_sample_rate():
     check_wavs([torch.randn(1000)], sample_rate=16000)
     with pytest.raises(ValueError, match=r"8000 Hz.*16000 Hz.*torchaudio.functional.resample\(wav, 8000, 16000\)"):
         check_wavs([torch.randn(1000)], sample_rate=8000)
+
+
+@pytest.mark.parametrize("wav, words", [
+    (torch.zeros(0), ["waveform 1 (spk2/b.wav)", "empty", "re-create the file"]),
+    (torch.tensor([0.1] * 500 + [float("nan")]), ["waveform 1 (spk2/b.wav)", "1 NaN", "invalid", "re-create"]),
+    (torch.tensor([0.1] * 500 + [float("-inf")] * 2), ["(spk2/b.wav)", "2 Inf", "first at sample 500"]),
+    (torch.randn(2, 16000), ["waveform 1 (spk2/b.wav)", "2-channel", "sox spk2/b.wav -r 16000 -c 1 spk2/b-16k.wav"]),
+    (torch.randn(100), ["waveform 1 (spk2/b.wav)", "100 samples"]),
+])
+def test_bad_input_names_the_file(wav, words):
+    """A caller that knows the files (names=) gets them in every message, with the fix."""
+    with pytest.raises(ValueError) as e:
+        check_wavs([torch.randn(16000), wav], names=["spk1/a.wav", "spk2/b.wav"])
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, (w, msg)
+    assert "spk1/a.wav" not in msg  # the good file is not blamed
+
+
+def test_wrong_rate_names_the_files_and_the_sox_fix():
+    with pytest.raises(ValueError) as e:
+        check_wavs([torch.randn(1000)], sample_rate=44100, names=["spk1/a.wav"])
+    msg = str(e.value)
+    assert "44100 Hz (spk1/a.wav)" in msg and "sox spk1/a.wav -r 16000 -c 1 spk1/a-16k.wav" in msg, msg
+    with pytest.raises(ValueError) as e:
+        check_wavs([torch.randn(1000)] * 5, sample_rate=8000, names=[f"u{i}.wav" for i in range(5)])
+    msg = str(e.value)
+    assert "(u0.wav, u1.wav, u2.wav and 2 more)" in msg and "sox in.wav -r 16000 -c 1 out.wav" in msg, msg
+
+
+def test_names_must_match_the_waveforms():
+    with pytest.raises(ValueError, match="2 names for 1 waveforms"):
+        check_wavs([torch.randn(1000)], names=["a.wav", "b.wav"])
+    with pytest.raises(ValueError, match="one file name per waveform"):
+        check_wavs([torch.randn(1000)], names="a.wav")
+    assert len(check_wavs([torch.randn(1000)], names=["a.wav"])) == 1

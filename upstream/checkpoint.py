@@ -9,6 +9,12 @@ Layout (docs/contracts.md, "Checkpoint directory")::
 
 Nothing here unpickles: weights are safetensors, metadata is JSON.
 
+Saving is reproducible: the same weights give the same ``model.safetensors`` bytes (safetensors
+orders tensors by dtype and name, and its ``__metadata__`` is written with sorted keys here), so
+the same model saved twice has one ``checkpoint_hash``, and any change of a weight changes it.
+``checkpoint_hash`` hashes the file on disk and checks it against config.json, so a truncated or
+edited copy never reports the original's hash.
+
     >>> from upstream.checkpoint import save_checkpoint, load_checkpoint   # doctest: +SKIP
     >>> save_checkpoint(model, "checkpoints/jooci-compact", name="jooci", config=cfg,
     ...                 provenance={"recipe": "jooci-compact", "steps": 2000})
@@ -57,6 +63,26 @@ def _state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """``state`` as safetensors bytes, the same bytes for the same tensors and metadata.
+
+    safetensors orders tensors deterministically (dtype, then name) but writes ``__metadata__`` in
+    hash-map order, which changes between runs; the header is rewritten here with sorted metadata
+    keys (same format: 8-byte little-endian length, JSON header padded with spaces to 8 bytes, data).
+    """
+    from safetensors.torch import save
+
+    raw = save(state, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    canonical: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    canonical.update(sorted(header.items(), key=lambda kv: tuple(kv[1]["data_offsets"])))
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+
+
 def _default_build(name: str, config: dict) -> nn.Module:
     from upstream.registry import build_model
     return build_model(name, config)
@@ -86,17 +112,15 @@ def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, conf
     if dest.exists() and not overwrite:
         raise CheckpointError(f"{dest} already exists; pass overwrite=True or choose another directory")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
     with atomic_dir(dest) as tmp:
-        weights = tmp / WEIGHTS_FILE
-        save_file(_state_for_saving(model), str(weights), metadata={"format": FORMAT, "model": name})
+        blob = safetensors_bytes(_state_for_saving(model), metadata={"format": FORMAT, "model": name})
+        (tmp / WEIGHTS_FILE).write_bytes(blob)
         meta = {
             "format": FORMAT,
             "model": name,
             "config": config_to_dict(config),
             "provenance": json.loads(json.dumps(provenance or {}, default=str)),
-            "sha256": {WEIGHTS_FILE: sha256_file(weights)},
+            "sha256": {WEIGHTS_FILE: sha256_file(tmp / WEIGHTS_FILE)},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
         if model_card is not None:
@@ -225,14 +249,33 @@ def load_checkpoint(dir: str | os.PathLike, *, expected_model: str | None = None
     return model, meta
 
 
-def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = False) -> str:
-    """The checkpoint hash (:data:`upstream.facts.HASH_LEN` hex digits of the weights' sha256 (as recorded in config.json; ``verify`` recomputes)."""
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (weights path, size, mtime_ns) -> sha256, this process
+
+
+def checkpoint_hash(dir: str | os.PathLike, *, verify: bool = True) -> str:
+    """The checkpoint hash: the first HASH_LEN (12) hex digits of the sha256 of the weights file on disk.
+
+    ``verify`` (default): hash the file and check it against config.json; a truncated, edited or
+    half-copied ``model.safetensors`` raises CheckpointError instead of reporting the original's
+    hash. (Each file is hashed once per process while its size and mtime stay the same.)
+    ``verify=False`` returns the recorded hash without reading the weights.
+    """
     d = Path(dir)
     meta = read_meta(d)
-    h = meta["sha256"].get(WEIGHTS_FILE)
-    if verify or not h:
-        w = d / WEIGHTS_FILE
-        if not w.is_file():
-            raise CheckpointError(f"{w} is missing; the checkpoint directory {d} is incomplete: re-copy it")
-        h = sha256_file(w)
-    return h[:HASH_LEN]
+    recorded = meta["sha256"].get(WEIGHTS_FILE)
+    if not verify and recorded:
+        return recorded[:HASH_LEN]
+    w = d / WEIGHTS_FILE
+    if not w.is_file():
+        raise CheckpointError(f"{w} is missing; the checkpoint directory {d} is incomplete: re-copy it")
+    st = w.stat()
+    key = (str(w.resolve()), st.st_size, st.st_mtime_ns)
+    got = _VERIFIED.get(key)
+    if got is None:
+        got = _VERIFIED[key] = sha256_file(w)
+    if recorded and got != recorded:
+        raise CheckpointError(
+            f"{w} is corrupt, truncated or was changed after saving: sha256 {got[:12]}... does not match "
+            f"{recorded[:12]}... recorded in {d / CONFIG_FILE} ({st.st_size} bytes on disk); re-copy the "
+            f"checkpoint, or re-save it with save_checkpoint if the new weights are intended")
+    return got[:HASH_LEN]

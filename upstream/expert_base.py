@@ -277,8 +277,13 @@ class DuetUpstreamExpert(nn.Module):
         stream = self.key_layers(key)[0]
         return self.other_rate if stream == "other" else self.content_rate
 
-    def forward(self, wavs: list[Tensor], sample_rate: int | None = None) -> dict[str, list[Tensor]]:
-        wavs = check_wavs(wavs, sample_rate=sample_rate if sample_rate is not None else self.options.sample_rate)
+    def forward(self, wavs: list[Tensor], sample_rate: int | None = None,
+                names: list[str] | None = None) -> dict[str, list[Tensor]]:
+        """``wavs``: list of 1-D float waveforms at 16 kHz (what s3prl hands over). ``names``: the
+        file (or utterance id) of each, when the caller knows them; a bad waveform's error then
+        names its file and the fix."""
+        wavs = check_wavs(wavs, sample_rate=sample_rate if sample_rate is not None else self.options.sample_rate,
+                          names=names)
         wav, wav_len = pad_wavs(wavs)
         out = self.model(wav, wav_len)
         content, other = list(out.content), list(out.other)

@@ -8,7 +8,9 @@ batch exact without rewriting the model:
   * the SE blocks and the attentive statistics pooling get speechbrain relative lengths computed
     as (n - 0.5) / T, so speechbrain's `length_to_mask(rel * T)` gives exactly n valid frames
     whatever the float rounding.
-(BatchNorm in training mode still sees the zeroed padded frames; eval is exact.)
+(BatchNorm in training mode still sees the zeroed padded frames; eval is exact.) Its BatchNorms
+are `MaskedBatchNorm1d`s (same weights and names), so training on one short utterance, where a
+BatchNorm sees a single value per channel, uses the running statistics instead of failing.
 
 forward(x (B, T, F), lengths (B,) long) -> (frames: list of (B, T, C) — the TDNN block, each
 SE-Res2Net block and the multi-layer feature aggregation (MFA) output — and the embedding (B, E)).
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, TDNNBlock
 from speechbrain.nnet.CNN import Conv1d as SBConv1d
 
+from .masked_norm import use_masked_batchnorm
 from .masking import lengths_to_mask, mask_time
 
 
@@ -47,6 +50,7 @@ class MaskedECAPA(nn.Module):
             attention_channels=attention_channels, res2net_scale=res2net_scale,
             se_channels=se_channels, global_context=global_context,
         )
+        use_masked_batchnorm(self.ecapa)
         self.lin_neurons = lin_neurons
         self.frame_dims = [int(c) for c in channels[:-1]] + [int(channels[-1])]
         self._mask: Tensor | None = None
