@@ -365,7 +365,8 @@ def fig_superb_bars(df, chance: Mapping[str, float] | None = None, tasks: Iterab
             color = style.model_color(up)
             other = feat == "other"
             b = ax.bar(i, v, 0.8, color=color, alpha=0.45 if other else 1.0, edgecolor=color, lw=1.2,
-                       linestyle="--" if other else "-", label=label)
+                       linestyle="--" if other else "-")
+            b.patches[0].set_label(label)
             handles.setdefault(label, b.patches[0])
         ch = (chance or {}).get(t)
         if ch is None and "chance" in sub.columns and sub["chance"].notna().any():
