@@ -186,7 +186,12 @@ def _draw_metric(ax, d, metric: str, handles: dict, notes: _Notes) -> bool:
             st.setdefault("lw", 1.4)
             (h,) = ax.plot(g["layer"], g["value"], color=color, ms=3.5, label=label, **st)
             ok = np.isfinite(sp).all(1)
-            if ok.any():
+            if ok.sum() == 1 and len(g) == 1:      # one layer: an error bar (a band would be invisible)
+                v = float(g["value"].iloc[0])
+                ax.errorbar(g["layer"], g["value"], yerr=[[v - sp[0, 0]], [sp[0, 1] - v]], color=color,
+                            ls="none", capsize=3, lw=1.0, label="_spread")
+                notes.bands.add(kind)
+            elif ok.any():
                 ax.fill_between(g["layer"].to_numpy()[ok], sp[ok, 0], sp[ok, 1], color=color, alpha=0.15, lw=0)
                 notes.bands.add(kind)
             warn = np.array([_has_warning(r) for r in recs], dtype=bool)
@@ -330,11 +335,12 @@ def _bar_columns(df) -> list[tuple[str, str, str]]:
     return sorted(keys, key=lambda k: (*_series_order((k[0], k[1])), k[2]))
 
 
-def fig_superb_bars(df, chance: Mapping[str, float] | None = None, tasks: Iterable[str] | None = None):
+def fig_superb_bars(df, chance: Mapping[str, float] | None = None, tasks: Iterable[str] | None = None,
+                    chance_label: str = "chance"):
     """Best score of every upstream x stream per task (the cell table of ``harness report``: columns
     task, upstream, feature, layers, metric, value, higher_is_better). Every panel has the same bars
     in the same places; a cell that was not run is a hatched n/a box; a dotted line marks chance
-    (``chance`` {task: value}, else a ``chance`` column)."""
+    (``chance`` {task: value}, else a ``chance`` column; legend text ``chance_label``)."""
     import numpy as np
     from matplotlib.patches import Patch, Rectangle
 
@@ -360,26 +366,26 @@ def fig_superb_bars(df, chance: Mapping[str, float] | None = None, tasks: Iterab
                 ax.add_patch(Rectangle((i - 0.4, 0), 0.8, top, facecolor="white", edgecolor="#999999",
                                        hatch=style.NA_HATCH, lw=0.5, label="_n/a"))
                 handles.setdefault("n/a (not run / not applicable)",
-                                   Patch(facecolor="white", edgecolor="#999999", hatch=style.NA_HATCH))
+                                   ((3,), Patch(facecolor="white", edgecolor="#999999", hatch=style.NA_HATCH)))
                 continue
             color = style.model_color(up)
             other = feat == "other"
             b = ax.bar(i, v, 0.8, color=color, alpha=0.45 if other else 1.0, edgecolor=color, lw=1.2,
                        linestyle="--" if other else "-")
             b.patches[0].set_label(label)
-            handles.setdefault(label, b.patches[0])
+            handles.setdefault(label, (_series_order((up, feat)), b.patches[0]))
         ch = (chance or {}).get(t)
         if ch is None and "chance" in sub.columns and sub["chance"].notna().any():
             ch = float(sub["chance"].astype(float).median())
         if ch is not None:
-            handles.setdefault("chance", ax.axhline(ch, **style.CHANCE_STYLE, label="chance"))
+            handles.setdefault(chance_label, ((2,), ax.axhline(ch, **style.CHANCE_STYLE, label=chance_label)))
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels([style.series_label(u, _stream_label(f, l)) for u, f, l in cols],
                            rotation=60, ha="right", fontsize=7)
         ax.set_xlim(-0.6, len(cols) - 0.4)
         ax.set_title(f"{t} {metric} {'↑' if hib else '↓'}")
         ax.grid(axis="y", alpha=0.25, lw=0.5)
-    style.legend_outside(fig, list(handles.values()), list(handles.keys()))
+    _legend(fig, handles)
     fig.tight_layout()
     return fig
 
@@ -393,6 +399,7 @@ def fig_superb_matrix(matrix, higher_is_better: Mapping[str, bool], headers: Map
     from matplotlib.patches import Rectangle
 
     plt = style.pyplot()
+    matrix = matrix[sorted(matrix.columns, key=lambda c: _series_order((c[0], c[1])))]
     vals = matrix.values.astype(float)
     norm = np.full_like(vals, np.nan)
     for i, t in enumerate(matrix.index):
@@ -427,7 +434,7 @@ def fig_superb_matrix(matrix, higher_is_better: Mapping[str, bool], headers: Map
     return fig
 
 
-def fig_superb_layer_weights(weights):
+def fig_superb_layer_weights(weights, tasks: Iterable[str] | None = None):
     """Learned weighted-sum layer weights: one panel per task, a line per (upstream, stream) in the
     model's colour and the stream's line style; every layer ticked; the uniform weight 1/L dotted.
     ``weights``: rows (dicts or a DataFrame) with task, upstream, stream, weights (list of floats)."""
@@ -438,7 +445,7 @@ def fig_superb_layer_weights(weights):
     if w.empty:
         raise ValueError("no layer weights to plot")
     w = w[w["weights"].map(lambda x: x is not None and len(x) > 1)]
-    tasks = list(dict.fromkeys(w["task"]))
+    tasks = [t for t in (tasks if tasks is not None else dict.fromkeys(w["task"])) if (w["task"] == t).any()]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False, sharey=True)
     handles = {}
     for ax, t in zip(axes[0], tasks):
@@ -450,29 +457,29 @@ def fig_superb_layer_weights(weights):
             label = style.series_label(r["upstream"], r["stream"])
             (h,) = ax.plot(range(len(y)), y, color=style.model_color(r["upstream"]), ms=3.5, lw=1.4, label=label,
                            **style.stream_style(r["stream"].split("[")[0]))
-            handles.setdefault(label, h)
+            handles.setdefault(label, (_series_order((r["upstream"], r["stream"].split("[")[0])), h))
         for n in sorted({len(x) for x in sub["weights"]}):
             h = ax.hlines(1.0 / n, -0.3, n - 0.7, **{k: v for k, v in style.CHANCE_STYLE.items() if k != "linestyle"},
                           linestyles="dotted", label="uniform 1/L")
-            handles.setdefault("uniform 1/L", h)
+            handles.setdefault("uniform 1/L", ((2,), h))
         ax.set_xticks(range(n_max))
         ax.set_xlim(-0.4, n_max - 0.6)
         ax.set_title(f"{t}: learned layer weights")
         ax.set_xlabel("layer (index within the chosen subset)")
         ax.grid(alpha=0.25, lw=0.5)
     axes[0][0].set_ylabel("softmax weight")
-    style.legend_outside(fig, list(handles.values()), list(handles.keys()))
+    _legend(fig, handles)
     fig.tight_layout()
     return fig
 
 
-def plot_superb_bars(df, out, chance=None, tasks=None) -> tuple[Path, Path]:
-    return style.save(fig_superb_bars(df, chance, tasks), out)
+def plot_superb_bars(df, out, chance=None, tasks=None, chance_label: str = "chance") -> tuple[Path, Path]:
+    return style.save(fig_superb_bars(df, chance, tasks, chance_label), out)
 
 
 def plot_superb_matrix(matrix, higher_is_better, out, headers=None) -> tuple[Path, Path]:
     return style.save(fig_superb_matrix(matrix, higher_is_better, headers), out)
 
 
-def plot_superb_layer_weights(weights, out) -> tuple[Path, Path]:
-    return style.save(fig_superb_layer_weights(weights), out)
+def plot_superb_layer_weights(weights, out, tasks=None) -> tuple[Path, Path]:
+    return style.save(fig_superb_layer_weights(weights, tasks), out)

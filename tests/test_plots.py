@@ -171,11 +171,14 @@ def test_na_cells_hatched(figures):
     sdf, m, _, _ = _superb()
     n_na = int(np.isnan(m.values.astype(float)).sum())
     assert n_na == 2                                           # asr has no jooci/learn2diss other cell
-    hatched = [p for p in figures["superb-matrix"].axes[0].patches if p.get_hatch() == style.NA_HATCH]
+    ax = figures["superb-matrix"].axes[0]
+    hatched = [p for p in ax.patches if p.get_hatch() == style.NA_HATCH]
     assert len(hatched) == n_na
-    cells = {(round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in hatched}
-    want = {(j, i) for i, j in zip(*np.where(np.isnan(m.values.astype(float))))}
-    assert cells == want
+    xl = [t.get_text() for t in ax.get_xticklabels()]
+    yl = [t.get_text() for t in ax.get_yticklabels()]
+    cells = {(xl[round(p.get_x() + 0.5)], yl[round(p.get_y() + 0.5)]) for p in hatched}
+    want = {(style.series_label(*m.columns[j]), m.index[i]) for i, j in zip(*np.where(np.isnan(m.values.astype(float))))}
+    assert cells == want == {("jooci · other", "asr"), ("learn2diss · other", "asr")}
     bars_na = [p for ax in figures["superb-bars"].axes for p in ax.patches if p.get_hatch() == style.NA_HATCH]
     assert len(bars_na) == 2
     chance = [a for ax in figures["superb-bars"].axes for a in ax.get_lines() if a.get_label() == "chance"]
