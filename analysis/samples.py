@@ -16,6 +16,7 @@ utterances) is not:
   MIN_PROBE_TEST_UTTS = 20                    4 utterances move accuracy in 25 % steps   4          60
   MIN_ABX_KEPT_FRACTION = 0.5                 items spanning no frame are dropped        -          -
   MIN_MI_TEST_UTTS = 10                       as PWCCA                                   4          60
+  MI_CAP_FRACTION = 0.9                       InfoNCE near log K is saturated            -          -
 
 Example::
 
@@ -34,6 +35,7 @@ MIN_CCA_TEST_UTTS = 10           # held-out utterances of one PWCCA trial (group
 MIN_PROBE_TEST_UTTS = 20         # held-out utterances of a probe
 MIN_ABX_KEPT_FRACTION = 0.5      # fraction of the item file's items that span at least one frame
 MIN_MI_TEST_UTTS = 10            # held-out utterances of an MI estimate
+MI_CAP_FRACTION = 0.9            # InfoNCE at >= 90 % of its log K cap: saturated, only a lower bound
 
 SPEAKER_METRICS = ("cca_speaker", "probe_speaker")
 
@@ -92,6 +94,11 @@ def row_warnings(row: Mapping) -> list[str]:
         ng = _num(row, "n_test_groups")
         if ng is not None and ng < MIN_MI_TEST_UTTS:
             out.append(f"{int(ng)} held-out utterances < {MIN_MI_TEST_UTTS}")
+        if metric == "mi_infonce":
+            v, cap = _num(row, "bound"), _num(row, "infonce_cap")
+            v = _num(row, "value") if v is None else v
+            if v is not None and cap and v >= MI_CAP_FRACTION * cap:
+                out.append(f"InfoNCE {v:.2f} nats is at its cap log K = {cap:.2f}: a lower bound only, MI may be far higher")
         conv = row.get("converged")
         if conv is not None and str(conv).lower() in ("false", "0", "0.0"):
             out.append("MI bounds not converged (InfoNCE < 0 or CLUB < InfoNCE): not an MI estimate")

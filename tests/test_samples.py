@@ -102,6 +102,10 @@ def test_mi_not_converged_is_not_reported():
     assert good.converged and [r["value"] for r in good.rows()] == [3.0, 2.0]
     assert samples.row_warnings(good.rows()[0]) == []
     assert not samples.mi_converged(float("nan"), 1.0)
+    # InfoNCE at its log K cap (results/analysis: learn2diss 5.34 of 5.55) is flagged as saturated
+    sat = MIEstimate(270.7, 5.34, 5.5452, 15848, 4152, 60).rows()[1]
+    assert samples.row_warnings(sat) == ["InfoNCE 5.34 nats is at its cap log K = 5.55: a lower bound only, "
+                                         "MI may be far higher"]
 
 
 def test_cca_and_probe_results_carry_sizes():
