@@ -652,8 +652,10 @@ class ABXScores:
     n_across_cells: int
     n_items: int = 0
     n_speakers: int = 0    # speakers of the scored items
-    within_ci: tuple[float, float] = (float("nan"), float("nan"))   # speaker-bootstrap interval (%)
-    across_ci: tuple[float, float] = (float("nan"), float("nan"))
+    # speaker-bootstrap interval (%), (nan, nan) when not asked for; left out of == (nan != nan, and the
+    # interval is a function of the per-cell errors that the scores already compare)
+    within_ci: tuple[float, float] = field(default=(float("nan"), float("nan")), compare=False)
+    across_ci: tuple[float, float] = field(default=(float("nan"), float("nan")), compare=False)
 
     def rows(self) -> list[dict]:
         """Per-condition results-row fields: metric, value, interval and sample sizes."""
