@@ -54,8 +54,8 @@ SPREAD_NOTES = {
 # ----------------------------------------------------------------------------------------------
 # reading
 
-def read_results(csvs) -> "pd.DataFrame":  # noqa: F821
-    """The rows of one or more results CSVs (or a DataFrame, passed through), checked."""
+def read_results(csvs):
+    """A pandas DataFrame of the rows of one or more results CSVs (or a DataFrame, copied), checked."""
     import pandas as pd
 
     if isinstance(csvs, pd.DataFrame):
