@@ -349,6 +349,11 @@ class ABXConfig:
     seed: int = 3459                 # Libri-light's default seed
     device: str | None = None        # None: cuda when available
     chunk_elements: int = 4_000_000  # size of one batched DTW / scoring chunk (elements)
+    # speaker-bootstrap resamples for ABXScores.within_ci/across_ci (0: no interval). Off by default so
+    # that timing benches measure the metric alone; harness abx asks for 1000 (~20 ms per condition on
+    # the small corpus' plan, B x speakers x phone pairs)
+    n_bootstrap: int = 0
+    ci_level: float = 0.95
 
 
 @dataclass
@@ -700,6 +705,19 @@ class ABXScores:
     across: float          # % error, across speaker
     n_within_cells: int
     n_across_cells: int
+    n_items: int = 0
+    n_speakers: int = 0    # speakers of the scored items
+    # speaker-bootstrap interval (%), (nan, nan) when not asked for; left out of == (nan != nan, and the
+    # interval is a function of the per-cell errors that the scores already compare)
+    within_ci: tuple[float, float] = field(default=(float("nan"), float("nan")), compare=False)
+    across_ci: tuple[float, float] = field(default=(float("nan"), float("nan")), compare=False)
+
+    def rows(self) -> list[dict]:
+        """Per-condition results-row fields: metric, value, interval and sample sizes."""
+        return [{"metric": f"abx_{c}", "value": v, "ci_lo": ci[0], "ci_hi": ci[1], "n_cells": n,
+                 "n_items": self.n_items, "n_speakers": self.n_speakers}
+                for c, v, ci, n in (("within", self.within, self.within_ci, self.n_within_cells),
+                                    ("across", self.across, self.across_ci, self.n_across_cells))]
 
 
 @dataclass
@@ -805,6 +823,47 @@ def _aggregate(err: torch.Tensor, cells: Cells, symmetric: bool) -> float:
     return float(by_pair.mean() * 100)
 
 
+def _speaker_pair_table(err: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
+    """(S, P) table of cell errors averaged over contexts (and x speakers) per (speaker of a/b,
+    ordered phone pair), and its (S, P) mask of the combinations that have cells."""
+    n_ph = int(max(cells.phone_a.max(), cells.phone_b.max())) + 1
+    pair = cells.phone_a.astype(np.int64) * n_ph + cells.phone_b
+    _, s_inv = np.unique(cells.speaker, return_inverse=True)
+    _, p_inv = np.unique(pair, return_inverse=True)
+    s_inv, p_inv = s_inv.reshape(-1), p_inv.reshape(-1)
+    S, P = int(s_inv.max()) + 1, int(p_inv.max()) + 1
+    num = np.bincount(s_inv * P + p_inv, weights=err, minlength=S * P).reshape(S, P)
+    cnt = np.bincount(s_inv * P + p_inv, minlength=S * P).reshape(S, P)
+    mask = (cnt > 0).astype(np.float64)
+    return np.where(cnt > 0, num / np.maximum(cnt, 1), 0.0), mask
+
+
+def speaker_bootstrap(err, cells: Cells, n_boot: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile interval (%) of the ABX error under resampling the speakers (of a/b) with
+    replacement: each resample recomputes Libri-light's aggregation (speaker means per phone pair,
+    then the mean over the pairs present). Pure function of the per-cell errors; (nan, nan) with
+    fewer than 2 speakers or no cells.
+
+    Example: ``lo, hi = speaker_bootstrap(cell_errors, plan.within)``.
+    """
+    e = np.asarray(err, dtype=np.float64).reshape(-1)
+    if len(e) == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    table, mask = _speaker_pair_table(e, cells)
+    S = len(table)
+    if S < 2:
+        return float("nan"), float("nan")
+    w = np.random.default_rng(seed).multinomial(S, np.full(S, 1.0 / S), size=n_boot).astype(np.float64)
+    num, den = w @ (table * mask), w @ mask                      # (B, P)
+    ok = den > 0
+    by_pair = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+    scores = by_pair.sum(1) / np.maximum(ok.sum(1), 1) * 100
+    a = (1 - level) / 2
+    lo, hi = np.quantile(scores, [a, 1 - a])
+    return float(lo), float(hi)
+
+
 def abx_scores(feats: "Sequence[torch.Tensor] | ItemFeatures", plan: ABXPlan,
                config: ABXConfig = ABXConfig()) -> ABXScores:
     """Within- and across-speaker ABX error (%) of items' features (same order as the plan)."""
@@ -819,8 +878,12 @@ def abx_scores(feats: "Sequence[torch.Tensor] | ItemFeatures", plan: ABXPlan,
         d = torch.zeros(1, device=device)                      # every index is -1 then
     ew = _cell_errors(pi.cells[0], d, device, config.chunk_elements)
     ea = _cell_errors(pi.cells[1], d, device, config.chunk_elements)
+    spk = np.unique(np.concatenate([plan.within.speaker, plan.across.speaker, plan.across.speaker_x]))
+    boot = dict(n_boot=config.n_bootstrap, level=config.ci_level, seed=config.seed)
     return ABXScores(_aggregate(ew, plan.within, True), _aggregate(ea, plan.across, False),
-                     len(ew), len(ea))
+                     len(ew), len(ea), plan.n_items, len(spk),
+                     speaker_bootstrap(ew.numpy(), plan.within, **boot),
+                     speaker_bootstrap(ea.numpy(), plan.across, **boot))
 
 
 def abx(feats: Sequence[torch.Tensor], phone, context, speaker, config: ABXConfig = ABXConfig()) -> ABXScores:

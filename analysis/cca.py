@@ -123,6 +123,13 @@ class CVResult:
     eps: list[float]                        # eps chosen on dev, per trial
     n_samples: int
     dev_scores: list[dict] = field(default_factory=list)
+    n_test: float = 0.0                     # held-out samples per trial (mean over trials)
+    n_test_groups: float | None = None      # held-out groups (utterances) per trial; None: ungrouped
+
+    def sizes(self) -> dict:
+        """Sample sizes for a results row (see analysis.samples.row_warnings)."""
+        return {"n_samples": self.n_samples, "n_test": self.n_test,
+                "n_test_groups": self.n_test_groups if self.n_test_groups is not None else float("nan")}
 
 
 def split_indices(n: int, groups: np.ndarray | None, rng: np.random.Generator,
@@ -153,9 +160,12 @@ def pwcca_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, tri
     check_finite(x, "CCA view x")
     check_finite(y, "CCA view y")
     rng = np.random.default_rng(seed)
-    scores, chosen, devs = [], [], []
+    scores, chosen, devs, n_te, g_te = [], [], [], [], []
     for _ in range(trials):
         tr, dv, te = split_indices(len(x), groups, rng)
+        n_te.append(len(te))
+        if groups is not None:
+            g_te.append(len(np.unique(np.asarray(groups)[te])))
         if min(len(tr), len(dv), len(te)) < 2:
             raise ValueError(f"too few samples ({len(x)}) for 80/10/10 splits")
         prep = _Prepared(x[tr], y[tr], var_tol)
@@ -165,7 +175,8 @@ def pwcca_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, tri
         scores.append(pwcca(fits[best], x[te], y[te]))
         chosen.append(best)
         devs.append(dev)
-    return CVResult(float(np.mean(scores)), float(np.std(scores)), scores, chosen, len(x), devs)
+    return CVResult(float(np.mean(scores)), float(np.std(scores)), scores, chosen, len(x), devs,
+                    float(np.mean(n_te)), float(np.mean(g_te)) if g_te else None)
 
 
 def one_hot(labels, classes=None) -> np.ndarray:

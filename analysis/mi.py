@@ -16,6 +16,7 @@ Example::
 
     est = mi_bounds(x, y, groups=utt_ids)
     est.club, est.infonce, est.infonce_cap
+    est.converged     # False: InfoNCE < 0 or CLUB < InfoNCE -- report no MI (est.rows() writes NaN)
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from analysis.cca import split_indices
+from analysis.samples import mi_converged
 
 
 @dataclass
@@ -35,6 +37,22 @@ class MIEstimate:
     infonce_cap: float   # log K: InfoNCE cannot exceed it
     n_train: int
     n_test: int
+    n_test_groups: int = 0   # held-out groups (utterances); = n_test without groups
+
+    @property
+    def converged(self) -> bool:
+        """False when the bounds contradict themselves (InfoNCE < 0, or CLUB < InfoNCE): then neither
+        number is an MI estimate (see analysis.samples.mi_converged)."""
+        return mi_converged(self.club, self.infonce)
+
+    def rows(self) -> list[dict]:
+        """Two results rows (metric mi_club / mi_infonce). ``value`` is NaN when not converged; the raw
+        estimate stays in ``bound``; sizes and ``converged`` ride along for the warnings."""
+        ok = self.converged
+        return [{"metric": m, "value": v if ok else float("nan"), "bound": v, "converged": ok, "chance": 0.0,
+                 "n_train": self.n_train, "n_test": self.n_test, "n_test_groups": self.n_test_groups,
+                 "infonce_cap": self.infonce_cap}
+                for m, v in (("mi_club", self.club), ("mi_infonce", self.infonce))]
 
 
 class CLUB(nn.Module):
@@ -117,4 +135,5 @@ def mi_bounds(x: np.ndarray, y: np.ndarray, groups=None, seed: int = 0, test_fra
         perm = torch.as_tensor(rng.permutation(len(te)), device=dev)
         vals = [float(np.log(k) - critic.nce(xte[perm[s:s + k]], yte[perm[s:s + k]]))
                 for s in range(0, len(te) - k + 1, k)]
-    return MIEstimate(club.estimate(xte, yte), float(np.mean(vals)), float(np.log(k)), len(tr), len(te))
+    n_groups = len(np.unique(np.asarray(groups)[te])) if groups is not None else len(te)
+    return MIEstimate(club.estimate(xte, yte), float(np.mean(vals)), float(np.log(k)), len(tr), len(te), n_groups)

@@ -24,6 +24,12 @@ class ProbeResult:
     n_train: int
     n_test: int
     n_classes: int
+    n_test_groups: int = 0   # held-out groups (utterances); = n_test when each sample is one utterance
+
+    def sizes(self) -> dict:
+        """Sample sizes for a results row (see analysis.samples.row_warnings)."""
+        return {"n_train": self.n_train, "n_test": self.n_test, "n_classes": self.n_classes,
+                "n_test_groups": self.n_test_groups}
 
 
 def train_linear_probe(x_tr: np.ndarray, y_tr: np.ndarray, n_classes: int, l2: float = 1e-4,
@@ -57,6 +63,7 @@ def probe_accuracy(x: np.ndarray, labels, groups=None, seed: int = 0, test_frac:
 
     ``groups``: samples of a group (e.g. an utterance) stay on one side of the split.
     ``stratify``: split each class separately (every class in train and test; speaker ID).
+    ``n_test_groups`` of the result counts held-out groups (held-out samples without ``groups``).
     """
     x = np.asarray(x, dtype=np.float64)
     check_finite(x, "probe input features")
@@ -83,4 +90,5 @@ def probe_accuracy(x: np.ndarray, labels, groups=None, seed: int = 0, test_frac:
         pred = lin(xt).argmax(1).cpu().numpy()
     acc = float((pred == y[te]).mean())
     chance = float(np.bincount(y[te]).max() / len(te))
-    return ProbeResult(acc, chance, len(tr), len(te), len(classes))
+    n_groups = len(np.unique(np.asarray(groups)[te])) if groups is not None else len(te)
+    return ProbeResult(acc, chance, len(tr), len(te), len(classes), n_groups)
