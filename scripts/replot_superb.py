@@ -31,7 +31,7 @@ def chance_levels(size: str) -> dict[str, float]:
 def main(argv=None) -> int:
     import pandas as pd
 
-    from harness import report
+    from harness.superb import report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("csv", type=Path, help="harness results CSV")
