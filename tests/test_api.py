@@ -34,3 +34,24 @@ def test_load_bundled_and_errors(tmp_path):
         load("joocy")
     with pytest.raises(ValueError, match="NaN"):
         model.extract([torch.full((16000,), float("nan"))], names=["bad.wav"])
+
+
+def test_s3prl_upstream_reaches_every_stream():
+    """s3prl.nn.S3PRLUpstream reads only hidden_states; `hidden_states: other` in the model config
+    serves the other stream through it (harness.s3prl.hub.register does the compat install)."""
+    from harness.s3prl.hub import register
+
+    register()                      # compat shims first, then s3prl.hub with DUET's names
+    from s3prl.nn import S3PRLUpstream
+
+    conf = {"random_init": "tiny", "seed": 1}
+    content = S3PRLUpstream("jooci", extra_conf={"model_config": conf}).eval()
+    other = S3PRLUpstream("jooci", extra_conf={"model_config": {**conf, "hidden_states": "other"}}).eval()
+    ref = load("jooci", random_init="tiny", seed=1)
+    assert other.num_layers == ref.num_layers["other"] and content.num_layers == ref.num_layers["content"]
+    assert set(other.downsample_rates) == {ref.samples_per_frame["other"]} != set(content.downsample_rates)
+    wav = torch.randn(1, 32000) * 0.1
+    hs, _ = other(wav, torch.tensor([32000]))
+    torch.testing.assert_close(hs[-1], ref.extract([wav[0]]).other[-1])
+    with pytest.raises(Exception, match="hidden_states: 'speaker' is not a key"):
+        S3PRLUpstream("jooci", extra_conf={"model_config": {**conf, "hidden_states": "speaker"}})

@@ -21,6 +21,8 @@ Model config (``-g FILE.yaml``), every entry optional::
     seed: 0
     sample_rate: 16000        # the rate of your audio; anything but 16000 is an error (resample)
     allow_unpickle: false     # fairseq .pt that cannot be read with weights_only=True
+    hidden_states: other      # serve another key as hidden_states (for s3prl.nn.S3PRLUpstream, which
+                              # reads only hidden_states): content, other, utterance or a keys: name
 
 s3prl's weighted sum then learns one weight per layer of exactly the chosen subset.
 """
@@ -65,6 +67,7 @@ class ExpertOptions:
     seed: int = 0
     sample_rate: int | None = None
     allow_unpickle: bool = False
+    hidden_states: str | None = None      # another key to serve as hidden_states (s3prl.nn.S3PRLUpstream reads only that)
 
     @classmethod
     def load(cls, model_config: Any) -> "ExpertOptions":
@@ -96,7 +99,7 @@ class ExpertOptions:
         if unknown:
             raise UpstreamConfigError(f"{source}: unknown entries {unknown}; valid entries: {sorted(names)}")
         opts = cls(**data)
-        for field, types in (("random_init", (str, type(None))), ("seed", (int,)),
+        for field, types in (("random_init", (str, type(None))), ("seed", (int,)), ("hidden_states", (str, type(None))),
                              ("sample_rate", (int, type(None))), ("allow_unpickle", (bool,))):
             value = getattr(opts, field)
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
@@ -119,6 +122,10 @@ class ExpertOptions:
                                           f"{', '.join(STREAMS)}")
             if k in RESERVED_KEYS:
                 raise UpstreamConfigError(f"{source}: keys.{k} would shadow a built-in key ({', '.join(RESERVED_KEYS)})")
+        if opts.hidden_states is not None and opts.hidden_states not in ("content", "other", "utterance",
+                                                                         "last_hidden_state", *opts.keys):
+            raise UpstreamConfigError(f"{source}: hidden_states: {opts.hidden_states!r} is not a key of this "
+                                      f"config; use content, other, utterance, last_hidden_state or a name under keys:")
         check_sample_rate(opts.sample_rate)
         return opts
 
@@ -261,6 +268,8 @@ class DuetUpstreamExpert(nn.Module):
     def key_layers(self, key: str) -> tuple[str, list[int]]:
         """(stream, layer indices) a key's list is made of."""
         self.check_key(key)
+        if key == "hidden_states" and self.options.hidden_states:
+            return self.key_layers(self.options.hidden_states)
         if key == "hidden_states":
             return "content+other" if self._stack_other else "content", \
                 list(range(self.num_layers["content"] + (self.num_layers["other"] if self._stack_other else 0)))
@@ -300,6 +309,9 @@ class DuetUpstreamExpert(nn.Module):
         for key, (stream, idx) in self.named_keys.items():
             layers = content if stream == "content" else other
             feats[key] = [layers[i] for i in idx]
+        if self.options.hidden_states:
+            self.check_key(self.options.hidden_states)
+            feats["hidden_states"] = feats[self.options.hidden_states]
         return feats
 
     def extra_repr(self) -> str:
