@@ -1,4 +1,5 @@
-"""Small atomic file helpers: write to a temporary name in the same folder, then rename."""
+"""Small atomic file helpers: write to a temporary name in the same folder, then rename (text files
+whose content is unchanged are not rewritten)."""
 from __future__ import annotations
 
 import io
@@ -25,10 +26,15 @@ def _tmp(path: Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _mkdir(path.parent)
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` (UTF-8) atomically; a file that already holds exactly these bytes is left
+    alone (not even its mtime changes), so rerunning a writer changes nothing."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
 
 
 def atomic_write_json(path: Path, obj, indent: int | None = 1) -> None:
