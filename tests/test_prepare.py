@@ -216,3 +216,7 @@ def test_overrides_print_the_run_downstream_o_string(prepared, capsys):
     assert f"config.downstream_expert.text.vocab_file='{lay.phone_vocab}'" in o
     _fails(capsys, ["overrides", "--data-config", str(lay.librispeech / prep.DATASETS_YAML), "--task", "sid"],
            "task sid needs 'voxceleb1")
+    _fails(capsys, ["overrides", "--data-config", str(lay.iemocap / prep.DATASETS_YAML), "--task", "er", "--fold", "fold9"],
+           "fold must be one of")
+    _fails(capsys, ["overrides", "--data-config", str(lay.iemocap / prep.DATASETS_YAML), "--task", "ks"], "unknown task 'ks'")
+    _fails(capsys, ["overrides", "--task", "pr"], "--data-config YAML and --task TASK")

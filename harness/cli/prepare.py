@@ -38,6 +38,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def overrides(data_config, task: str, fold: str | None = None) -> str:
+    """The ``-o`` string that points ``downstream_configs/real/<task>.yaml`` at the datasets of a
+    ``datasets.yaml`` (for ``run_downstream.py``; ``harness run --data-config`` does this itself)."""
+    from pathlib import Path
+
+    from harness.corpus.prepare import PrepareError
+    from harness.real_data import RealData
+    from harness.tasks import TASKS
+
+    if task not in TASKS:
+        raise PrepareError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    try:
+        data = RealData.load(Path(data_config))
+        data.check([task])
+        return TASKS[task].overrides(data.layout(), fold=fold, check=False)
+    except (OSError, ValueError) as e:
+        raise PrepareError(str(e)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.corpus import prepare as prep
 
@@ -45,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if args.corpus == "overrides":
             if not args.data_config or not args.task:
                 raise prep.PrepareError("overrides needs --data-config YAML and --task TASK")
-            print(prep.overrides(args.data_config, args.task, args.fold))
+            print(overrides(args.data_config, args.task, args.fold))
             return 0
         if not args.root:
             raise prep.PrepareError(f"--root DIR is required: the {args.corpus} corpus as distributed")

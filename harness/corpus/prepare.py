@@ -329,18 +329,3 @@ def prepare_iemocap(root, out=None, progress: bool = True) -> dict:
 
 PREPARE = {"librispeech": prepare_librispeech, "voxceleb1": prepare_voxceleb1, "iemocap": prepare_iemocap}
 
-
-def overrides(data_config, task: str, fold: str | None = None) -> str:
-    """The ``-o`` string that points ``downstream_configs/real/<task>.yaml`` at the datasets of a
-    ``datasets.yaml`` (for ``run_downstream.py``; ``harness run --data-config`` does this itself)."""
-    from harness.real_data import RealData
-    from harness.tasks import TASKS
-
-    if task not in TASKS:
-        raise PrepareError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    try:
-        data = RealData.load(Path(data_config))
-        data.check([task])
-    except (OSError, ValueError) as e:
-        raise PrepareError(str(e)) from None
-    return TASKS[task].overrides(data.layout(), fold=fold, check=False)
