@@ -205,6 +205,11 @@ def test_librispeech_without_transcript_line_exits_2(tiny_corpus, tmp_path, caps
     utt = lines[0].split()[0]
     _fails(capsys, ["librispeech", "--root", str(libri), "--out", str(tmp_path / "o")], f"{utt}.flac has no transcript",
            str(trans))
+    trans.write_text("\n".join(lines) + "\n")
+    flac = trans.parent / f"{utt}.flac"
+    flac.unlink()
+    flac.write_bytes(b"not audio")
+    _fails(capsys, ["librispeech", "--root", str(libri), "--out", str(tmp_path / "o")], str(flac), "audio header")
 
 
 def test_overrides_print_the_run_downstream_o_string(prepared, capsys):

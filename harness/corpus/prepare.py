@@ -144,6 +144,13 @@ def _libri_utts(root: Path, split: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def _num_samples(sf, path: Path) -> int:
+    try:
+        return sf.info(str(path)).frames
+    except Exception as e:  # noqa: BLE001 - libsndfile's errors vary; name the file whatever it is
+        raise PrepareError(f"{path}: cannot read its audio header ({e}); re-extract that file") from None
+
+
 def load_lexicon(path) -> dict[str, list[str]]:
     """``WORD ph ph ...`` lines (tab or space separated; the first pronunciation of a word wins)."""
     from harness.libriphone import read_lexicon
@@ -178,7 +185,7 @@ def prepare_librispeech(root, out=None, lexicon=None, progress: bool = True) -> 
     utts = {s: _libri_utts(root, s) for s in splits}
     bucket_dir, table_dir = out / LIBRI_FILES["bucket_dir"], out / LIBRI_FILES["libriphone_dir"]
     for s in splits:
-        lengths = [(sf.info(str(root / rel)).frames, rel)
+        lengths = [(_num_samples(sf, root / rel), rel)
                    for _, rel, _ in _bar(utts[s], progress, desc=f"lengths {s}", unit="file")]
         write_bucket_csv(bucket_dir / f"{s}.csv", lengths)
     words = {w for s in splits for _, _, text in utts[s] for w in text.split()}
