@@ -16,7 +16,7 @@ Which files a command reads (each returns a :class:`FileList`: the files, plus t
 listed files that are not on disk and of unreadable list lines):
 
 * ``files_for_task(task, corpus)`` for ``sid``, ``asv``, ``er``, ``pr``, ``asr`` (what s3prl's
-  dataset of the task opens when pointed at the corpus as ``harness.tasks`` points it: the same
+  dataset of the task opens when pointed at the corpus as ``harness.superb.tasks`` points it: the same
   layout attributes as its ``_sid_paths`` ... ``_asr_paths``);
 * ``files_for_abx(item_file, audio_dir)``: the ``<file>.wav`` / ``.flac`` an ABX item file names;
 * ``files_for_split(corpus, split)``: the LibriSpeech files of a split (``harness cca|probe``);
@@ -434,7 +434,7 @@ def _bucket_files(table: Path, base: Path, csv_dir: Path, out: FileList, seen: s
 
 
 def _libri_files(c) -> FileList:
-    """s3prl asr and harness.libriphone (pr): the rows of len_for_bucket/<split>.csv of
+    """s3prl asr and harness.s3prl.libriphone (pr): the rows of len_for_bucket/<split>.csv of
     train-clean-100, dev-clean and test-clean, relative to the LibriSpeech root."""
     from harness.corpus.layout import LIBRI_SPLITS
 
@@ -449,7 +449,7 @@ TASK_FILES = {"sid": _sid_files, "asv": _asv_files, "er": _er_files, "pr": _libr
 
 def files_for_task(task: str, corpus, *, folds: Sequence[int] | None = None) -> FileList:
     """Every audio file s3prl reads for ``task`` (sid, asv, er, pr, asr) of ``corpus``: a generated
-    corpus root, or a CorpusLayout (also what ``harness.real_data.RealData.layout()`` returns).
+    corpus root, or a CorpusLayout (also what ``harness.superb.real_data.RealData.layout()`` returns).
     ``folds`` (er only): the sessions whose train/test lists are read (default all five)."""
     if task not in TASK_FILES:
         raise ValueError(f"files_for_task: unknown task {task!r}; known: {', '.join(TASK_FILES)}")

@@ -12,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("upstream", "pretrain", "analysis", "harness")
-HARNESS_LAYERS = {"harness.corpus": 0, "harness.s3prl": 0, "harness.features": 1, "harness.superb": 2,
-                  "harness.cli": 3}
+HARNESS_LAYERS = {"harness.corpus": 0, "harness.s3prl": 1, "harness.features": 2, "harness.superb": 3,
+                  "harness.cli": 4}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,7 +1,9 @@
-"""Small atomic file helpers: write to a temporary name in the same folder, then rename."""
+"""Small atomic file helpers: write to a temporary name in the same folder, then rename (text files
+whose content is unchanged are not rewritten)."""
 from __future__ import annotations
 
 import functools
+import json
 import io
 import os
 import shutil
@@ -24,9 +26,27 @@ def _mkdir(d) -> None:
 
 # The corpus writes thousands of small files and records each finished item itself (resume), so
 # its atomic writes skip the fsync; the rule itself is upstream.facts'.
-atomic_write_text = functools.partial(facts.atomic_write_text, fsync=False)
-atomic_write_json = functools.partial(facts.atomic_write_json, fsync=False)
 atomic_write_bytes = functools.partial(facts.atomic_write_bytes, fsync=False)
+
+
+def write_text_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically; a file that already holds exactly these bytes is left
+    alone (not even its mtime changes), so rerunning a writer (``harness prepare``) changes nothing."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+
+
+def write_json_if_changed(path: Path, obj, indent: int | None = 1) -> None:
+    write_text_if_changed(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+atomic_write_text = write_text_if_changed      # the names the corpus writers import
+atomic_write_json = write_json_if_changed
 
 
 def write_bytes(path: str, data: bytes) -> None:

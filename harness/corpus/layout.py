@@ -44,6 +44,14 @@ LIBRI_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-cl
 ABX_SPLITS = ("dev", "test")
 ER_FOLDS = (1, 2, 3, 4, 5)
 FORMAT = "duet-corpus/1"
+# support files (everything s3prl reads besides audio), relative to each corpus folder; the keys are
+# the CorpusLayout attributes and harness.superb.real_data's --data-config keys. harness.corpus.prepare
+# writes the same names for a real corpus.
+LIBRI_FILES = {"bucket_dir": "len_for_bucket", "char_dict": "char.dict", "lexicon": "lexicon.txt",
+               "phone_vocab": "phones.txt", "phone_transcripts_dir": "phones", "libriphone_dir": "libriphone"}
+VOX_FILES = {"iden_split": "iden_split.txt", "veri_test": "veri_test.txt",
+             "veri_dev": "dev_meta_data/dev_meta_data.txt"}
+IEMOCAP_FILES = {"iemocap_meta": "meta_data"}
 MANIFEST_COLUMNS = ["utt_id", "speaker", "vox_id", "gender", "style", "er_label", "split", "sid_split",
                     "asv_set", "session", "text", "sentence", "duration_s", "num_samples",
                     "librispeech", "voxceleb1", "iemocap", "alignment", "abx"]
@@ -80,22 +88,22 @@ class CorpusLayout:
         self.utterances = r / "utterances"
         # LibriSpeech
         self.librispeech = r / "LibriSpeech"
-        self.bucket_dir = self.librispeech / "len_for_bucket"
-        self.char_dict = self.librispeech / "char.dict"
-        self.lexicon = self.librispeech / "lexicon.txt"
-        self.phone_vocab = self.librispeech / "phones.txt"
-        self.phone_transcripts_dir = self.librispeech / "phones"
-        self.libriphone_dir = self.librispeech / "libriphone"
+        self.bucket_dir = self.librispeech / LIBRI_FILES["bucket_dir"]
+        self.char_dict = self.librispeech / LIBRI_FILES["char_dict"]
+        self.lexicon = self.librispeech / LIBRI_FILES["lexicon"]
+        self.phone_vocab = self.librispeech / LIBRI_FILES["phone_vocab"]
+        self.phone_transcripts_dir = self.librispeech / LIBRI_FILES["phone_transcripts_dir"]
+        self.libriphone_dir = self.librispeech / LIBRI_FILES["libriphone_dir"]
         # VoxCeleb1
         self.voxceleb1 = r / "VoxCeleb1"
         self.vox_dev_wav = self.voxceleb1 / "dev" / "wav"
         self.vox_test_wav = self.voxceleb1 / "test" / "wav"
-        self.iden_split = self.voxceleb1 / "iden_split.txt"
-        self.veri_test = self.voxceleb1 / "veri_test.txt"
-        self.veri_dev = self.voxceleb1 / "dev_meta_data" / "dev_meta_data.txt"
+        self.iden_split = self.voxceleb1 / VOX_FILES["iden_split"]
+        self.veri_test = self.voxceleb1 / VOX_FILES["veri_test"]
+        self.veri_dev = self.voxceleb1 / VOX_FILES["veri_dev"]
         # IEMOCAP
         self.iemocap = r / "IEMOCAP"
-        self.iemocap_meta = self.iemocap / "meta_data"
+        self.iemocap_meta = self.iemocap / IEMOCAP_FILES["iemocap_meta"]
         # alignments, ABX
         self.alignments = r / "alignments"
         self.abx = r / "abx"

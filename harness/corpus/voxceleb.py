@@ -4,7 +4,7 @@ Wav files are written by the worker (``{dev,test}/wav/idNNNNN/<video>/<nnnnn>.wa
 ``iden_split.txt`` (``1|2|3 path``, all speakers) and the ASV trial lists (``label path1 path2``,
 label 1 = same speaker): ``veri_test.txt`` over the test speakers (``test/wav``, unseen in ASV
 training) and ``dev_meta_data/dev_meta_data.txt`` over dev speakers. Half of each speaker's trials
-are target trials.
+are target trials. ``make_trials`` and ``write_trials`` are shared with ``harness.corpus.prepare``.
 """
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def make_trials(files_by_spk: dict[str, list[str]], per_speaker: int, rng: np.ra
     return lines
 
 
+def write_trials(path, lines: list[str]) -> None:
+    """An ASV trial list (``make_trials``' lines, kept in their order)."""
+    atomic_write_text(path, "".join(lines))
+
+
 def write_voxceleb(lay: CorpusLayout, plan: Plan) -> dict:
     iden = sorted(f"{u.sid_split} {u.vox_rel}\n" for u in plan.utts)
     atomic_write_text(lay.iden_split, "".join(iden))
@@ -47,8 +52,8 @@ def write_voxceleb(lay: CorpusLayout, plan: Plan) -> dict:
     test = make_trials(by_set["test"], n, rng)
     dev_spks = sorted(by_set["dev"])[-max(2, plan.spec.n_asv_test):]
     dev = make_trials({s: by_set["dev"][s] for s in dev_spks}, n, rng)
-    atomic_write_text(lay.veri_test, "".join(test))
-    atomic_write_text(lay.veri_dev, "".join(dev))
+    write_trials(lay.veri_test, test)
+    write_trials(lay.veri_dev, dev)
     sid = {k: sum(1 for u in plan.utts if u.sid_split == k) for k in (1, 2, 3)}
     return {"sid_train": sid[1], "sid_dev": sid[2], "sid_test": sid[3], "asv_test_trials": len(test),
             "asv_dev_trials": len(dev), "asv_train_speakers": len(by_set["dev"]),
