@@ -1,5 +1,6 @@
 """One cell in one process: the repo's run_downstream.py `-m train`, then `-m evaluate` of the
-checkpoint the task selects (dev-best) on its test split — s3prl's own runner both times, imported
+checkpoint the task selects (dev-best; for ASV, as SUPERB does, every saved checkpoint, reporting
+the best EER) on its test split — s3prl's own runner both times, imported
 once, which halves the start-up cost of a cell on CPU. A task with folds (ER: 5 sessions) does one
 train + test per fold inside the cell.
 
@@ -64,12 +65,13 @@ def run_downstream(argv: list[str], capture: bool = False) -> tuple[int, str]:
     return code, text
 
 
-def eval_checkpoint(task: str, expdir: Path) -> Path | None:
+def test_checkpoints(task: str, expdir: Path) -> list[Path]:
+    """The checkpoints the task tests (dev-best, or for ASV every saved one); [] if training wrote none."""
     from harness.superb.tasks import TASKS
     try:
-        return TASKS[task].eval_checkpoint(expdir)
+        return TASKS[task].test_checkpoints(expdir)
     except FileNotFoundError:
-        return None
+        return []
 
 
 def run_plan(plan: dict, result_path: Path) -> int:
@@ -89,22 +91,32 @@ def run_plan(plan: dict, result_path: Path) -> int:
         rc, _ = run_downstream(run["train"])
         if rc:
             return finish(rc, stage="train", run=run["name"], error=f"training exited with {rc}")
-        ckpt = eval_checkpoint(plan["task"], Path(run["expdir"]))
-        if ckpt is None:
+        ckpts = test_checkpoints(plan["task"], Path(run["expdir"]))
+        if not ckpts:
             return finish(3, stage="train", run=run["name"], error=f"no checkpoint in {run['expdir']}")
-        tests = {}
-        for split in plan["test_splits"]:
-            print(f"{MARK} test run={run['name']} split={split} ckpt={ckpt}", flush=True)
-            rc, text = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])],
-                                      capture=True)
-            if rc:
-                return finish(rc, stage="test", run=run["name"], error=f"evaluation on {split} exited with {rc}")
-            try:
-                tests[split] = float(spec.parse_metric(text, split))
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                return finish(4, stage="test", run=run["name"],
-                              error=f"could not parse the test metric of {run['name']} on {split}: {e}")
-        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": str(ckpt), "test": tests})
+        tested = []
+        for ckpt in ckpts:
+            tests = {}
+            for split in plan["test_splits"]:
+                print(f"{MARK} test run={run['name']} split={split} ckpt={ckpt}", flush=True)
+                rc, text = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])],
+                                          capture=True)
+                if rc:
+                    return finish(rc, stage="test", run=run["name"], error=f"evaluation on {split} exited with {rc}")
+                try:
+                    tests[split] = float(spec.parse_metric(text, split))
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    return finish(4, stage="test", run=run["name"],
+                                  error=f"could not parse the test metric of {run['name']} on {split}: {e}")
+            tested.append({"ckpt": str(ckpt), "test": tests})
+        first = plan["test_splits"][0]
+        best = tested[0]
+        for t in tested[1:]:                  # the best test score over the tested checkpoints (ASV)
+            if spec.better(t["test"][first], best["test"][first]):
+                best = t
+        ckpt, tests = best["ckpt"], best["test"]
+        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": str(ckpt), "test": tests,
+                               "tested": tested})
     print(f"{MARK} done", flush=True)
     return finish(0)
 

@@ -118,6 +118,7 @@ class TaskSpec:
     metric_prefix: str = ""              # printed before "<split>" (sv_voxceleb1: "sv-voxceleb1/")
     metric_sep: str = " "                # between split and metric ("test acc" vs "test-EER")
     folds: tuple[str, ...] = ()          # er: fold1..fold5 (one run each; SUPERB reports the mean)
+    test_every_checkpoint: bool = False  # asv: SUPERB tests every saved checkpoint and reports the best
 
     # ---- configs --------------------------------------------------------------------------
     def config(self, kind: str = "mini") -> Path:
@@ -203,6 +204,15 @@ class TaskSpec:
                                     f"did training finish?")
         return Path(states[-1])
 
+    def test_checkpoints(self, expdir: str | Path) -> list[Path]:
+        """Every checkpoint to test: all saved ``states-N.ckpt`` for a task that reports the best
+        test score over them (ASV in SUPERB: every save_step, best EER), else :meth:`eval_checkpoint`."""
+        if not self.test_every_checkpoint:
+            return [self.eval_checkpoint(Path(expdir))]
+        self.eval_checkpoint(Path(expdir))              # the clear error when there is none
+        return sorted((Path(p) for p in glob.glob(str(Path(expdir) / "states-*.ckpt"))),
+                      key=lambda p: int(p.stem.split("-")[-1]))
+
     # ---- command lines for run_downstream.py ----------------------------------------------
     def train_argv(self, upstream: str, expdir: str | Path, layout=None, *, kind: str = "mini",
                    fold: str | None = None, extra: dict[str, object] | None = None,
@@ -251,7 +261,8 @@ TASKS: dict[str, TaskSpec] = {
     "sid": TaskSpec("sid", "speaker identification (VoxCeleb1)", "voxceleb1", "acc", True, ("test",), "dev",
                     "fraction", _sid_paths),
     "asv": TaskSpec("asv", "speaker verification (VoxCeleb1)", "sv_voxceleb1", "EER", False, ("test",), None,
-                    "fraction", _asv_paths, metric_prefix="sv-voxceleb1/", metric_sep="-"),
+                    "fraction", _asv_paths, metric_prefix="sv-voxceleb1/", metric_sep="-",
+                    test_every_checkpoint=True),
     "er": TaskSpec("er", "emotion recognition (IEMOCAP, 5 folds)", "emotion", "acc", True, ("test",), "dev",
                    "fraction", _er_paths, folds=tuple(f"fold{k}" for k in range(1, 6))),
     "pr": TaskSpec("pr", "phone recognition (LibriSpeech, libriphone)", "ctc", "per", False, ("test",), "dev",
