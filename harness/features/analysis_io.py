@@ -226,7 +226,7 @@ def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict 
 
     out = Path(out)
     atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))
-    via_cli = Path(sys.argv[0]).name in ("harness", "__init__.py", "-m") or sys.argv[0].endswith("harness/cli/__init__.py")
+    via_cli = Path(sys.argv[0]).name in ("harness", "__init__.py", "__main__.py", "-m") or sys.argv[0].endswith("harness/cli/__init__.py")
     meta = {"command": " ".join((["harness"] + sys.argv[1:]) if via_cli else sys.argv),
             "commit": git_commit(), "machine": machine_here(), "wall_s": round(time.time() - started, 2),
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
