@@ -44,7 +44,7 @@ def _rows(spk: list[str]) -> list[dict]:
 
 
 def test_warnings_fire_on_tiny(tiny_corpus):
-    from harness import analysis_io as hio
+    from harness.features import analysis_io as hio
 
     utts = hio.corpus_utterances(tiny_corpus, "dev", None)
     spk = [r["speaker"] for r in utts]
