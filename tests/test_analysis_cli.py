@@ -16,9 +16,16 @@ def test_abx_cli_fbank_and_plot(tiny_corpus, run_cli, tmp_path):
     df = pd.read_csv(out)
     assert set(df["metric"]) == {"abx_within", "abx_across"} and (df["stream"] == "hidden_states").all()
     assert df["value"].between(0, 50).all()                 # fbank beats chance on phones
+    # speaker-bootstrap interval (1000 resamples by default) around each score, sizes, chance, warnings
+    assert (df["ci_lo"] <= df["value"]).all() and (df["value"] <= df["ci_hi"]).all() and (df["ci_lo"] < df["ci_hi"]).all()
+    assert (df["n_bootstrap"] == 1000).all() and (df["chance"] == 50.0).all()
+    assert (df["n_items_total"] >= df["n_items"]).all() and (df["n_speakers"] == 2).all()
+    across = df[df["metric"] == "abx_across"]["warnings"]   # tiny: 2 speakers < 5
+    assert across.str.contains("2 speakers < 5").all()
     assert (out.parent / "abx.csv.meta.json").is_file()
     p = run_cli("plot", "abx", out, "--out", tmp_path / "abx.png")
     assert (tmp_path / "abx.png").stat().st_size > 5000 and "wrote" in p.stdout
+    assert (tmp_path / "abx.pdf").stat().st_size > 1000
 
 
 def test_cca_cli_suggest_layers_and_probe(tiny_corpus, run_cli, tmp_path):
@@ -50,6 +57,19 @@ def test_cca_cli_suggest_layers_and_probe(tiny_corpus, run_cli, tmp_path):
     assert set(df[df["metric"] == "probe_phone"]["stream"]) == {"content", "other"}
     ph = df[df["metric"] == "probe_phone"]
     assert ph["value"].between(0, 1).all() and (ph["n_classes"] > 5).all()
+    # sample sizes and small-sample warnings on tiny (2 dev speakers, a few held-out utterances)
+    sp = df[df["metric"] == "probe_speaker"]
+    assert (sp["n_test_groups"] > 0).all() and sp["warnings"].str.contains("speakers < 5").all()
+    mi = df[df["metric"].str.startswith("mi_")]
+    assert set(mi.columns) >= {"bound", "converged", "n_test_groups"} and mi["warnings"].str.len().gt(0).all()
+    cdf = pd.read_csv(out)
+    assert {"n_test", "n_test_groups", "warnings"} <= set(cdf.columns)
+    # the per-model figure: harness plot model, PNG + PDF
+    p = run_cli("plot", "model", out, pout, "--model", "jooci", "--out", tmp_path / "model-jooci")
+    assert (tmp_path / "model-jooci.png").stat().st_size > 5000 and (tmp_path / "model-jooci.pdf").is_file()
+    bad = run_cli("plot", "model", out, "--model", "nosuch", check=False)
+    assert bad.returncode == 2 and "nosuch" in bad.stderr
+    assert run_cli("plot", "model", out, check=False).returncode == 2      # --model is required
 
 
 def test_cli_errors(tiny_corpus, tmp_path, capsys):

@@ -112,3 +112,54 @@ def test_real_s3prl_fbank(tmp_path, wavs):
     x = store.get("hidden_states", 0, "utt0")
     assert x.shape[1] == store.dim("hidden_states") and abs(x.shape[0] - 100) <= 2
     assert np.isfinite(x).all() and x.std() > 0
+
+
+def test_non_duet_upstreams_run_one_file_per_forward(tmp_path, wavs):
+    """A generic s3prl upstream gives no lengths: each file gets its own forward (exact counts),
+    whatever batch_seconds says."""
+    up = CountingUpstream()
+    FeatureStore(tmp_path / "s").extract("fake", None, ["hidden_states"], wavs, upstream=up,
+                                         batch_seconds=1000.0, progress=False)
+    assert up.calls == len(wavs)
+
+
+@pytest.mark.parametrize("name", ["jooci", "barlow_twins"])
+def test_duet_batched_equals_one_by_one(tmp_path, tiny_corpus, name):
+    """The store of a DUET upstream cut from length-batched forwards (the model's own content_len /
+    other_len) holds exactly what one file per forward holds: same frame counts, same values, for
+    every file of the tiny corpus's dev split (the old round(len*T/S_max) estimate was off by a
+    frame for 10 of 20 files)."""
+    import csv
+
+    from harness.features.store import load_upstream
+
+    rows = [r for r in csv.DictReader(open(tiny_corpus / "manifest.csv")) if r["split"] == "dev"]
+    files = {r["utt_id"]: tiny_corpus / r["librispeech"] for r in rows}
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("random_init: tiny\nseed: 0\n")
+    up = load_upstream(name, None, str(cfg))
+    keys = ["content", "other"]
+    batched = FeatureStore(tmp_path / "b").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
+                                                   batch_seconds=60.0, device="cpu", progress=False)
+    single = FeatureStore(tmp_path / "s").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
+                                                  batch_seconds=0.0, device="cpu", progress=False)
+    assert len(json.loads((tmp_path / "b" / "index.json").read_text())["keys"]["content"]["files"]) == len(files)
+    for key in keys:
+        for f in files:
+            a, b = batched.get_all_layers(key, f), single.get_all_layers(key, f)
+            assert a.shape == b.shape, (key, f)
+            np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-4, err_msg=f"{key} {f}")
+
+
+def test_duet_store_rejects_stereo_and_other_rates(tmp_path, wavs):
+    """The store never mixes channels or resamples silently: the file is named with the sox fix."""
+    p = tmp_path / "stereo.wav"
+    sf.write(p, np.zeros((16000, 2), dtype="float32"), 16000)
+    with pytest.raises(FeatureStoreError, match=r"stereo\.wav: 16000 Hz, 2 channel.*sox"):
+        FeatureStore(tmp_path / "st").extract("fake", None, ["hidden_states"], {"s": p}, upstream=CountingUpstream(),
+                                              progress=False)
+    q = tmp_path / "r8k.wav"
+    sf.write(q, np.zeros(8000, dtype="float32"), 8000)
+    with pytest.raises(FeatureStoreError, match=r"r8k\.wav: 8000 Hz"):
+        FeatureStore(tmp_path / "r8").extract("fake", None, ["hidden_states"], {"s": q}, upstream=CountingUpstream(),
+                                              progress=False)

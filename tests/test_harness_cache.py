@@ -46,17 +46,17 @@ def test_cached_equals_live_and_counts_hits(setup):
     crop = wavs[2][1000:20000].clone()                  # a random-crop-like waveform: not on disk
     batch = [wavs[1], crop, wavs[0]]
     with torch.no_grad():
-        live = real(batch)
+        live, valid = real.forward_with_lengths(batch)
         got = cached(batch)
     assert (cached.hits, cached.misses) == (2, 1)
     for key in ("content", "other"):
         assert len(got[key]) == len(live[key])          # the -g subset is applied to cached layers too
         for a, b in zip(got[key], live[key]):
-            t = min(a.shape[1], b.shape[1])
-            assert abs(a.shape[1] - b.shape[1]) <= 1
-            for i, w in enumerate(batch):               # valid frames of each item agree
-                n = min(t, round(len(w) / cached.get_downsample_rates(key)))
+            assert a.shape == b.shape                   # exact frame counts: same padded length
+            for i in range(len(batch)):                 # valid frames of each item agree, padding is zero
+                n = int(valid[key][i])
                 torch.testing.assert_close(a[i, :n], b[i, :n], atol=1e-4, rtol=1e-4)
+                assert not a[i, n:].any()
     assert len(got["content"]) == 2
 
 
@@ -73,3 +73,79 @@ def test_stale_cache_is_refused(setup):
     np.save(path, bad)
     with pytest.raises(RuntimeError, match="disagrees with the live upstream"):
         CachedUpstream(str(spec))
+
+
+def test_hard_linked_paths_are_one_file_and_a_killed_build_resumes_without_rework(tmp_path, monkeypatch):
+    """Two paths with the same samples (the generated corpus hard-links LibriSpeech files into its
+    VoxCeleb1 and IEMOCAP views) name one stored file, whatever order they come in; the hash index
+    is on disk before extraction, so a build killed mid-extraction re-hashes nothing and a rebuild
+    extracts nothing already stored."""
+    import json
+    import os
+
+    from harness.features import cache
+    from harness.features.store import FeatureStore
+    from harness.superb.sweep import random_checkpoint
+
+    ckpt = random_checkpoint("jooci", "tiny", tmp_path / "ckpts")
+    rng = np.random.default_rng(1)
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(a, (0.1 * rng.standard_normal(17000)).astype(np.float32), 16000, subtype="PCM_16")
+    sf.write(b, (0.1 * rng.standard_normal(21000)).astype(np.float32), 16000, subtype="PCM_16")
+    (tmp_path / "vox").mkdir()
+    link = tmp_path / "vox" / "a.wav"
+    os.link(a, link)
+    root = tmp_path / "store"
+
+    real_extract = FeatureStore.extract
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed mid-extraction")
+
+    monkeypatch.setattr(FeatureStore, "extract", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache.build_store(root, "jooci", str(ckpt), ["content"], [a, link, b])
+    index = json.loads((root / "wavhash.json").read_text())
+    assert sorted(map(len, index.values())) == [2, 3]                # a and its link: one entry, two paths
+    monkeypatch.setattr(FeatureStore, "extract", real_extract)
+
+    hashed = []
+    real_hash = cache.wav_hash
+    monkeypatch.setattr(cache, "wav_hash", lambda x: hashed.append(1) or real_hash(x))
+    forwards = []
+    real_forward = FeatureStore.extract
+
+    def counting(self, upstream, ckpt, keys, wav_paths, **kw):
+        todo = [f for f in wav_paths if not self.has(keys[0], f)]
+        forwards.append(len(todo))
+        return real_forward(self, upstream, ckpt, keys, wav_paths, **kw)
+
+    monkeypatch.setattr(FeatureStore, "extract", counting)
+    cache.build_store(root, "jooci", str(ckpt), ["content"], [a, link, b])
+    assert hashed == [] and forwards == [2]                          # resumed: 2 distinct files extracted
+    cache.build_store(root, "jooci", str(ckpt), ["content"], [link, b, a])   # other order, other first path
+    assert hashed == [] and forwards == [2, 0]
+    store = FeatureStore(root / "store")
+    assert len(store.file_ids("content")) == 2
+
+
+def test_start_up_check_compares_frame_counts(setup):
+    """A stored file one frame short of what the live upstream gives is stale even though the
+    frames it has agree (the old check compared the overlap only)."""
+    import json
+
+    from harness.features.cache import CachedUpstream
+
+    ckpt, spec, paths, tmp = setup
+    s = json.loads(open(spec).read())
+    idx_path = tmp / "store" / "store" / "index.json"
+    saved = idx_path.read_text()
+    first = next(iter(json.loads(open(s["index"]).read()).values()))[0]
+    idx = json.loads(saved)
+    try:
+        idx["keys"]["content"]["files"][first][2] -= 1
+        idx_path.write_text(json.dumps(idx))
+        with pytest.raises(RuntimeError, match=r"disagrees with the live upstream.*frames"):
+            CachedUpstream(str(spec))
+    finally:
+        idx_path.write_text(saved)

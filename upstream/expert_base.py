@@ -291,6 +291,13 @@ class DuetUpstreamExpert(nn.Module):
         """``wavs``: list of 1-D float waveforms at 16 kHz (what s3prl hands over). ``names``: the
         file (or utterance id) of each, when the caller knows them; a bad waveform's error then
         names its file and the fix."""
+        return self.forward_with_lengths(wavs, sample_rate, names)[0]
+
+    def forward_with_lengths(self, wavs: list[Tensor], sample_rate: int | None = None,
+                             names: list[str] | None = None) -> tuple[dict[str, list[Tensor]], dict[str, Tensor]]:
+        """:meth:`forward`, plus the valid frames of every item of every key: {key: (B,) long}, from
+        the model's own output-length arithmetic (``content_len`` / ``other_len``), so a batch of
+        files of different lengths can be cut back to exactly what one-file forwards give."""
         wavs = check_wavs(wavs, sample_rate=sample_rate if sample_rate is not None else self.options.sample_rate,
                           names=names)
         wav, wav_len = pad_wavs(wavs)
@@ -312,7 +319,9 @@ class DuetUpstreamExpert(nn.Module):
         if self.options.hidden_states:
             self.check_key(self.options.hidden_states)
             feats["hidden_states"] = feats[self.options.hidden_states]
-        return feats
+        lengths = {k: (out.other_len if self.key_layers(k)[0] == "other" else out.content_len).detach().long().cpu()
+                   for k in feats}
+        return feats, lengths
 
     def extra_repr(self) -> str:
         return f"source={self.source.get('source')}, layers={ {s: len(v) for s, v in self.selection.items()} }"

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "abx": ("harness.cli.abx", "triphone ABX error per layer and stream"),
     "cca": ("harness.cli.cca", "projection-weighted CCA per layer (phone, word, speaker, fbank views)"),
     "probe": ("harness.cli.probe", "linear speaker/phone probes per layer and an MI estimate between streams"),
-    "plot": ("harness.cli.plot", "plot ABX / CCA / probe results as PNG"),
+    "plot": ("harness.cli.plot", "plot ABX / CCA / probe results and per-model figures (PNG + PDF)"),
     "prepare": ("harness.cli.prepare", "write the files s3prl's tasks need for real LibriSpeech / VoxCeleb1 / IEMOCAP"),
 }
 

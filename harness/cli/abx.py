@@ -32,14 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--seed", type=int, default=3459, help="sampling seed (Libri-light's default)")
     a.add_argument("--slicing", choices=("librilight", "fastabx"), default="librilight",
                    help="frame slicing: Libri-light's (drops the last frame) or fastabx's (inclusive)")
+    a.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="speaker-bootstrap resamples for the 95 %% interval of each score (ci_lo, ci_hi; "
+                        "0: none); default 1000")
     io.add_output_arguments(p, "abx")
-
-
-def abx_audio_files(corpus: Path, split: str, file_ids: set[str]) -> dict[str, Path]:
-    """{file id: wav} for the files an item file names, from a corpus' abx/<split>/."""
-    from harness.corpus.layout import CorpusLayout
-
-    return audio_files(CorpusLayout(corpus).abx_wav_dir(split), file_ids)
 
 
 def audio_files(folder: Path, file_ids: set[str]) -> dict[str, Path]:
@@ -69,30 +65,38 @@ def _run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from analysis import samples
     from analysis.abx import ABXConfig, abx_scores, build_plan, read_item_file, slice_items
     from harness.features import analysis_io as io
+    from harness.preflight import files_for_abx
 
     t0 = time.time()
+    io.check_common(args)
+    io.check_numbers(args, {"max_size_group": (1, True), "max_x_across": (1, True), "seed": (0, True),
+                            "bootstrap": (0, True)})
+    out = args.out or io.default_out("abx", args)
+    io.check_writable(out)
     if args.item is None:
         corpus = io.resolve_corpus(args.corpus or "small", args.corpora_dir)
         from harness.corpus.layout import CorpusLayout
 
-        item = CorpusLayout(corpus).abx_item(args.split)
-        table = read_item_file(item)
-        wavs = abx_audio_files(corpus, args.split, set(table.file))
+        item, audio_dir = CorpusLayout(corpus).abx_item(args.split), CorpusLayout(corpus).abx_wav_dir(args.split)
     else:
         item = args.item
-        table = read_item_file(item)
-        wavs = audio_files(args.audio_dir or item.with_suffix(""), set(table.file))
+        audio_dir = args.audio_dir or item.with_suffix("")
+    table = read_item_file(item)
+    wavs = audio_files(audio_dir, set(table.file))
+    io.check_audio(args, files_for_abx(item, audio_dir), audio_dir)
     upstream = io.open_upstream(args)
     keys = io.choose_keys(args, upstream)
+    chosen = io.check_layers(args, upstream, keys)
     store = io.feature_store(args, wavs, keys, upstream)
     cfg = ABXConfig(max_size_group=args.max_size_group, max_x_across=args.max_x_across, seed=args.seed,
-                    device=args.device)
+                    device=args.device, n_bootstrap=args.bootstrap)
     model = io.model_name(args)
     rows = []
     for key in keys:
-        layers = io.parse_layers(args.layers, store.num_layers(key), key)
+        layers = chosen[key]
         rate = store.rate(key)
         plan = kept = None
         for layer in tqdm(layers, desc=f"ABX {key}", disable=args.quiet):
@@ -106,12 +110,12 @@ def _run(args: argparse.Namespace) -> int:
                 t = table.subset(kept)
                 plan = build_plan(t.phone, t.context, t.speaker, cfg)
             s = abx_scores(feats, plan, cfg)
-            for cond, val in (("within", s.within), ("across", s.across)):
+            for r in s.rows():
                 rows.append({"model": model, "upstream": args.upstream, "ckpt": args.ckpt or "", "stream": key,
-                             "layer": layer, "metric": f"abx_{cond}", "value": val, "chance": 50.0,
-                             "n_items": len(kept), "n_cells": s.n_within_cells if cond == "within" else s.n_across_cells,
-                             "item_file": str(item), "slicing": args.slicing, "rate_hz": rate})
-    out = args.out or io.default_out("abx", args)
+                             "layer": layer, **r, "chance": 50.0, "n_items_total": len(table),
+                             "n_bootstrap": args.bootstrap, "item_file": str(item), "slicing": args.slicing,
+                             "rate_hz": rate})
+    samples.annotate(rows)
     io.write_results(rows, out, t0, {"item_file": str(item), "n_items_total": len(table)})
     io.print_table(rows, ["model", "stream", "layer"])
     print(f"wrote {out}")

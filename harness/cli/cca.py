@@ -87,13 +87,26 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.time()
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     bad = [v for v in views if v not in VIEWS]
-    if bad:
-        raise io.AnalysisError(f"unknown view(s) {bad}: choose from {', '.join(VIEWS)}")
+    if bad or not views:
+        raise io.AnalysisError(f"--views: unknown or no view(s) {bad}: choose from {', '.join(VIEWS)}")
+    io.check_common(args)
+    io.check_numbers(args, {"trials": (1, True), "top_words": (1, True), "max_frames": (1, True),
+                            "max_utts": (1, True), "seed": (0, True), "suggest_frac": (0, False)})
+    if args.suggest_frac > 1:
+        raise io.AnalysisError(f"--suggest-frac {args.suggest_frac}: must be in (0, 1]")
+    out = args.out or io.default_out("cca", args)
+    io.check_writable(out)
+    if args.suggest_layers and args.suggest_out is not None:
+        io.check_writable(args.suggest_out)
     corpus = io.resolve_corpus(args.corpus, args.corpora_dir)
     rows = io.corpus_utterances(corpus, args.split, args.max_utts)
     wavs = {r["utt_id"]: r["wav"] for r in rows}
+    from harness.preflight import files_for_split
+
+    io.check_audio(args, io.restrict(files_for_split(corpus, args.split), wavs.values()), corpus)
     upstream = io.open_upstream(args)
     keys = io.choose_keys(args, upstream)
+    chosen = io.check_layers(args, upstream, keys)
     store = io.feature_store(args, wavs, keys, upstream)
     del upstream
     fb = None
@@ -110,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     model = io.model_name(args)
     out_rows, best = [], {}
     for key in keys:
-        layers = io.parse_layers(args.layers, store.num_layers(key), key)
+        layers = chosen[key]
         rate = store.rate(key)
         for layer in tqdm(layers, desc=f"CCA {key}", disable=args.quiet):
             get = lambda u: store.get(key, layer, u)  # noqa: E731
@@ -131,10 +144,12 @@ def _run(args: argparse.Namespace) -> int:
                 r = pwcca_cv(x, y, groups=groups, trials=args.trials, seed=args.seed)
                 out_rows.append({"model": model, "upstream": args.upstream, "ckpt": args.ckpt or "", "stream": key,
                                  "layer": layer, "metric": f"cca_{view}", "value": r.mean, "std": r.std,
-                                 "chance": 0.0, "n_samples": r.n_samples, "dim_y": y.shape[1],
+                                 "chance": 0.0, **r.sizes(), "dim_y": y.shape[1],
                                  "eps": ";".join(f"{e:g}" for e in r.eps), "trials": args.trials})
                 best.setdefault((key, view), {})[layer] = r.mean
-    out = args.out or io.default_out("cca", args)
+    from analysis import samples
+
+    samples.annotate(out_rows)
     io.write_results(out_rows, out, t0, {"corpus": str(corpus), "split": args.split, "n_utts": len(rows),
                                          "n_phone_segments": len(phones), "n_word_segments": len(words),
                                          "word_utts_skipped": len(skipped)})

@@ -39,6 +39,10 @@ def _make(args) -> int:
     from harness.corpus import make_corpus
     from harness.corpus.layout import CorpusLayout
 
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: must be >= 1 (default: all cores)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be >= 0")
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     t0 = time.time()
     root = make_corpus(args.out, size=args.size, seed=args.seed, workers=workers, progress=not args.no_progress)

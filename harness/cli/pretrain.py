@@ -1,8 +1,10 @@
 """`harness pretrain --recipe NAME [--out DIR] [--corpus DIR] [key=value ...]`: train a DUET model.
 
 Recipes (pretrain/recipes): hubert-compact, learn2diss-compact, jooci-compact, barlow-twins-compact.
-Everything is checked before any work: the recipe name, every override key, the corpus files
-the recipe needs, the checkpoints it builds on, and that --out is writable. An interrupted run
+Everything is checked before any work: the recipe name, every override key and numeric value
+(finite, in range), the corpus files the recipe needs, the checkpoints it builds on, that --out is
+writable, and every training audio file (the pre-flight audio check of harness/preflight.py;
+--no-preflight skips it). An interrupted run
 (even SIGKILL) resumes from its last checkpoint when the same command is run again.
 Multi-process: `torchrun --nproc_per_node N -m harness.cli pretrain ...` (gloo on CPU, NCCL on GPU).
 """
@@ -24,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for data order, masking, init and k-means")
     p.add_argument("--steps", type=int, default=None, help="train every phase this many steps (smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip the pre-flight audio check of the training files (bad audio then fails mid-run)")
     p.add_argument("--list", action="store_true", help="list recipes and exit")
     p.add_argument("--show-config", action="store_true", help="print the resolved recipe config and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -44,6 +48,49 @@ def _check_writable(out: Path) -> str | None:
     except OSError as e:
         return f"cannot write to --out {out}: {e.strerror or e}; choose a writable directory"
     return None
+
+
+# numeric recipe options: each must be finite; these must be > 0, these in [0, 1], these may be < 0
+POSITIVE = {"steps", "batch_size", "lr", "aux_lr", "crop_s", "clip_s", "views", "grad_accum", "ckpt_every",
+            "log_every", "keep_ckpts", "tau", "tau_frame", "tau_utt", "k", "k_mfcc", "k_layer", "k_frame", "q_utt",
+            "proj_dim", "mask_len", "kmeans_frames", "max_frames", "pseudo_con_frames", "club_hidden",
+            "n_noise", "n_babble", "n_rir"}
+FRACTIONS = {"mask_prob", "mask_frac", "min_lr_ratio", "prob", "p_filter", "p_gain", "p_mask", "p_noise",
+             "p_reverb", "betas"}
+SIGNED = {"snr_db"}
+
+
+def check_numbers(cfg, prefix: str = "") -> None:
+    """Every numeric value of a recipe config is finite and in its range (``POSITIVE`` > 0,
+    ``FRACTIONS`` in [0, 1], ``SIGNED`` any sign, every other >= 0); else RecipeError naming the
+    key, so ``data.batch_size=0`` or ``iter1.lr=nan`` stops before any work."""
+    import dataclasses
+    import math
+
+    from pretrain.recipes.common import RecipeError
+
+    for f in dataclasses.fields(cfg):
+        v, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(v):
+            check_numbers(v, key + ".")
+            continue
+        values = v if isinstance(v, (tuple, list)) else (v,)
+        for x in values:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue
+            bad = None
+            if not math.isfinite(x):
+                bad = "must be a finite number"
+            elif f.name in SIGNED:
+                pass
+            elif f.name in POSITIVE and x <= 0:
+                bad = "must be > 0"
+            elif f.name in FRACTIONS and not 0 <= x <= 1:
+                bad = "must be in [0, 1]"
+            elif x < 0:
+                bad = "must be >= 0"
+            if bad:
+                raise RecipeError(f"{key}={v!r}: {bad} (set it with {key}=VALUE; see --show-config)")
 
 
 def run(args) -> int:
@@ -72,6 +119,7 @@ def run(args) -> int:
         if args.show_config:
             print(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
             return 0
+        check_numbers(cfg)
         recipe.check(cfg)
     except (RecipeError, ValueError, KeyError) as e:
         return _fail(str(e).strip("'\""))
@@ -89,6 +137,17 @@ def run(args) -> int:
     err = _check_writable(out)
     if err:
         return _fail(err)
+    if not args.no_preflight:          # every rank checks (cached), so all stop together
+        from harness.preflight import check_audio, default_cache_path, files_for_pretrain
+        from pretrain.data import DataError
+
+        try:
+            files = files_for_pretrain(corpus, cfg.data.split, cfg.data.exclude_eval)
+        except DataError as e:
+            return _fail(str(e))
+        report = check_audio(files, cache_path=default_cache_path(corpus), workers=2)
+        if not report.ok:
+            return _fail(report.format())
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

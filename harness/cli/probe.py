@@ -80,10 +80,25 @@ def _run(args: argparse.Namespace) -> int:
     bad = [s for s in probes if s not in ("speaker", "phone")]
     if bad:
         raise io.AnalysisError(f"unknown probe(s) {bad}: choose speaker and/or phone")
+    io.check_common(args)
+    io.check_numbers(args, {"max_frames": (1, True), "max_utts": (1, True), "seed": (0, True),
+                            "mi_steps": (1, True)})
+    mi_layers = [s.strip() for s in args.mi_layers.split(",")]
+    if len(mi_layers) != 2:
+        raise io.AnalysisError(f"--mi-layers {args.mi_layers!r}: write CONTENT,OTHER layers, e.g. last,last or 6,2")
+    for s in mi_layers:
+        if s != "last":
+            io.parse_layers(s, None, "--mi-layers")
+    out = args.out or io.default_out("probe", args)
+    io.check_writable(out)
     corpus = io.resolve_corpus(args.corpus, args.corpora_dir)
     rows = io.corpus_utterances(corpus, args.split, args.max_utts)
+    from harness.preflight import files_for_split
+
+    io.check_audio(args, io.restrict(files_for_split(corpus, args.split), [r["wav"] for r in rows]), corpus)
     upstream = io.open_upstream(args)
     keys = io.choose_keys(args, upstream)
+    chosen = io.check_layers(args, upstream, keys)
     store = io.feature_store(args, {r["utt_id"]: r["wav"] for r in rows}, keys, upstream)
     del upstream
     utts, spk = [r["utt_id"] for r in rows], [r["speaker"] for r in rows]
@@ -91,36 +106,36 @@ def _run(args: argparse.Namespace) -> int:
     base = {"model": model, "upstream": args.upstream, "ckpt": args.ckpt or ""}
     out_rows = []
     for key in keys:
-        layers = io.parse_layers(args.layers, store.num_layers(key), key)
+        layers = chosen[key]
         rate = store.rate(key)
         for layer in tqdm(layers, desc=f"probes {key}", disable=args.quiet):
             get = lambda u: store.get(key, layer, u)  # noqa: E731
             if "speaker" in probes:
                 r = probe_accuracy(utterance_means(get, utts), spk, seed=args.seed, stratify=True, device=args.device)
                 out_rows.append({**base, "stream": key, "layer": layer, "metric": "probe_speaker", "value": r.accuracy,
-                                 "chance": r.chance, "n_train": r.n_train, "n_test": r.n_test, "n_classes": r.n_classes})
+                                 "chance": r.chance, **r.sizes()})
             if "phone" in probes:
                 x, y, g = frame_phone_labels(rows, get, rate, args.max_frames, args.seed)
                 r = probe_accuracy(x, y, groups=g, seed=args.seed, device=args.device)
                 out_rows.append({**base, "stream": key, "layer": layer, "metric": "probe_phone", "value": r.accuracy,
-                                 "chance": r.chance, "n_train": r.n_train, "n_test": r.n_test, "n_classes": r.n_classes})
+                                 "chance": r.chance, **r.sizes()})
     if args.mi:
         if not {"content", "other"} <= set(keys):
             print(f"--mi needs the content and other streams; {args.upstream} gives {', '.join(keys)}: MI skipped",
                   file=sys.stderr)
         else:
-            lc, lo = (s.strip() for s in args.mi_layers.split(","))
+            lc, lo = mi_layers
             lc = store.num_layers("content") - 1 if lc == "last" else io.parse_layers(lc, store.num_layers("content"), "content")[0]
             lo = store.num_layers("other") - 1 if lo == "last" else io.parse_layers(lo, store.num_layers("other"), "other")[0]
             x, y, g = paired_frames(lambda u: store.get("content", lc, u), store.rate("content"),
                                     lambda u: store.get("other", lo, u), store.rate("other"), utts,
                                     args.max_frames, args.seed)
             est = mi_bounds(x, y, groups=g, seed=args.seed, steps=args.mi_steps, device=args.device)
-            for metric, val in (("mi_club", est.club), ("mi_infonce", est.infonce)):
-                out_rows.append({**base, "stream": "content|other", "layer": lc, "layer_other": lo, "metric": metric,
-                                 "value": val, "chance": 0.0, "n_train": est.n_train, "n_test": est.n_test,
-                                 "infonce_cap": est.infonce_cap})
-    out = args.out or io.default_out("probe", args)
+            for r in est.rows():
+                out_rows.append({**base, "stream": "content|other", "layer": lc, "layer_other": lo, **r})
+    from analysis import samples
+
+    samples.annotate(out_rows)
     io.write_results(out_rows, out, t0, {"corpus": str(corpus), "split": args.split, "n_utts": len(rows)})
     io.print_table(out_rows, ["model", "stream", "layer"])
     print(f"wrote {out}")

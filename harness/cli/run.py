@@ -10,6 +10,12 @@ Examples:
   harness run --tasks sid,pr --upstreams jooci --features content,other --layers all 6-11
   harness run --tasks sid --upstreams jooci --ckpt jooci=runs/jooci/final --steps 200
   harness run --tasks sid,er --data-config my_datasets.yaml     # real VoxCeleb1 / IEMOCAP (see README)
+
+Before any work every audio file the tasks read is decoded once (harness/preflight.py: sample
+rate, channels, length, finiteness; cached by size and mtime); a problem stops the run with exit
+2 and a list of the files and their fixes (--no-preflight skips the check, at your own risk).
+A feature cache that cannot be built is an error naming the cause (exit 2; what was extracted is
+kept for the next run); --no-cache runs the upstream at every step instead.
 """
 from __future__ import annotations
 
@@ -54,6 +60,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", dest="cache", action="store_false", help="run the upstream at every step (plain s3prl)")
     p.add_argument("--cache-dir", default="cache/features", help="feature cache root (default ./cache/features)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip the pre-flight audio check (bad audio then fails mid-run or gives a wrong result)")
+
+
+def preflight_tasks(tasks, data, folds: int | None):
+    """The pre-flight audio check of every file ``tasks`` read in ``data`` (ER: its first ``folds``
+    sessions); the report (``.ok``, ``.format()``)."""
+    from harness.preflight import FileList, check_audio, default_cache_path, files_for_task
+
+    files = FileList()
+    for t in tasks:
+        files = files + (files_for_task(t, data.layout, folds=list(range(1, folds + 1)))
+                         if t == "er" and folds else files_for_task(t, data.layout))
+    return check_audio(files, cache_path=default_cache_path(data.root), workers=2)
 
 
 def _on_sigterm(signum, frame):  # make `kill` behave like Ctrl-C: children are killed, no partial row
@@ -94,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     store = ResultStore(Path(args.results), name)
     command = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py")) else " ".join(sys.argv)
     todo = [c for c in sweep.cells if args.force or not store.has(c.id)]
+    check = sorted({c.task for c in (sweep.cells if args.dry_run else todo)})
+    if check and not args.no_preflight:
+        report = preflight_tasks(check, data, args.folds)
+        if not report.ok:
+            print(f"harness run: error: {report.format()}", file=sys.stderr)
+            return 2
     print(f"harness run: {len(sweep.cells)} cells ({len(sweep.cells) - len(todo)} already done) -> {store.csv_path}"
           f"  [corpus {data.name}, device {device}, cache {'on' if args.cache else 'off'}]")
     if args.dry_run:
@@ -106,10 +132,15 @@ def run(args: argparse.Namespace) -> int:
         from harness.superb.cache_plan import prepare_cache
         try:
             cache_specs = prepare_cache(todo, data, Path(args.cache_dir), device=device)
-        except Exception as e:  # noqa: BLE001 - a broken cache must not stop the sweep: run uncached
-            print(f"harness run: feature cache unavailable ({type(e).__name__}: {e}); running without it",
-                  file=sys.stderr)
-            cache_specs = {}
+        except KeyboardInterrupt:
+            print("\nharness run: interrupted while building the feature cache; what was extracted is kept "
+                  "and the next run continues", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - never fall back silently: name the cause, keep the partial store
+            print(f"harness run: error: the feature cache under {args.cache_dir} could not be built "
+                  f"({type(e).__name__}: {e}). What was extracted is kept and the next run continues from it; "
+                  f"fix the cause, or pass --no-cache to run the upstream at every step", file=sys.stderr)
+            return 2
 
     ctx = RunContext(corpus=data.name, corpus_path=str(data.root), device=device, machine=machine(device),
                      git_commit=git_commit(), command=command)

@@ -41,6 +41,8 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-seconds", type=float, default=60.0,
                    help="padded audio per forward pass during extraction (0 = one file per forward)")
     g.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    g.add_argument("--no-preflight", action="store_true",
+                   help="skip the pre-flight audio check of every file read (harness/preflight.py)")
 
 
 def add_corpus_arguments(p: argparse.ArgumentParser, default: str | None = "small",
@@ -72,6 +74,82 @@ def resolve_corpus(arg: str | None, corpora_dir: Path, make: bool = True) -> Pat
 
 # 'all' | '6-11' | '0,3,5' | '2-4,8' -> sorted layer indices, checked against the key's layers
 parse_layers = functools.partial(facts.parse_layers, error=AnalysisError, noun="layers")
+
+
+# ----------------------------------------------------------------------------------------------
+# checks before any work (arguments, output, audio)
+
+def check_numbers(args, rules: dict[str, tuple[float, bool]]) -> None:
+    """``rules``: option dest -> (minimum, inclusive); None values (option not given) pass.
+    Every checked value must be finite and at least (or above) its minimum, else AnalysisError
+    naming the option."""
+    import math
+
+    for dest, (lo, inclusive) in rules.items():
+        v = getattr(args, dest, None)
+        if v is None:
+            continue
+        opt = "--" + dest.replace("_", "-")
+        if not math.isfinite(v) or (v < lo if inclusive else v <= lo):
+            raise AnalysisError(f"{opt} {v}: must be a number {'>=' if inclusive else '>'} {lo:g}")
+
+
+def check_common(args) -> None:
+    """The options every analysis shares: --layers syntax (its range is checked against the model
+    in :func:`check_layers`) and --batch-seconds."""
+    check_numbers(args, {"batch_seconds": (0, True)})
+    parse_layers(args.layers, None, "--layers")
+
+
+def check_layers(args, upstream, keys: list[str]) -> dict[str, list[int]]:
+    """{key: layers} of --layers for each key, checked against the layers the upstream returns
+    (one forward pass on 1 s of silence), before any extraction."""
+    import torch
+
+    with torch.no_grad():
+        out = upstream([torch.zeros(SAMPLE_RATE)])
+    have = [k for k in out if not str(k).startswith("_")]
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise AnalysisError(f"--features: upstream {args.upstream} has no key(s) {', '.join(missing)}; "
+                            f"it returns: {', '.join(have)}")
+    return {k: parse_layers(args.layers, len(out[k]) if isinstance(out[k], (list, tuple)) else 1, k) for k in keys}
+
+
+def check_writable(out: Path) -> None:
+    """The results CSV's folder can be created and written (found before any work)."""
+    folder = Path(out).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_probe.{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise AnalysisError(f"--out {out}: cannot write to {folder} ({e.strerror or e}); "
+                            f"choose a writable --out") from e
+
+
+def restrict(files, wavs):
+    """A harness.preflight.FileList cut down to the audio files ``wavs`` (e.g. --max-utts of a split);
+    problems of other listed files that are not on disk are dropped, every other problem kept."""
+    keep = {os.path.abspath(w) for w in wavs}
+    files.files = [f for f in files.files if os.path.abspath(f) in keep]
+    files.problems = [p for p in files.problems
+                      if p.kind != "missing" or not p.where or os.path.abspath(p.path) in keep]
+    return files
+
+
+def check_audio(args, files, root) -> None:
+    """The pre-flight audio check of ``files`` (a harness.preflight.FileList; cached per ``root``)
+    unless --no-preflight; raises harness.preflight.PreflightError listing the bad files."""
+    if getattr(args, "no_preflight", False):
+        return
+    from harness.preflight import check_audio as check, default_cache_path
+
+    report = check(files, cache_path=default_cache_path(root), workers=2)
+    report.raise_for_problems()
+    if not getattr(args, "quiet", False):
+        print(report.format(), file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +226,7 @@ def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict 
 
     out = Path(out)
     atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))
-    via_cli = Path(sys.argv[0]).name in ("harness", "__init__.py", "-m") or sys.argv[0].endswith("harness/cli/__init__.py")
+    via_cli = Path(sys.argv[0]).name in ("harness", "__init__.py", "__main__.py", "-m") or sys.argv[0].endswith("harness/cli/__init__.py")
     meta = {"command": " ".join((["harness"] + sys.argv[1:]) if via_cli else sys.argv),
             "commit": git_commit(), "machine": machine_here(), "wall_s": round(time.time() - started, 2),
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -219,9 +297,12 @@ def read_words(record: dict | None, sample_rate: int = SAMPLE_RATE) -> tuple[lis
 def known_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (printed as one line, exit status 2), not a bug."""
     from analysis.abx import ItemFileError, MissingFeaturesError
+    from analysis.checks import AnalysisInputError
     from harness.features.store import FeatureStoreError
+    from harness.preflight import PreflightError
 
-    errs: list[type[BaseException]] = [AnalysisError, ItemFileError, MissingFeaturesError, FeatureStoreError]
+    errs: list[type[BaseException]] = [AnalysisError, ItemFileError, MissingFeaturesError, FeatureStoreError,
+                                       AnalysisInputError, PreflightError]
     try:
         from harness.corpus.layout import CorpusError
 

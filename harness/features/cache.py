@@ -57,27 +57,35 @@ def store_root(cache_dir: Path, upstream: str, ckpt_hash: str, corpus_id: str) -
 def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], audio: list[Path],
                 device: str = "cpu") -> Path:
     """Extract every layer of `keys` for `audio` into `root` (resumable) and write the waveform-hash
-    index + the spec file the `duet_cached` expert reads. Returns the spec path."""
+    index + the spec file the `duet_cached` expert reads. Returns the spec path.
+
+    ``wavhash.json`` maps a content hash to ``[file id, path, other paths with that content...]``:
+    the first path seen names the features for good, and any later path with the same samples (a
+    hard link, e.g. the generated corpus's VoxCeleb1 and IEMOCAP views of one LibriSpeech file) is
+    recorded as an alias, never re-extracted. The index is written before extraction starts, so a
+    killed build re-hashes nothing and re-extracts only the shard that was in progress."""
     from tqdm import tqdm
 
     from harness.features.store import FeatureStore
     from harness.locks import CellLock
+    from upstream.facts import atomic_write_text
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with CellLock(root / ".build.lock"):
         index_path = root / "wavhash.json"
         index: dict[str, list[str]] = json.loads(index_path.read_text()) if index_path.is_file() else {}
-        known = {v[1] for v in index.values()}
+        known = {p for v in index.values() for p in v[1:]}
         new = [p for p in audio if str(p) not in known]
         for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=len(new) < 50):
-            index[wav_hash(read_wav(p))] = [str(Path(p)), str(p)]
-        files = {fid: path for fid, path in index.values()}
+            entry = index.setdefault(wav_hash(read_wav(p)), [str(p)])
+            if str(p) not in entry[1:]:
+                entry.append(str(p))
+        if new:
+            atomic_write_text(index_path, json.dumps(index))
+        files = {v[0]: next((q for q in v[1:] if Path(q).is_file()), v[1]) for v in index.values()}
         store = FeatureStore(root / "store")
-        # batch_seconds=0: one file per forward, so every stored frame count is exact
-        store.extract(upstream, ckpt, keys, files, batch_seconds=0, device=device)
-        from upstream.facts import atomic_write_text
-        atomic_write_text(index_path, json.dumps(index))
+        store.extract(upstream, ckpt, keys, files, device=device)
         spec = {"format": SPEC_FORMAT, "upstream": upstream, "ckpt": ckpt, "store": str((root / "store").resolve()),
                 "index": str(index_path.resolve()), "keys": sorted(set(keys) | set(store.keys()))}
         spec_path = root / "spec.json"
@@ -129,8 +137,9 @@ class CachedUpstream(torch.nn.Module):
         """One stored file against a live forward: a stale or mismatched cache fails here."""
         if not index:
             return
-        h, (fid, path) = next(iter(index.items()))
-        if not Path(path).is_file():
+        h, (fid, *paths) = next(iter(index.items()))
+        path = next((p for p in paths if Path(p).is_file()), None)
+        if path is None:
             return
         dev = next(self.real.parameters(), torch.zeros(())).device
         with torch.no_grad():
@@ -138,8 +147,11 @@ class CachedUpstream(torch.nn.Module):
         for key in self.keys:
             cached = self._cached_item(key, fid)
             ref = torch.stack([t[0].float().cpu() for t in live[key]])
-            t = min(ref.shape[1], cached.shape[1])
-            err = (ref[:, :t] - cached[:, :t]).abs().max().item()
+            if ref.shape != cached.shape:
+                raise RuntimeError(f"feature cache {self.spec['store']} disagrees with the live upstream on {path} "
+                                   f"(key {key}: {tuple(cached.shape)} (layers, frames, dims) stored, "
+                                   f"{tuple(ref.shape)} live): delete that cache dir and re-run")
+            err = (ref - cached).abs().max().item() if ref.numel() else 0.0
             scale = ref.abs().max().item() + 1e-6
             if err > 1e-3 * max(1.0, scale):
                 raise RuntimeError(f"feature cache {self.spec['store']} disagrees with the live upstream on {path} "

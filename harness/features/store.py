@@ -16,10 +16,12 @@ padded audio), sharded (a shard is flushed every ``shard_seconds`` of audio) and
 arrays are written to a temporary name and renamed, then ``index.json`` is rewritten atomically, so
 an interrupted run loses at most the shard in progress and the next ``extract`` continues.
 
-Frame counts. s3prl returns padded (B, T, D) tensors without lengths. For a batch of several files
-the valid frames of file i are ``round(S_i * T / S_max)`` (S = samples, T = padded frames) — the
-same rule s3prl's own baseline expert uses; it can be off by one frame at a file's end for
-front-ends whose length is not proportional. ``batch_seconds=0`` runs one file per forward (exact).
+Frame counts are exact: the store holds, for every file, what a forward on that file alone gives.
+s3prl returns padded (B, T, D) tensors without lengths, so a batch of several files is cut back with
+the model's own output-length arithmetic: DUET experts return their per-stream valid lengths
+(``DuetUpstreamExpert.forward_with_lengths``: the models' ``content_len`` / ``other_len``). Every
+other upstream (s3prl's fbank, mfcc, hubert, ...) runs one file per forward, whatever
+``batch_seconds`` says (s3prl's kaldi front-ends extract file by file anyway).
 
 Example::
 
@@ -306,12 +308,15 @@ class FeatureStore:
             upstream = load_upstream(upstream_name, ckpt, model_config)
         upstream = upstream.to(device).eval()
 
+        from upstream.expert_base import DuetUpstreamExpert
+
+        with_lengths = isinstance(upstream, DuetUpstreamExpert)
         lengths = {f: sf.info(str(files[f])).frames for f in todo}
         todo.sort(key=lambda f: lengths[f])
         batches: list[list[str]] = []
         cur: list[str] = []
         for f in todo:
-            if cur and (len(cur) + 1) * lengths[f] > batch_seconds * SAMPLE_RATE:
+            if cur and (not with_lengths or (len(cur) + 1) * lengths[f] > batch_seconds * SAMPLE_RATE):
                 batches.append(cur)
                 cur = []
             cur.append(f)
@@ -327,11 +332,15 @@ class FeatureStore:
                 wavs = []
                 for f in batch:
                     w, sr = sf.read(str(files[f]), dtype="float32", always_2d=True)
-                    if sr != SAMPLE_RATE:
-                        raise FeatureStoreError(f"{files[f]}: sample rate {sr}, expected {SAMPLE_RATE}")
-                    wavs.append(torch.from_numpy(w.mean(axis=1)).to(device))
-                out = upstream(wavs)
-                s_max = max(len(w) for w in wavs)
+                    if sr != SAMPLE_RATE or w.shape[1] != 1:
+                        raise FeatureStoreError(
+                            f"{files[f]}: {sr} Hz, {w.shape[1]} channel(s); expected {SAMPLE_RATE} Hz mono: "
+                            f"sox in.wav -r {SAMPLE_RATE} -c 1 out.wav (or check it with harness.preflight)")
+                    wavs.append(torch.from_numpy(w[:, 0]).to(device))
+                if with_lengths:
+                    out, valid = upstream.forward_with_lengths(wavs, names=[str(files[f]) for f in batch])
+                else:
+                    out, valid = upstream(wavs), {}
                 for key in keys:
                     if key not in out:
                         raise FeatureStoreError(f"upstream {upstream_name} has no feature key '{key}' "
@@ -346,7 +355,10 @@ class FeatureStore:
                     for b, f in enumerate(batch):
                         if f in self._key_files(key):
                             continue
-                        n = t_pad if len(batch) == 1 else max(1, min(t_pad, round(len(wavs[b]) * t_pad / s_max)))
+                        n = int(valid[key][b]) if key in valid else t_pad      # one file per forward: all of it
+                        if not 0 <= n <= t_pad:
+                            raise FeatureStoreError(f"{upstream_name} key '{key}': {n} valid frames of {t_pad} "
+                                                    f"for {files[f]}")
                         pending.setdefault(f, {})[key] = np.ascontiguousarray(arr[:, b, :n])
                     self._note_key(key, upstream, len(layers), stacked.shape[3])
                 pending_samples += sum(len(w) for w in wavs)

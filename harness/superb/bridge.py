@@ -139,8 +139,11 @@ def effective_config(args) -> tuple[dict, str, argparse.Namespace]:
         if not path.is_file():
             raise BridgeError(f"-e {path}: checkpoint not found; pass an s3prl checkpoint written by "
                               f"-m train (e.g. result/downstream/NAME/dev-best.ckpt)")
-        try:
-            ckpt = torch.load(path, map_location="cpu")
+        try:  # weights_only: tensors, containers and s3prl's argparse.Namespace only; no code runs. Added for
+            # good, as compat.install() does (s3prl's own torch.load of the same file needs it; the
+            # safe_globals context manager would remove it again on exit)
+            torch.serialization.add_safe_globals([argparse.Namespace])
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - report which file is bad, whatever the reason
             raise BridgeError(f"-e {path}: cannot read this s3prl checkpoint ({type(e).__name__}: {e}); "
                               f"re-run training or pass another checkpoint") from e
@@ -158,7 +161,7 @@ def effective_config(args) -> tuple[dict, str, argparse.Namespace]:
             raise BridgeError(f"config file {cfg_path} does not exist; pass an existing YAML with -c, e.g. "
                               f"downstream_configs/mini/sid.yaml")
         try:
-            config = yaml.load(cfg_path.read_text(), Loader=yaml.FullLoader)
+            config = yaml.safe_load(cfg_path.read_text())
         except yaml.YAMLError as e:
             raise BridgeError(f"config file {cfg_path} is not valid YAML: {e}") from e
         if not isinstance(config, dict) or "runner" not in config or "downstream_expert" not in config:
