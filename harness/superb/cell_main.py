@@ -92,7 +92,7 @@ def run_plan(plan: dict, result_path: Path) -> int:
         ckpt = eval_checkpoint(plan["task"], Path(run["expdir"]))
         if ckpt is None:
             return finish(3, stage="train", run=run["name"], error=f"no checkpoint in {run['expdir']}")
-        tests = {}
+        tests, extra = {}, {}
         for split in plan["test_splits"]:
             print(f"{MARK} test run={run['name']} split={split} ckpt={ckpt}", flush=True)
             rc, text = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])],
@@ -101,10 +101,12 @@ def run_plan(plan: dict, result_path: Path) -> int:
                 return finish(rc, stage="test", run=run["name"], error=f"evaluation on {split} exited with {rc}")
             try:
                 tests[split] = float(spec.parse_metric(text, split))
+                extra[split] = {k: float(v) for k, v in spec.parse_extra(text, split).items()}
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 return finish(4, stage="test", run=run["name"],
                               error=f"could not parse the test metric of {run['name']} on {split}: {e}")
-        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": str(ckpt), "test": tests})
+        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": str(ckpt), "test": tests,
+                               "extra": extra})
     print(f"{MARK} done", flush=True)
     return finish(0)
 
