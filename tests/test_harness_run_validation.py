@@ -39,9 +39,9 @@ def test_layers_beyond_the_models_real_layer_count(run_cli, tmp_path):
                    "--layers", "99", "--dry-run")
     assert "layer 99 is out of range" in err and "valid indices are 0-" in err
     ckpts = sw.resolve_checkpoints(["jooci"], ["jooci=random:tiny"], random_dir=tmp_path / "rnd")
-    sw.check_layer_ranges(["jooci"], ["content"], ["0-1"], ckpts)        # in range: fine
+    sw.validate_layer_subsets(["jooci"], ["content"], ["0-1"], ckpts)        # in range: fine
     with pytest.raises(sw.SweepError, match="other=5|layer 5 is out of range"):
-        sw.check_layer_ranges(["jooci"], ["content", "other"], ["other=5"], ckpts)
+        sw.validate_layer_subsets(["jooci"], ["content", "other"], ["other=5"], ckpts)
 
 
 def test_results_dir_that_cannot_be_written(run_cli, tmp_path):
@@ -82,7 +82,9 @@ def test_ckpt_accepts_what_k_accepts(tmp_path):
     assert got["hubert_compact"] == tmp_path / "hf" and len(sw.ckpt_hash_of("hubert_compact", tmp_path / "hf")) == 12
     with pytest.raises(sw.SweepError, match="works for hubert_compact, learn2diss"):
         sw.resolve_checkpoints(["jooci"], [f"jooci={tmp_path / 'hf'}"])
-    # a fairseq .pt is accepted here; loading it is behind the expert's allow_unpickle opt-in
-    assert sw.resolve_checkpoints(["learn2diss"], [f"learn2diss={f}"])["learn2diss"] == f
+    # a fairseq .pt is read as the expert reads it (tensors only; pickled objects need the expert's
+    # allow_unpickle opt-in): a file that is no torch checkpoint is refused before anything runs
+    with pytest.raises(sw.SweepError, match="learn2diss=.*cannot be loaded with torch.load\\(weights_only=True\\).*allow_unpickle"):
+        sw.resolve_checkpoints(["learn2diss"], [f"learn2diss={f}"])
     with pytest.raises(sw.SweepError, match="not in --upstreams"):
         sw.resolve_checkpoints(["fbank"], [f"mfcc={f}"])

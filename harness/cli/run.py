@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         sw.parse_layers_arg(args.layers)
         sw.check_results_dir(Path(args.results))
         ckpts = sw.resolve_checkpoints(upstreams, args.ckpt)
-        sw.check_layer_ranges(upstreams, features, args.layers, ckpts)
+        sw.validate_layer_subsets(upstreams, features, args.layers, ckpts)
         if args.data_config:
             data = sw.resolve_real_data(Path(args.data_config), tasks)
         else:

@@ -89,7 +89,7 @@ def check_results_dir(path: Path) -> Path:
     return p
 
 
-def check_layer_ranges(upstreams: list[str], features: list[str], layers: list[str] | None,
+def validate_layer_subsets(upstreams: list[str], features: list[str], layers: list[str] | None,
                        ckpts: dict[str, Path | None]) -> None:
     """Every --layers subset within the real layer count of each DUET upstream's stream: the model is
     built once from its checkpoint (as run_downstream.py -k would) and its layers counted."""
@@ -184,6 +184,11 @@ def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
                 if name not in BACKBONE_MODELS:
                     raise SweepError(f"--ckpt {part}: {name} takes a DUET checkpoint directory; a transformers "
                                      f"HuBERT/WavLM directory or a fairseq .pt works for {', '.join(BACKBONE_MODELS)}")
+                if p.is_file():       # read it now as the expert will (tensors only: no allow_unpickle here)
+                    try:
+                        importers.read_fairseq_hubert(p)
+                    except (ValueError, KeyError) as e:
+                        raise SweepError(f"--ckpt {part}: {e}") from e
                 given[name] = p
                 continue
             try:
