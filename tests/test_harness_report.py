@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.superb.report import REPORT_MARKER
+
 DATA = Path(__file__).parent / "data" / "harness_results.csv"
 
 
@@ -14,17 +16,71 @@ def test_report_from_fixed_results(run_cli, tmp_path):
     run_cli("report", DATA, "--out", out, "--plots", plots)
     md = out.read_text()
     # best-of-stream leaderboard: jooci's best SID comes from the other stream, best PR (lower PER) from content
-    assert "| jooci | 0.7800 (other) | 0.5700 (other) | 0.3500 (content) |" in md
-    assert "| fbank | hidden_states | all | 0.4100 | 0.4400 | 0.6200 |" in md
+    # the fixture's rows predate percent units: fractions are read as percent
+    assert "| jooci | 78.0 (other) | 57.0 (other) | 35.0 (content) |" in md
+    assert "| fbank | hidden_states | all | 41.0 | 44.0 | 62.0 |" in md
     # matrix row for PR (lower is better) and the signed disentanglement summary
-    assert "| pr per ↓ | 0.6200 | 0.3500 | 0.7100 |" in md
-    assert "sid: other better by +0.5600" in md and "pr: content better by +0.3600" in md
+    assert "| pr per % ↓ | 62.0 | 35.0 | 71.0 |" in md
+    assert "sid: other better by +56.0 points" in md and "pr: content better by +36.0 points" in md
     # layer weights read back from the rows: top content layer is 3
     assert "| sid | jooci | content | 6 | 3:0.30" in md
-    for name in ("bars.png", "matrix.png", "layer_weights.png"):
-        p = plots / name
+    # capped steps (20) are marked and explained
+    assert "| sid acc % ↑ | fbank | hidden_states | 41.0 | – | – | – | ? | – | ¹ |" in md
+    assert "¹ `--steps` capped" in md
+    assert md.splitlines()[0] == REPORT_MARKER
+    for name in ("bars", "matrix", "layer_weights"):
+        p = plots / f"{name}.png"
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
-        assert f"plots/{name}" in md
+        assert (plots / f"{name}.pdf").is_file()
+        assert f"plots/{name}.png" in md
+
+
+def _rows_with_chance(tmp_path) -> Path:
+    from harness.superb.chance import learned, wilson
+
+    rows = []
+    for task, up, feat, value, chance, hib, n, why in (
+            ("sid", "fbank_no_cmvn", "hidden_states", 85.0, 1.0, True, 300, "mini config on a generated corpus"),
+            ("sid", "jooci", "content", 1.3, 1.0, True, 300, "mini config on a generated corpus"),
+            ("er", "fbank_no_cmvn", "hidden_states", 62.0, 40.0, True, 200,
+             "1 of 5 folds; mini config on a generated corpus"),
+            ("asr", "fbank", "hidden_states", 97.0, 100.0, False, 300, "steps capped at 50")):
+        lo, hi = wilson(value, n)
+        rows.append({"task": task, "upstream": up, "feature": feat, "layers": "all", "metric": "acc" if hib else "wer",
+                     "unit": "%", "value": value, "ci_low": lo, "ci_high": hi, "chance": chance,
+                     "chance_kind": "1/classes" if task == "sid" else "majority class" if task == "er" else
+                     "best constant output", "n_test": n, "learned": learned(value, chance, n, hib),
+                     "higher_is_better": hib, "not_comparable": why, "superb_comparable": False,
+                     "cer": 30.0 if task == "asr" else None, "cer_chance": 88.0 if task == "asr" else None})
+    p = tmp_path / "rows.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    return p
+
+
+def test_report_shows_chance_learned_and_why_rows_are_not_comparable(run_cli, tmp_path):
+    src = _rows_with_chance(tmp_path)
+    out = tmp_path / "rows.md"
+    run_cli("report", src, "--out", out, "--no-plots")
+    md = out.read_text()
+    assert "| sid acc % ↑ | fbank_no_cmvn | hidden_states | 85.0 [80.5, 88.6] | 1.0 | 1/classes | 300 | yes | – | ³ |" in md
+    assert "| sid acc % ↑ | jooci | content | 1.3 [" in md and "| 300 | **no** |" in md
+    assert "| er acc % ↑ | fbank_no_cmvn | hidden_states | 62.0 [" in md and "| ²³ |" in md
+    assert "| 30.0 (chance 88.0) | ¹ |" in md
+    for mark in ("¹ `--steps`", "² `--folds`", "³ a mini config"):
+        assert mark in md
+
+
+def test_report_never_overwrites_a_hand_written_file(run_cli, tmp_path):
+    src = _rows_with_chance(tmp_path)
+    mine = tmp_path / "notes.md"
+    mine.write_text("# my notes\nwritten by hand\n")
+    p = run_cli("report", src, "--out", mine, "--no-plots", check=False)
+    assert p.returncode == 2 and "refusing to overwrite" in p.stderr and "--out OTHER.md" in p.stderr
+    assert mine.read_text() == "# my notes\nwritten by hand\n"
+    ours = tmp_path / "ours.md"
+    run_cli("report", src, "--out", ours, "--no-plots")
+    run_cli("report", src, "--out", ours, "--no-plots", "--title", "again")     # its own report: replaced
+    assert "# again" in ours.read_text()
 
 
 def test_report_errors_clearly(run_cli, tmp_path):

@@ -46,7 +46,8 @@ def test_store_roundtrip_and_csv(tmp_path):
     csv = s.write_csv()
     import pandas as pd
     df = pd.read_csv(csv)
-    assert list(df.task) == ["er", "sid"] and df.value.tolist() == [0.6, 0.5]
+    # rows without a unit are old fraction rows: read back in percent, as every row now is
+    assert list(df.task) == ["er", "sid"] and df.value.tolist() == [60.0, 50.0] and set(df.unit) == {"%"}
     assert not list(s.cells_dir.glob(".*tmp"))      # no temporary files left behind
 
 

@@ -73,7 +73,11 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
     assert sorted(zip(df.task, df.upstream, df.feature)) == [
         ("er", "fbank", "hidden_states"), ("er", DUET, "content"),
         ("sid", "fbank", "hidden_states"), ("sid", DUET, "content")]
-    assert df.value.between(0, 1).all() and (df.metric == "acc").all()
+    assert df.value.between(0, 100).all() and (df.metric == "acc").all() and (df.unit == "%").all()
+    # every row knows its chance level, test size and interval; 3 capped steps are not SUPERB-comparable
+    assert df.chance.notna().all() and (df.n_test > 0).all() and (df.ci_low <= df.value).all()
+    assert (df[df.task == "sid"].chance_kind.str.startswith("1/classes")).all()
+    assert df.not_comparable.str.contains("steps capped at 3").all() and not df.superb_comparable.any()
     duet = df[df.upstream == DUET]
     assert (duet.ckpt_hash.str.len() == 12).all()
     assert duet.cache.all() and not df[df.upstream == "fbank"].cache.any()

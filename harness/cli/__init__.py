@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("harness.cli.pretrain", "train a DUET model with one of the bundled recipes"),
     "run": ("harness.cli.run", "run SUPERB tasks (s3prl downstreams) over upstreams x features x tasks"),
     "report": ("harness.cli.report", "render leaderboards, the disentanglement matrix and plots from results"),
+    "calibrate": ("harness.cli.calibrate", "positive / negative controls and linear probes for the mini SUPERB configs"),
     "list": ("harness.cli.list", "list known tasks, upstreams, features and checkpoints"),
     "abx": ("harness.cli.abx", "triphone ABX error per layer and stream"),
     "cca": ("harness.cli.cca", "projection-weighted CCA per layer (phone, word, speaker, fbank views)"),

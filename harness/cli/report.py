@@ -1,4 +1,8 @@
-"""`harness report`: Markdown leaderboard + task x stream matrix + PNG plots from `harness run` results.
+"""`harness report`: every cell with its chance level and whether it learned, leaderboards, the task x
+stream matrix and plots (PNG + PDF), from `harness run` results. All metrics in percent. Rows from
+`--steps`-capped runs, from `--folds` subsets and from mini configs are marked as not comparable with
+SUPERB (footnotes say why). The report's first line is a marker; a file without it (hand-written) is
+never overwritten (exit 2).
 
 Examples:
   harness report results/superb_small.csv                 # -> results/superb_small.md + results/superb_small/plots/
@@ -24,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.superb.report import render
+    from harness.superb.report import REPORT_MARKER, render, written_by_report
     from harness.superb.results import load_results
     from upstream.facts import atomic_write_text
 
@@ -46,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     base = src.with_suffix("") if src.suffix == ".csv" else src
     out = Path(args.out) if args.out else base.with_suffix(".md") if src.suffix == ".csv" else base.parent / f"{base.name}.md"
     plots = None if args.no_plots else Path(args.plots) if args.plots else base / "plots"
+    if not written_by_report(out):
+        print(f"harness report: error: {out} exists and was not written by `harness report` (its first line is not "
+              f"the marker {REPORT_MARKER!r}); refusing to overwrite a hand-written file. Pass --out OTHER.md, "
+              f"or move {out} away if it may be replaced", file=sys.stderr)
+        return 2
     md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent, notes=args.note)
     atomic_write_text(out, md)
     print(md)

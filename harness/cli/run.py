@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.add_argument("--tasks", required=True, help="comma list of: sid, asv, er, pr, asr")
     p.add_argument("--upstreams", default=None,
-                   help="comma list (default fbank,learn2diss,jooci,barlow_twins); see `harness list`")
+                   help="comma list (default fbank,learn2diss,jooci,barlow_twins): DUET's upstreams or any s3prl "
+                        "hub name (fbank_no_cmvn, mfcc, mel, hubert, ...); see `harness list`")
     p.add_argument("--features", default=None,
                    help="comma list of feature keys for DUET upstreams (default content,other; fbank always "
                         "uses hidden_states)")
@@ -43,9 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-config", default=None, metavar="YAML",
                    help="real datasets: a YAML of corpus roots (see downstream_configs/real/datasets.example.yaml); "
                         "uses downstream_configs/real/<task>.yaml; overrides --corpus")
-    p.add_argument("--ckpt", action="append", default=None, metavar="[NAME=]DIR",
-                   help="DUET checkpoint dir(s); NAME from its config.json if omitted (default: bundled checkpoints/)")
-    p.add_argument("--steps", type=int, default=None, help="cap each downstream's total_steps (default: the config's)")
+    p.add_argument("--ckpt", action="append", default=None, metavar="[NAME=]PATH",
+                   help="what `run_downstream.py -u NAME -k` takes: a DUET checkpoint dir (NAME from its config.json "
+                        "if omitted), NAME=random:PRESET (seeded random init), a transformers HuBERT/WavLM dir or "
+                        "fairseq .pt for hubert_compact/learn2diss, or for an s3prl upstream its own -k "
+                        "(default: bundled checkpoints/)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="cap each downstream's total_steps, a positive number (default: the config's); "
+                        "capped rows are marked not comparable with SUPERB")
     p.add_argument("--results", default="results", help="results dir (default ./results)")
     p.add_argument("--name", default=None, help="run name: RESULTS/NAME.csv (default superb_<corpus>)")
     p.add_argument("--force", action="store_true", help="redo cells that already have a result")
@@ -90,12 +96,17 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        # every check that can fail, before a corpus is generated or anything trains
         tasks = sw.resolve_tasks(sw.split_list(args.tasks))
         upstreams = sw.resolve_upstreams(sw.split_list(args.upstreams))
+        sw.check_steps(args.steps)
+        sw.check_folds(args.folds, tasks)
         features = sw.split_list(args.features)
         sw.check_feature_names(features)
         sw.parse_layers_arg(args.layers)
-        sw.resolve_checkpoints(upstreams, args.ckpt)      # fail fast, before a corpus is generated
+        sw.check_results_dir(Path(args.results))
+        ckpts = sw.resolve_checkpoints(upstreams, args.ckpt)
+        sw.validate_layer_subsets(upstreams, features, args.layers, ckpts)
         if args.data_config:
             data = sw.resolve_real_data(Path(args.data_config), tasks)
         else:
@@ -143,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     ctx = RunContext(corpus=data.name, corpus_path=str(data.root), device=device, machine=machine(device),
-                     git_commit=git_commit(), command=command)
+                     git_commit=git_commit(), command=command, layout=data.layout)
     overall = tqdm(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True)
 
     def make_bar(desc: str, total: int):

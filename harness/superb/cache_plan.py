@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.features.cache import build_store, store_root
 from harness.superb import taskview
-from harness.superb.upstreams import UPSTREAMS
+from harness.superb.upstreams import upstream_info
 
 
 def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu") -> dict[str, Path]:
@@ -15,7 +15,7 @@ def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu") -> dict[str
 
     groups: dict[tuple, list] = {}
     for c in cells:
-        if UPSTREAMS[c.upstream].duet and c.ckpt:
+        if upstream_info(c.upstream).duet and c.ckpt:
             groups.setdefault((c.upstream, c.ckpt, c.ckpt_hash), []).append(c)
     out = {}
     for (upstream, ckpt, h), group in groups.items():

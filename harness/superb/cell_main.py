@@ -96,7 +96,7 @@ def run_plan(plan: dict, result_path: Path) -> int:
             return finish(3, stage="train", run=run["name"], error=f"no checkpoint in {run['expdir']}")
         tested = []
         for ckpt in ckpts:
-            tests = {}
+            tests, extra = {}, {}
             for split in plan["test_splits"]:
                 print(f"{MARK} test run={run['name']} split={split} ckpt={ckpt}", flush=True)
                 rc, text = run_downstream(["-m", "evaluate", "-t", split, "-e", str(ckpt), *plan.get("test_extra", [])],
@@ -105,18 +105,18 @@ def run_plan(plan: dict, result_path: Path) -> int:
                     return finish(rc, stage="test", run=run["name"], error=f"evaluation on {split} exited with {rc}")
                 try:
                     tests[split] = float(spec.parse_metric(text, split))
+                    extra[split] = {k: float(v) for k, v in spec.parse_extra(text, split).items()}
                 except (ValueError, KeyError, IndexError, TypeError) as e:
                     return finish(4, stage="test", run=run["name"],
                                   error=f"could not parse the test metric of {run['name']} on {split}: {e}")
-            tested.append({"ckpt": str(ckpt), "test": tests})
+            tested.append({"ckpt": str(ckpt), "test": tests, "extra": extra})
         first = plan["test_splits"][0]
         best = tested[0]
         for t in tested[1:]:                  # the best test score over the tested checkpoints (ASV)
             if spec.better(t["test"][first], best["test"][first]):
                 best = t
-        ckpt, tests = best["ckpt"], best["test"]
-        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": str(ckpt), "test": tests,
-                               "tested": tested})
+        result["runs"].append({"name": run["name"], "expdir": run["expdir"], "ckpt": best["ckpt"],
+                               "test": best["test"], "extra": best["extra"], "tested": tested})
     print(f"{MARK} done", flush=True)
     return finish(0)
 

@@ -8,6 +8,23 @@ import json
 import math
 from pathlib import Path
 
+# The first line of every report this module writes; `harness report` overwrites only files that have it.
+REPORT_MARKER = "<!-- written by `harness report` (harness/superb/report.py); regenerate it, do not edit by hand -->"
+
+
+def written_by_report(path: Path) -> bool:
+    """Is ``path`` a report this module wrote (its marker line present)? A missing file counts as yes."""
+    p = Path(path)
+    if not p.exists():
+        return True
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            head = [f.readline() for _ in range(3)]
+    except OSError:
+        return False
+    return any(line.strip() == REPORT_MARKER for line in head)
+
+
 # Tasks whose label is *who/how* (expected to favour the other stream) vs *what is said* (content).
 SPEAKER_TASKS = ("sid", "asv", "er")
 CONTENT_TASKS = ("pr", "asr")
@@ -28,15 +45,71 @@ def _isnan(v) -> bool:
 
 
 def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A metric in percent, one decimal ('–' for none)."""
+    if _isnan(v):
         return "–"
-    return f"{v:.4f}"
+    return f"{float(v):.1f}"
 
 
 def _metric_header(df, task) -> str:
     sub = df[df["task"] == task]
     metric = sub["metric"].iloc[0] if len(sub) else "?"
-    return f"{task} {metric} {'↑' if _hib(df, task) else '↓'}"
+    return f"{task} {metric} % {'↑' if _hib(df, task) else '↓'}"
+
+
+def _truth(v) -> bool | None:
+    if v is None or _isnan(v) if not isinstance(v, str) else v.strip() in ("", "nan", "None"):
+        return None
+    return str(v).strip().lower() in ("true", "1", "1.0")
+
+
+# footnote marks for rows that cannot stand beside SUPERB's numbers (see results.comparability)
+NOT_COMPARABLE = (("steps capped", "¹", "`--steps` capped the training steps below the config's, so the "
+                                         "downstream may be under-trained; SUPERB trains to its configs' steps."),
+                  ("folds", "²", "`--folds` ran only some of ER's 5 folds; SUPERB reports the mean over all 5 "
+                                 "(sessions differ, one fold is not the mean)."),
+                  ("generated corpus", "³", "a mini config on a generated corpus: fewer steps, smaller models "
+                                            "and synthetic speech; compare rows with each other and with chance, "
+                                            "never with SUPERB's published numbers."))
+
+
+def comparability_marks(row) -> str:
+    why = str(row.get("not_comparable", "") or "") if hasattr(row, "get") else ""
+    if why in ("nan", "None"):
+        why = ""
+    steps = row.get("steps") if hasattr(row, "get") else None
+    if not why and not _isnan(steps) and steps not in (None, "", 0):
+        why = f"steps capped at {steps}"          # rows written before the column existed
+    return "".join(mark for key, mark, _ in NOT_COMPARABLE if key in why)
+
+
+def cells_markdown(df) -> str:
+    """Every cell with its control: value and 95 % interval, chance (and how it was computed), the
+    test size, whether it learned (interval beyond chance), CER for ASR, and footnote marks."""
+    rows, used = [], set()
+    for t in tasks_of(df):
+        sub = df[df["task"] == t]
+        for _, r in sub.iterrows():
+            lo, hi = r.get("ci_low"), r.get("ci_high")
+            ci = "" if _isnan(lo) or _isnan(hi) else f" [{_fmt(lo)}, {_fmt(hi)}]"
+            learned = _truth(r.get("learned"))
+            cer = ""
+            if not _isnan(r.get("cer")):
+                cer = f"{_fmt(r.get('cer'))} (chance {_fmt(r.get('cer_chance'))})"
+            marks = comparability_marks(r)
+            used.update(marks)
+            n = r.get("n_test")
+            rows.append([f"{_metric_header(df, t)}", r["upstream"], stream_label(r), f"{_fmt(r['value'])}{ci}",
+                         _fmt(r.get("chance")), str(r.get("chance_kind", "–")).replace("nan", "–"),
+                         "–" if _isnan(n) else str(int(float(n))),
+                         {True: "yes", False: "**no**", None: "?"}[learned], cer or "–", marks or "–"])
+    table = md_table(["task", "upstream", "stream", "value [95 % CI]", "chance", "chance is", "n_test", "learned",
+                      "CER %", "not SUPERB-comparable"], rows)
+    notes = [f"{mark} {text}" for _, mark, text in NOT_COMPARABLE if mark in used]
+    explain = ("All metrics in percent. *learned*: the 95 % interval (Wilson over the test utterances; trials "
+               "for EER; see harness/superb/chance.py) lies wholly on the good side of chance; **no** means the "
+               "cell cannot be told apart from a model that learned nothing.")
+    return "\n".join([table, "", explain, ""] + [n + "  " for n in notes])
 
 
 def tasks_of(df) -> list[str]:
@@ -133,7 +206,7 @@ def disentanglement_summary(df) -> str:
                 gap, want = sign * (vc - vo), "content"
             else:
                 continue
-            parts.append(f"{t}: {want} better by {gap:+.4f}" + ("" if gap > 0 else " (NOT as expected)"))
+            parts.append(f"{t}: {want} better by {gap:+.1f} points" + ("" if gap > 0 else " (NOT as expected)"))
         if parts:
             lines.append(f"- **{u}**: " + "; ".join(parts))
     return "\n".join(lines) or "(needs content and other cells of one upstream)"
@@ -169,89 +242,35 @@ def layer_weights_markdown(df) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def chance_by_task(df) -> dict[str, float]:
+    """{task: chance} read from the rows (the median over a task's rows; folds may differ slightly)."""
+    out = {}
+    if "chance" not in df.columns:
+        return out
+    for t in tasks_of(df):
+        v = df.loc[df["task"] == t, "chance"].astype(float).dropna()
+        if len(v):
+            out[t] = float(v.median())
+    return out
 
 
-def plot_bars(df, path: Path) -> Path:
-    plt = _plt()
+def write_plots(df, plots_dir: Path) -> list[Path]:
+    """bars (with chance from the rows), the task x stream matrix and the learned layer weights, via
+    analysis.plots (PNG + PDF each); returns the PNGs."""
+    from analysis.plots import plot_superb_bars, plot_superb_layer_weights, plot_superb_matrix
+
+    plots_dir = Path(plots_dir)
     tasks = tasks_of(df)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
-    for ax, t in zip(axes[0], tasks):
-        sub = df[df["task"] == t]
-        labels = [f"{r['upstream']}\n{stream_label(r)}" for _, r in sub.iterrows()]
-        colors = ["#888888" if r["upstream"] == "fbank" else
-                  {"content": "#1f77b4", "other": "#d62728"}.get(r["feature"], "#2ca02c") for _, r in sub.iterrows()]
-        ax.bar(range(len(sub)), sub["value"].values, color=colors)
-        ax.set_xticks(range(len(sub)))
-        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(_metric_header(df, t))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_matrix(df, path: Path) -> Path:
-    """Heatmap of the disentanglement matrix; colour = per-task score normalised to [0, 1]
-    (1 = best cell of that task), text = the raw metric."""
-    import numpy as np
-
-    plt = _plt()
+    pngs = [plot_superb_bars(df, plots_dir / "bars", chance=chance_by_task(df), tasks=tasks)[0]]
     m = disentanglement_matrix(df)
-    vals = m.values.astype(float)
-    norm = np.full_like(vals, np.nan)
-    for i, t in enumerate(m.index):
-        row = vals[i]
-        ok = ~np.isnan(row)
-        if ok.sum():
-            lo, hi = row[ok].min(), row[ok].max()
-            s = (row - lo) / (hi - lo) if hi > lo else np.ones_like(row)
-            norm[i] = s if _hib(df, t) else 1 - s
-    fig, ax = plt.subplots(figsize=(1.3 * max(3, vals.shape[1]) + 1.5, 0.7 * len(m.index) + 1.8))
-    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(vals.shape[1]))
-    ax.set_xticklabels([f"{u}\n{s}" for u, s in m.columns], fontsize=8)
-    ax.set_yticks(range(len(m.index)))
-    ax.set_yticklabels([_metric_header(df, t) for t in m.index])
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            if not np.isnan(vals[i, j]):
-                ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] < 0.5 else "black")
-    fig.colorbar(im, ax=ax, label="relative score within task (1 = best)")
-    ax.set_title("task × stream")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_layer_weights(df, path: Path) -> Path | None:
-    plt = _plt()
-    tasks = [t for t in tasks_of(df)
-             if any((w := layer_weights_of(r)) and len(w) > 1 for _, r in df[df["task"] == t].iterrows())]
-    if not tasks:
-        return None
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.5), squeeze=False)
-    for ax, t in zip(axes[0], tasks):
-        for _, r in df[df["task"] == t].iterrows():
-            w = layer_weights_of(r)
-            if not w or len(w) < 2:
-                continue
-            ax.plot(range(len(w)), w, marker="o", ms=3, label=f"{r['upstream']}:{stream_label(r)}")
-            ax.set_xticks(range(len(w)))
-        ax.set_title(f"{t}: learned weighted-sum weights")
-        ax.set_xlabel("layer (index within the chosen subset)")
-        ax.set_ylabel("softmax weight")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if m.shape[1]:
+        pngs.append(plot_superb_matrix(m, {t: _hib(df, t) for t in tasks}, plots_dir / "matrix",
+                                       headers={t: _metric_header(df, t) for t in tasks})[0])
+    weights = [{"task": r["task"], "upstream": r["upstream"], "stream": stream_label(r), "weights": w}
+               for _, r in df.iterrows() if (w := layer_weights_of(r)) and len(w) > 1]
+    if weights:
+        pngs.append(plot_superb_layer_weights(weights, plots_dir / "layer_weights", tasks=tasks)[0])
+    return pngs
 
 
 def provenance_markdown(df) -> str:
@@ -283,10 +302,11 @@ def render(df, title: str, plots_dir: Path | None, md_dir: Path | None = None,
     """The whole Markdown report; writes PNGs into plots_dir (linked relative to md_dir)."""
     import os
 
-    parts = [f"# {title}", "", provenance_markdown(df), ""]
+    parts = [REPORT_MARKER, "", f"# {title}", "", provenance_markdown(df), ""]
     for n in notes or []:
         parts += [n, ""]
     parts += [
+             "## Every cell, with chance and whether it learned", "", cells_markdown(df), "",
              "## Leaderboard (best stream per upstream)", "", leaderboard_best(df), "",
              "## Per stream", "", leaderboard_streams(df), "",
              "## Disentanglement: task × stream", "",
@@ -294,10 +314,7 @@ def render(df, title: str, plots_dir: Path | None, md_dir: Path | None = None,
              "the *content* stream.", "", matrix_markdown(df), "", disentanglement_summary(df), "",
              "## Learned layer weights", "", layer_weights_markdown(df), ""]
     if plots_dir is not None:
-        plots_dir = Path(plots_dir)
-        plots_dir.mkdir(parents=True, exist_ok=True)
-        pngs = [plot_bars(df, plots_dir / "bars.png"), plot_matrix(df, plots_dir / "matrix.png"),
-                plot_layer_weights(df, plots_dir / "layer_weights.png")]
+        pngs = write_plots(df, plots_dir)
         parts += ["## Plots", ""]
         for p in pngs:
             if p is not None:

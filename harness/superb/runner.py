@@ -147,6 +147,7 @@ class CellOutcome:
     command: str                        # the run_downstream.py commands that reproduce the cell
     log: str
     cache_hit_rate: float | None        # None: the cell did not read the feature cache
+    extra: dict = field(default_factory=dict)   # second metrics, mean over runs (asr: {"cer": x})
 
 
 def run_cell(plan: CellPlan, pbar=None) -> CellOutcome:
@@ -189,11 +190,13 @@ def run_cell(plan: CellPlan, pbar=None) -> CellOutcome:
         raise CellFailed(f"the cell process ended without a result (exit {rc})", plan.log)
     if not result["ok"] or rc != 0:
         raise CellFailed(f"{result.get('stage', 'cell')} failed: {result.get('error', f'exit {rc}')}", plan.log)
-    values, commands, ckpts = [], [], []
+    values, commands, ckpts, extras = [], [], [], {}
     for run, done in zip(runs, result["runs"]):
         commands.append(_quote([sys.executable, str(RUN_DOWNSTREAM), *run["train"]]))
         for split in plan.test_splits:
             values.append(float(done["test"][split]))
+            for k, v in (done.get("extra") or {}).get(split, {}).items():
+                extras.setdefault(k, []).append(float(v))
             commands.append(_quote([sys.executable, str(RUN_DOWNSTREAM), *plan.test_argv(Path(done["ckpt"]), split)]))
         ckpts.append(done["ckpt"])
     weights = featurizer_weights(Path(ckpts[0])) if ckpts else None
@@ -206,7 +209,8 @@ def run_cell(plan: CellPlan, pbar=None) -> CellOutcome:
     return CellOutcome(value=sum(values) / len(values), run_values=values, runs=[r["name"] for r in runs],
                        wall_s=round(time.time() - t0, 1), eval_ckpt=ckpts[0] if ckpts else "",
                        layer_weights=weights, command=" && ".join(commands), log=str(plan.log),
-                       cache_hit_rate=hit_rate(result.get("cache") or {}))
+                       cache_hit_rate=hit_rate(result.get("cache") or {}),
+                       extra={k: sum(v) / len(v) for k, v in extras.items()})
 
 
 def read_result(path: Path) -> dict | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from harness.superb.cells import Cell, parse_layers_arg
-from harness.superb.upstreams import (DEFAULT_UPSTREAMS, UPSTREAMS, CheckpointMissing, checkpoint_hash,
-                               checkpoint_model_name)
+from harness.superb.upstreams import (DEFAULT_UPSTREAMS, UPSTREAMS, CheckpointMissing, UnknownUpstream,
+                                      checkpoint_hash, checkpoint_model_name, ckpt_identity, upstream_info)
 
 from harness.corpus.spec import SIZES as CORPUS_SIZES
 
@@ -43,11 +43,82 @@ def resolve_tasks(names: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- upstreams
 
 def resolve_upstreams(names: list[str]) -> list[str]:
-    names = names or list(DEFAULT_UPSTREAMS)
-    bad = [u for u in names if u not in UPSTREAMS]
-    if bad:
-        raise SweepError(f"unknown upstream(s) {', '.join(bad)}; known: {', '.join(UPSTREAMS)} (see `harness list`)")
+    """DUET's upstreams, fbank, and any other name on s3prl's hub (looked up only when needed)."""
+    names = list(dict.fromkeys(names or DEFAULT_UPSTREAMS))
+    for u in names:
+        try:
+            upstream_info(u)
+        except UnknownUpstream as e:
+            raise SweepError(str(e)) from e
     return names
+
+
+def check_steps(steps: int | None) -> int | None:
+    """--steps: None (the config's total_steps) or a positive cap; 0 or negative is an error."""
+    if steps is not None and steps <= 0:
+        raise SweepError(f"--steps {steps}: must be a positive number of training steps (omit --steps to use "
+                         f"each config's total_steps)")
+    return steps
+
+
+def check_folds(folds: int | None, tasks: list[str]) -> int | None:
+    """--folds N: 1..(folds of the tasks that have folds); an error when no chosen task has folds."""
+    if folds is None:
+        return None
+    have = {t: len(task_registry()[t].folds) for t in tasks if task_registry()[t].folds}
+    if not have:
+        raise SweepError(f"--folds {folds}: none of the tasks {', '.join(tasks)} has folds (er does); drop --folds")
+    most = max(have.values())
+    if not 1 <= folds <= most:
+        raise SweepError(f"--folds {folds}: out of range; {', '.join(f'{t} has {n}' for t, n in have.items())} "
+                         f"folds (1-{most}; omit --folds for all, as SUPERB reports)")
+    return folds
+
+
+def check_results_dir(path: Path) -> Path:
+    """The results dir exists or can be made, and a file can be written in it."""
+    import tempfile
+
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise SweepError(f"--results {p}: cannot write there ({e.strerror or e}); pass a writable directory") from e
+    return p
+
+
+def validate_layer_subsets(upstreams: list[str], features: list[str], layers: list[str] | None,
+                       ckpts: dict[str, Path | None]) -> None:
+    """Every --layers subset within the real layer count of each DUET upstream's stream: the model is
+    built once from its checkpoint (as run_downstream.py -k would) and its layers counted."""
+    from upstream.expert_base import ExpertOptions, UpstreamConfigError
+    from upstream.facts import parse_layers
+
+    try:
+        layer_sets = parse_layers_arg(layers)
+    except ValueError as e:
+        raise SweepError(str(e)) from e
+    for u in upstreams:
+        info = upstream_info(u)
+        if not info.duet:
+            continue
+        todo = [(f, spec) for f in resolve_features(u, features) if f in info.layered
+                for spec in dict.fromkeys(layer_sets.get(f, []) + layer_sets.get(None, [])) if spec != "all"]
+        if not todo:
+            continue
+        from harness.features.store import load_upstream
+        try:
+            expert = load_upstream(u, str(ckpts[u]) if ckpts.get(u) else None)
+        except (ValueError, OSError, RuntimeError) as e:
+            raise SweepError(f"upstream {u} (-k {ckpts.get(u)}): {e}") from e
+        for f, spec in todo:
+            try:
+                ExpertOptions.load({"layers": {f: spec}})
+                parse_layers(spec, expert.num_layers[f], f, error=UpstreamConfigError)
+            except UpstreamConfigError as e:
+                raise SweepError(f"--layers {spec} for {u}:{f}: {e}") from e
 
 
 def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path:
@@ -76,18 +147,50 @@ def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
     """--ckpt DIR (model read from its config.json), NAME=DIR or NAME=random:PRESET (a seeded
     random-init baseline), repeatable; defaults to the bundled checkpoints/<name>-compact.
     Returns name -> dir (None for upstreams without checkpoints)."""
-    given: dict[str, Path] = {}
+    from upstream import importers
+    from upstream.expert_base import BACKBONE_MODELS
+
+    given: dict[str, Path | str] = {}
     for item in ckpt_args or []:
         for part in split_list(item):
             name, sep, path = part.partition("=")
             if not sep:
                 path, name = name, None
+            if name is not None:
+                try:
+                    info = upstream_info(name)
+                except UnknownUpstream as e:
+                    raise SweepError(f"--ckpt {part}: {e}") from e
+                if name not in upstreams:
+                    raise SweepError(f"--ckpt {part}: {name} is not in --upstreams ({', '.join(upstreams)}); add it")
             if path.startswith("random:"):
-                if name not in UPSTREAMS or not UPSTREAMS[name].duet:
+                if name is None or not info.duet:
                     raise SweepError(f"--ckpt {part}: write NAME=random:PRESET with NAME a DUET upstream")
                 given[name] = random_checkpoint(name, path.split(":", 1)[1], random_dir)
                 continue
+            if name is not None and not info.duet:   # s3prl's own upstream: -k passed through unchanged
+                if path.startswith(("http://", "https://")):
+                    given[name] = path
+                    continue
+                p = Path(path).expanduser().resolve()
+                if not p.exists():
+                    raise SweepError(f"--ckpt {part}: {p} does not exist; pass what `run_downstream.py -u {name} -k` "
+                                     f"takes (a file, a directory or a URL)")
+                given[name] = p
+                continue
             p = Path(path).expanduser().resolve()
+            imported = p.is_dir() and importers.is_hf_dir(p) or p.is_file() and p.suffix in (".pt", ".pth", ".ckpt")
+            if imported and name is not None:
+                if name not in BACKBONE_MODELS:
+                    raise SweepError(f"--ckpt {part}: {name} takes a DUET checkpoint directory; a transformers "
+                                     f"HuBERT/WavLM directory or a fairseq .pt works for {', '.join(BACKBONE_MODELS)}")
+                if p.is_file():       # read it now as the expert will (tensors only: no allow_unpickle here)
+                    try:
+                        importers.read_fairseq_hubert(p)
+                    except (ValueError, KeyError) as e:
+                        raise SweepError(f"--ckpt {part}: {e}") from e
+                given[name] = p
+                continue
             try:
                 model = checkpoint_model_name(p)
             except CheckpointMissing as e:
@@ -98,22 +201,40 @@ def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
             if model != name:
                 raise SweepError(f"--ckpt {part}: {p}/config.json is a {model!r} checkpoint, not {name!r}")
             given[name] = p
-    out: dict[str, Path | None] = {}
+    out: dict[str, Path | str | None] = {}
     for u in upstreams:
-        info = UPSTREAMS[u]
+        info = upstream_info(u)
         if not info.duet:
-            out[u] = None
+            out[u] = given.get(u)
             continue
-        p = given.get(u) or info.bundled_checkpoint()
-        if not (p / "config.json").is_file() or not (p / "model.safetensors").is_file():
-            raise SweepError(f"no checkpoint for {u}: {p} (config.json + model.safetensors) does not exist. "
-                             f"Pass --ckpt {u}=DIR (e.g. one trained with `harness pretrain`), or drop {u} from --upstreams")
-        out[u] = p
+        p = Path(given.get(u) or info.bundled_checkpoint())
+        if p.is_file() or importers.is_hf_dir(p) or (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+            out[u] = p
+            continue
+        raise SweepError(f"no checkpoint for {u}: {p} (config.json + model.safetensors) does not exist. "
+                         f"Pass --ckpt {u}=DIR (e.g. one trained with `harness pretrain`), or drop {u} from --upstreams")
     return out
 
 
+def ckpt_hash_of(upstream: str, ckpt: Path | str | None) -> str:
+    """The hash a cell records for its checkpoint ("-" for none; a URL's text hash)."""
+    from upstream.importers import is_hf_dir
+
+    if ckpt is None:
+        return "-"
+    p = Path(ckpt)
+    try:
+        if upstream_info(upstream).duet and p.is_dir() and not is_hf_dir(p):
+            return checkpoint_hash(p)
+        if p.exists():
+            return ckpt_identity(p)
+    except CheckpointMissing as e:
+        raise SweepError(str(e)) from e
+    return hashlib.sha1(str(ckpt).encode()).hexdigest()[:12]
+
+
 def resolve_features(upstream: str, requested: list[str]) -> list[str]:
-    info = UPSTREAMS[upstream]
+    info = upstream_info(upstream)
     if not info.duet:
         return list(info.default_features)    # fbank has one key
     feats = requested or list(info.default_features)
@@ -193,8 +314,9 @@ def task_config(task: str, real: bool) -> Path:
 
 def steps_overrides(config: Path, steps: int | None) -> str:
     """-o items that cap total_steps at `steps` and keep eval/save/log steps within it."""
-    if not steps:
+    if steps is None:
         return ""
+    check_steps(steps)
     runner = (yaml.safe_load(Path(config).read_text()) or {}).get("runner", {})
     items = [f"config.runner.total_steps={steps}"]
     for k in ("eval_step", "save_step", "log_step"):
@@ -209,6 +331,8 @@ def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], lay
                 ckpt_args: list[str] | None, data: DataSource, steps: int | None, seed: int = 1337,
                 folds: int | None = None) -> Sweep:
     check_feature_names(features)
+    check_steps(steps)
+    check_folds(folds, tasks)
     try:
         layer_sets = parse_layers_arg(layers)
     except ValueError as e:
@@ -226,8 +350,8 @@ def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], lay
         cfg_id = hashlib.sha1(configs[t].read_bytes() + steps_overrides(configs[t], steps).encode()
                               + repr(runs).encode()).hexdigest()[:10]
         for u in upstreams:
-            info = UPSTREAMS[u]
-            h = checkpoint_hash(ckpts[u]) if ckpts[u] is not None else "-"
+            info = upstream_info(u)
+            h = ckpt_hash_of(u, ckpts[u])
             for f in resolve_features(u, features):
                 specs = layer_sets.get(f, []) + layer_sets.get(None, [])
                 if not info.duet or f not in info.layered:

@@ -29,6 +29,10 @@ er    emotion           ``test acc: x`` (per fold)   fraction                hig
 pr    ctc (libriphone)  ``test per: x``              fraction                lower
 asr   asr               ``test-clean wer: x``        percent                 lower
 ====  ================  ===========================  ======================  ==========
+
+ASR also prints ``test-clean uer: x``, the character error rate (CER, percent): a second metric,
+``extra_metrics`` / :meth:`TaskSpec.parse_extra`. Rows hold every metric in percent
+(harness/superb/results.py).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ import difflib
 import glob
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -119,6 +123,7 @@ class TaskSpec:
     metric_sep: str = " "                # between split and metric ("test acc" vs "test-EER")
     folds: tuple[str, ...] = ()          # er: fold1..fold5 (one run each; SUPERB reports the mean)
     test_every_checkpoint: bool = False  # asv: SUPERB tests every saved checkpoint and reports the best
+    extra_metrics: tuple[tuple[str, str], ...] = ()   # (row column, name s3prl prints): asr's CER is its "uer"
 
     # ---- configs --------------------------------------------------------------------------
     def config(self, kind: str = "mini") -> Path:
@@ -174,6 +179,12 @@ class TaskSpec:
                 f"{self.metric}: x' line in s3prl's output (the run failed or did not reach evaluation); "
                 f"last lines:\n{tail}")
         return float(found[-1])
+
+    def parse_extra(self, text: str, split: str | None = None) -> dict[str, float]:
+        """{row column: value} of the task's second metrics (ASR: ``cer`` from s3prl's ``uer``, the
+        character error rate in percent: its tokens are the characters of char.dict, ``|`` included)."""
+        return {column: replace(self, metric=printed, extra_metrics=()).parse_metric(text, split)
+                for column, printed in self.extra_metrics}
 
     def better(self, a: float, b: float) -> bool:
         """Is score a better than b for this task (NaN is never better)."""
@@ -268,7 +279,7 @@ TASKS: dict[str, TaskSpec] = {
     "pr": TaskSpec("pr", "phone recognition (LibriSpeech, libriphone)", "ctc", "per", False, ("test",), "dev",
                    "fraction", _pr_paths),
     "asr": TaskSpec("asr", "speech recognition (LibriSpeech, char CTC)", "asr", "wer", False, ("test-clean",),
-                    "dev-clean", "percent", _asr_paths),
+                    "dev-clean", "percent", _asr_paths, extra_metrics=(("cer", "uer"),)),
 }
 
 

@@ -49,6 +49,57 @@ UPSTREAMS: dict[str, UpstreamInfo] = {
 
 DEFAULT_UPSTREAMS = ("fbank", "learn2diss", "jooci", "barlow_twins")
 
+# s3prl's baseline front-ends, known without importing s3prl.hub (which pulls transformers & co.)
+S3PRL_BASELINES = ("fbank", "fbank_no_cmvn", "mfcc", "mel", "linear", "spectrogram")
+
+
+class UnknownUpstream(ValueError):
+    """A name that is neither a DUET upstream nor on s3prl's hub (the message suggests close names)."""
+
+
+def s3prl_hub_names() -> list[str]:
+    """Every upstream name s3prl's hub offers (imports s3prl.hub: seconds; called only for names
+    that are neither DUET's nor a baseline front-end)."""
+    from harness.s3prl import compat
+
+    compat.install()
+    import s3prl.hub as hub
+
+    return sorted(n for n in dir(hub) if not n.startswith("_") and callable(getattr(hub, n))
+                  and getattr(getattr(hub, n), "__module__", "").startswith("s3prl."))
+
+
+def upstream_info(name: str, hub_names=s3prl_hub_names) -> UpstreamInfo:
+    """The harness's facts about any upstream: DUET's and fbank from UPSTREAMS, any other s3prl hub
+    name (``fbank_no_cmvn``, ``mfcc``, ``hubert``, ...) as a single-key (``hidden_states``) upstream
+    whose ``-k`` is passed through unchanged. Raises UnknownUpstream with a did-you-mean."""
+    if name in UPSTREAMS:
+        return UPSTREAMS[name]
+    if name in S3PRL_BASELINES or (not name.startswith("_") and name in hub_names()):
+        return UpstreamInfo(name, ("hidden_states",), ("hidden_states",), duet=False,
+                            description=f"s3prl upstream {name!r} (its own -k, all layers)")
+    import difflib
+    local = list(dict.fromkeys([*UPSTREAMS, *S3PRL_BASELINES]))
+    close = difflib.get_close_matches(name, local, n=3, cutoff=0.8) or \
+        difflib.get_close_matches(name, list(dict.fromkeys([*local, *hub_names()])), n=3)
+    raise UnknownUpstream(f"unknown upstream {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                          + f"; DUET: {', '.join(u for u in UPSTREAMS if UPSTREAMS[u].duet)}; s3prl baselines: "
+                            f"{', '.join(S3PRL_BASELINES)}; or any name of s3prl's hub (`harness list`)")
+
+
+def ckpt_identity(path: Path) -> str:
+    """12 hex digits naming a checkpoint that is not a DUET directory: the sha256 of a weights file,
+    or of a transformers directory's weights (model.safetensors / pytorch_model.bin)."""
+    from upstream.facts import HASH_LEN, sha256_file
+
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)[:HASH_LEN]
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (p / name).is_file():
+            return sha256_file(p / name)[:HASH_LEN]
+    raise CheckpointMissing(f"{p}: no weights file (model.safetensors or pytorch_model.bin) to identify")
+
 
 class CheckpointMissing(ValueError):
     pass

@@ -1,0 +1,59 @@
+"""`harness calibrate`: controls per task, verdicts, argument errors, and (slow, opt-in) a tiny run."""
+from __future__ import annotations
+
+import pytest
+
+from harness.cli.calibrate import MARKER, verdict
+from harness.superb.calibration import CONTROLS, er_split, sid_split
+from harness.superb.tasks import TASKS
+
+
+def test_every_task_has_a_positive_and_a_negative_control():
+    assert set(CONTROLS) == set(TASKS)
+    for task, (pos, neg) in CONTROLS.items():
+        assert pos.upstream != neg.upstream or pos.ckpt != neg.ckpt
+        assert pos.why and neg.why
+
+
+def test_verdicts():
+    assert verdict("negative", {"learned": False}, None) == "ok: at chance"
+    assert verdict("negative", {"learned": "True"}, None).startswith("FAIL")
+    assert verdict("positive", {"learned": False, "value": 3.0}, 90.0) == "FAIL: not above chance"
+    assert verdict("positive", {"learned": True, "value": 85.0}, 93.0) == "ok: learned, +8.0 points to the probe"
+    assert verdict("positive", {"learned": True, "value": 60.0}, 93.0).startswith("under-trained")
+    assert verdict("positive", {"learned": None, "value": 60.0}, None).startswith("?")
+
+
+def test_splits_match_the_corpus(tiny_corpus):
+    from harness.corpus.layout import CorpusLayout
+    lay = CorpusLayout(tiny_corpus)
+    s = sid_split(lay)
+    n = {k: sum(1 for ln in lay.iden_split.read_text().splitlines() if ln.startswith(c))
+         for k, c in (("train", "1 "), ("dev", "2 "), ("test", "3 "))}
+    assert {k: len(v[0]) for k, v in s.items()} == n
+    assert all(p.is_file() for p in s["test"][0]) and set(s["test"][1]) <= set(s["train"][1])
+    e = er_split(lay, 1)
+    assert all(p.is_file() for p in e["test"][0]) and len(e["train"][0]) > len(e["test"][0])
+
+
+def test_bad_arguments_exit_2_before_running(run_cli, tmp_path):
+    p = run_cli("calibrate", "--tasks", "sdi", "--results", tmp_path, check=False)
+    assert p.returncode == 2 and "did you mean 'sid'" in p.stderr
+    p = run_cli("calibrate", "--tasks", "sid", "--steps", "0", "--results", tmp_path, check=False)
+    assert p.returncode == 2 and "positive number" in p.stderr
+    mine = tmp_path / "calibration.md"
+    mine.write_text("hand-written\n")
+    p = run_cli("calibrate", "--tasks", "sid", "--results", tmp_path, check=False)
+    assert p.returncode == 2 and "refusing to overwrite" in p.stderr and mine.read_text() == "hand-written\n"
+    assert not list(tmp_path.glob("calibration_*"))
+    assert MARKER.startswith("<!--")
+
+
+@pytest.mark.slow
+def test_calibrate_sid_on_tiny_end_to_end(run_cli, tiny_corpus, tmp_path):
+    p = run_cli("calibrate", "--tasks", "sid", "--corpus", tiny_corpus, "--steps", "5", "--results", tmp_path,
+                "--device", "cpu", timeout=1200)
+    md = (tmp_path / "calibration.md").read_text()
+    assert md.splitlines()[0] == MARKER and "| sid | positive" in md and "| sid | negative" in md
+    # fbank with CMVN + mean pooling sees a constant: the negative control is at chance by construction
+    assert "ok: at chance" in md, p.stdout
