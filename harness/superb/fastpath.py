@@ -143,13 +143,20 @@ class Utterances:
     paths: list[str]
     labels: np.ndarray
     samples: np.ndarray
+    class_names: list[str] | None = None    # ER: index -> emotion (SID: id1000N from the index)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, idx) -> "Utterances":
         idx = list(idx)
-        return Utterances([self.paths[i] for i in idx], self.labels[idx], self.samples[idx])
+        return Utterances([self.paths[i] for i in idx], self.labels[idx], self.samples[idx], self.class_names)
+
+    def predict_lines(self, preds: list[int]) -> list[str]:
+        """``<name> <class>`` per utterance, as s3prl's experts write ``test[_foldN]_predict.txt``."""
+        if self.class_names is None:                      # voxceleb1: path2name, label2speaker
+            return [f"{Path('-'.join(Path(p).parts[-3:])).stem} id{k + 10001}\n" for p, k in zip(self.paths, preds)]
+        return [f"{Path(p).stem} {self.class_names[k]}\n" for p, k in zip(self.paths, preds)]
 
 
 def _lengths(paths: list[str]) -> np.ndarray:
@@ -205,7 +212,8 @@ def er_splits(datarc: dict) -> tuple[Utterances, Utterances, int]:
         classes = data["labels"]
         paths = [os.path.join(root, m["path"]) for m in data["meta_data"]]
         labels = np.asarray([classes[m["label"]] for m in data["meta_data"]], dtype=np.int64)
-        out.append((Utterances(paths, labels, _lengths(paths)), len(classes)))
+        names = [name for name, _ in sorted(classes.items(), key=lambda kv: kv[1])]
+        out.append((Utterances(paths, labels, _lengths(paths), names), len(classes)))
     return out[0][0], out[1][0], out[0][1]
 
 
@@ -610,7 +618,8 @@ def run_fast_cell(plan: FastPlan, progress=None):
                 result = train_head(head, parts["train"], parts["dev"], cfg["runner"], cfg["optimizer"], datarc,
                                     plan.seed, log)
                 load_state(head, result.state)
-                acc, _ = evaluate(head, parts["test"], datarc["eval_batch_size"], plan.seed)
+                acc, preds = evaluate(head, parts["test"], datarc["eval_batch_size"], plan.seed)
+                atomic_write_text(run_dir / f"fast-{name}-test_predict.txt", "".join(test_u.predict_lines(preds)))
                 log(f"[fast] run={name} {result.selected} step={result.step} test acc: {acc}")
                 values.append(acc)
                 ckpt = run_dir / f"fast-{name}.safetensors"
