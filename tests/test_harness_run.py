@@ -48,7 +48,8 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
     res = tmp_path / "results"
     args = ["run", "--tasks", "sid,er", "--upstreams", f"fbank,{DUET}", "--features", "content",
             "--ckpt", f"{DUET}=random:tiny", "--corpus", tiny_corpus, "--steps", "3", "--results", res,
-            "--name", "e2e", "--device", "cpu", "--cache-dir", tmp_path / "cache", "--folds", "1"]
+            "--name", "e2e", "--device", "cpu", "--cache-dir", tmp_path / "cache", "--folds", "1",
+            "--no-fast"]                                                          # s3prl's runner in every cell
     cells, runs = res / "e2e" / "cells", res / "e2e" / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, args)], env=cli_env(), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

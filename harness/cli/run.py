@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cache.add_argument("--cache", dest="cache", action="store_true", default=True,
                        help="extract each frozen upstream's features once and feed every task/epoch from disk (default)")
     cache.add_argument("--no-cache", dest="cache", action="store_false", help="run the upstream at every step (plain s3prl)")
+    fast = p.add_mutually_exclusive_group()
+    fast.add_argument("--fast", dest="fast", action="store_true", default=True,
+                      help="SID/ER: train s3prl's utterance-level head on per-utterance pooled features, in-process "
+                           "(exact when no random crop applies; else s3prl's runner, with the reason printed; "
+                           "see harness/superb/fastpath.py) (default)")
+    fast.add_argument("--no-fast", dest="fast", action="store_false", help="run every cell through s3prl's runner")
     p.add_argument("--cache-dir", default="cache/features", help="feature cache root (default ./cache/features)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")
     p.add_argument("--no-preflight", action="store_true",
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"harness run: error: {report.format()}", file=sys.stderr)
             return 2
     print(f"harness run: {len(sweep.cells)} cells ({len(sweep.cells) - len(todo)} already done) -> {store.csv_path}"
-          f"  [corpus {data.name}, device {device}, cache {'on' if args.cache else 'off'}]")
+          f"  [corpus {data.name}, device {device}, cache {'on' if args.cache else 'off'}, "
+          f"fast {'on' if args.fast else 'off'}]")
     if args.dry_run:
         for c in sweep.cells:
             print(f"  {'done' if store.has(c.id) else 'todo'}  {c.id}")
@@ -166,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         if r.status != "wait":
             overall.update(1)
 
-    executor = SweepExecutor(sweep, store, ctx, cache_specs, args.folds, force=args.force, make_bar=make_bar)
+    executor = SweepExecutor(sweep, store, ctx, cache_specs, args.folds, force=args.force, make_bar=make_bar,
+                             fast=args.fast, pooled_dir=Path(args.cache_dir) / "pooled")
     try:
         reports = executor.run(todo, on_report)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ written only for cells that finished (see harness.superb.results).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,9 +70,11 @@ class SweepExecutor:
     """Runs cells of ``sweep`` into ``store``; ``make_bar(desc, total)`` gives a per-cell progress bar."""
 
     def __init__(self, sweep: Sweep, store: ResultStore, ctx: RunContext, cache_specs: dict, folds: int | None,
-                 force: bool = False, make_bar: Callable | None = None):
+                 force: bool = False, make_bar: Callable | None = None, fast: bool = False,
+                 pooled_dir: Path | None = None):
         self.sweep, self.store, self.ctx = sweep, store, ctx
         self.cache_specs, self.folds, self.force = cache_specs, folds, force
+        self.fast, self.pooled_dir = fast, pooled_dir   # SID/ER on pooled features (harness.superb.fastpath)
         self.make_bar = make_bar
         self.rate_of = StreamRates(cache_specs)
 
@@ -98,6 +101,10 @@ class SweepExecutor:
         if reason:
             return CellReport(cell.id, "n/a", reason)
         plan = self.plan(cell)
+        if self.fast:
+            report = self.run_fast(cell, plan)
+            if report is not None:
+                return report
         bar = self.make_bar(f"{cell.task}/{cell.upstream}/{cell.feature}", (cell.steps or 1) * len(plan.runs)) \
             if self.make_bar else None
         try:
@@ -111,9 +118,37 @@ class SweepExecutor:
                 bar.close()
         row = build_row(cell, cfg, taskview.metric_name(spec), taskview.higher_is_better(spec), outcome, self.ctx,
                         cache=cell.id in self.cache_specs)
+        row["path"] = "s3prl"
+        return self._finish(row)
+
+    def _finish(self, row: dict) -> CellReport:
         self.store.put(row)
         self.store.write_csv()
-        return CellReport(cell.id, "ok", f"{row['metric']} = {row['value']:.4f}  ({row['wall_s']:.0f} s)", row)
+        return CellReport(row["cell_id"], "ok", f"{row['metric']} = {row['value']:.4f}  ({row['wall_s']:.0f} s, "
+                                                f"{row['path']})", row)
+
+    def run_fast(self, cell, plan: CellPlan) -> CellReport | None:
+        """The cell on the fast path, or None (not a SID/ER cell, or one the fast path would not
+        reproduce: then the reason is printed and s3prl's runner runs it)."""
+        from harness.superb import fastpath
+
+        if cell.task not in fastpath.FAST_TASKS:
+            return None
+        fplan = fastpath.plan_for_cell(cell, plan, self.cache_specs.get(cell.id), self.pooled_dir)
+        try:
+            reason = fastpath.check_plan(fplan)
+            if reason:
+                print(f"harness run: {cell.id}: fast path not used ({reason}); running s3prl's runner",
+                      file=sys.stderr)
+                return None
+            outcome = fastpath.run_fast_cell(fplan)
+        except Exception as e:  # noqa: BLE001 - one broken cell must not stop the sweep
+            return CellReport(cell.id, "failed", f"fast path: {type(e).__name__}: {e} (run dir: {plan.run_dir})")
+        spec = task_registry()[cell.task]
+        row = build_row(cell, self.sweep.configs[cell.task], taskview.metric_name(spec), taskview.higher_is_better(spec),
+                        outcome, self.ctx, cache=cell.id in self.cache_specs)
+        row["path"] = "fast"
+        return self._finish(row)
 
     def run(self, cells: list, on_report: Callable[[CellReport], None] | None = None) -> list[CellReport]:
         """Every cell under its lock; cells another process holds are waited for at the end."""
