@@ -179,7 +179,7 @@ def test_harness_run_uses_the_fast_path_for_sid_and_er(run_cli, tiny_corpus, tmp
         assert row["path"] == "fast"
         assert row["eval_ckpt"].endswith(".safetensors") and Path(row["eval_ckpt"]).is_file()
         assert "harness.superb.fastpath" in row["command"] and Path(row["log"]).is_file()
-        assert 0 <= row["value"] <= 1
+        assert row["unit"] == "%" and 0 <= row["value"] <= 100
     assert rows["er"]["runs"] == ["fold1", "fold2"] and len(rows["er"]["run_values"]) == 2
     assert list((tmp_path / "cache" / "pooled").glob("fbank-*.npz"))        # pooled once, reused
     # the row's command reproduces its number
@@ -188,7 +188,7 @@ def test_harness_run_uses_the_fast_path_for_sid_and_er(run_cli, tiny_corpus, tmp
     assert out.returncode == 0, out.stderr[-2000:]
     printed = dict(line.split(" test acc: ") for line in out.stdout.splitlines() if " test acc: " in line
                    and not line.startswith("mean"))
-    assert [float(printed[r]) for r in ("fold1", "fold2")] == rows["er"]["run_values"]
+    assert [100 * float(printed[r]) for r in ("fold1", "fold2")] == pytest.approx(rows["er"]["run_values"])
 
 
 def test_a_cropping_config_falls_back_to_s3prl_and_says_why(tiny_corpus, tmp_path, capsys):

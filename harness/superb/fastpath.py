@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from upstream.facts import SAMPLE_RATE, atomic_write_json, atomic_write_text
+from upstream.facts import SAMPLE_RATE, atomic_open, atomic_write_json, atomic_write_text
 
 FAST_TASKS = ("sid", "er")
 SID_CLASSES = 1251                      # s3prl's SpeakerClassifiDataset.speaker_num, whatever the corpus
@@ -320,11 +320,9 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
     pooled = PooledFeatures({p: i for i, p in enumerate(want)}, np.stack(sums), np.asarray(frames, np.int64),
                             np.asarray(expected, np.int64), rate)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, format=POOLED_FORMAT, ident=source.ident(), normalize=normalize, paths=np.asarray(want),
-                 sums=pooled.sums, frames=pooled.frames, expected=pooled.expected, rate=rate)
-        os.replace(tmp, cache)
+        with atomic_open(cache) as f:
+            np.savez(f, format=POOLED_FORMAT, ident=source.ident(), normalize=normalize, paths=np.asarray(want),
+                     sums=pooled.sums, frames=pooled.frames, expected=pooled.expected, rate=rate)
     return pooled
 
 
