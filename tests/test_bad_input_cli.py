@@ -95,6 +95,11 @@ def test_run_dry_run_checks_the_audio_too(corpus, tmp_path, capsys):
     assert "8000 Hz" in capsys.readouterr().err
 
 
+def test_run_no_preflight_skips_the_check(corpus, tmp_path, capsys):
+    _replace(corpus / SID_FILE, _rate(8000))
+    assert _run_sid(corpus, tmp_path, "--dry-run", "--no-preflight") == 0
+
+
 def test_run_on_good_audio_passes_the_check(corpus, tmp_path, capsys):
     assert _run_sid(corpus, tmp_path, "--dry-run") == 0
     assert "todo" in capsys.readouterr().out

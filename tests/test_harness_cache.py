@@ -115,10 +115,10 @@ def test_hard_linked_paths_are_one_file_and_a_killed_build_resumes_without_rewor
     forwards = []
     real_forward = FeatureStore.extract
 
-    def counting(self, upstream, ckpt, keys, wav_paths, **kw):
+    def counting(self, name, ckpt, keys, wav_paths, **kw):
         todo = [f for f in wav_paths if not self.has(keys[0], f)]
         forwards.append(len(todo))
-        return real_forward(self, upstream, ckpt, keys, wav_paths, **kw)
+        return real_forward(self, name, ckpt, keys, wav_paths, **kw)
 
     monkeypatch.setattr(FeatureStore, "extract", counting)
     cache.build_store(root, "jooci", str(ckpt), ["content"], [a, link, b])
