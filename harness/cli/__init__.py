@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cca": ("harness.cli.cca", "projection-weighted CCA per layer (phone, word, speaker, fbank views)"),
     "probe": ("harness.cli.probe", "linear speaker/phone probes per layer and an MI estimate between streams"),
     "plot": ("harness.cli.plot", "plot ABX / CCA / probe results as PNG"),
+    "scorecard": ("harness.cli.scorecard", "the validity scorecard on unseen voices: probes, ABX, baselines, random twins, "
+                                           "issue 11's criteria"),
     "prepare": ("harness.cli.prepare", "write the files s3prl's tasks need for real LibriSpeech / VoxCeleb1 / IEMOCAP"),
 }
 
