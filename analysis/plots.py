@@ -308,6 +308,21 @@ def plot_model(df, model: str, out: str | Path, **kw) -> tuple[Path, Path]:
     return style.save(fig_model(df, model, **kw), out)
 
 
+def plot_scorecard(rows, out: str | Path, title: str | None = None) -> tuple[Path, Path]:
+    """The scorecard figure (``harness scorecard``): phone probe, ABX within/across and speaker probe vs
+    layer, every model x stream, random-init twins (thin, hollow), baselines as horizontal lines at
+    100 Hz and at the models' rate (thick, light); ``rows`` a DataFrame or the result rows."""
+    import pandas as pd
+
+    from analysis.scorecard import METRICS
+
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    df = df[df["metric"].isin(METRICS)].copy()
+    df["_order"] = df["metric"].map(METRICS.index)
+    df = df.sort_values("_order", kind="stable").drop(columns="_order")
+    return plot_layers(df, out, title=title)
+
+
 def plot_results(csvs, kind: str | None = None, out: str | Path | None = None) -> Path:
     """``harness plot``'s entry point: plot results CSVs (one kind) to ``out`` (default: next to the
     first CSV); writes PNG and PDF, returns the PNG path."""

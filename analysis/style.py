@@ -8,8 +8,10 @@ stream, short labels, legends outside the axes, PNG + PDF side by side.
 * :func:`model_color`: :data:`MODEL_COLORS` for the known models; any other key gets a colour from
   :data:`EXTRA_COLORS` (disjoint from the fixed ones) chosen by a stable hash of the key, so a
   model has the same colour in every figure and every run.
-* :func:`stream_style`: content solid, other dashed, utterance dash-dot; baselines (fbank, MFCC)
-  grey and drawn as horizontal reference lines by the plots.
+* :func:`stream_style`: content solid, other dashed, utterance dash-dot; baselines (fbank, MFCC,
+  fbank_no_cmvn) grey/black and drawn as horizontal reference lines by the plots. A baseline scored at
+  another frame rate is named ``fbank_no_cmvn{50Hz}``: labelled ``fbank_no_cmvn @ 50 Hz`` and drawn
+  thicker and lighter than its native-rate line.
 * :func:`save` writes ``<stem>.png`` and ``<stem>.pdf`` (vector) and returns both paths.
 
 Example::
@@ -35,8 +37,9 @@ MODEL_COLORS: dict[str, str] = {
     "hubert_compact:random": "#E5B7D3",
     "fbank": "#404040",             # dark grey
     "mfcc": "#9A9A9A",              # light grey
+    "fbank_no_cmvn": "#000000",     # black
 }
-BASELINES = ("fbank", "mfcc")
+BASELINES = ("fbank", "mfcc", "fbank_no_cmvn")
 # Colours for models not in the registry: none equals a fixed colour (checked in the tests).
 EXTRA_COLORS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#999933", "#661100",
                 "#6699CC", "#DDCC77", "#AA4466", "#4477AA", "#228833")
@@ -47,11 +50,12 @@ STREAM_STYLES: dict[str, dict] = {
     "utterance": {"linestyle": "-.", "marker": "^"},
     "hidden_states": {"linestyle": "-", "marker": "D"},
 }
-BASELINE_LINES = {"fbank": ":", "mfcc": (0, (6, 2, 1, 2))}     # dotted / dash-dot, both grey
+BASELINE_LINES = {"fbank": ":", "mfcc": (0, (6, 2, 1, 2)), "fbank_no_cmvn": (0, (4, 2))}  # dotted / dash-dot / dashed
 CHANCE_STYLE = {"color": "black", "linestyle": "-", "linewidth": 0.8, "alpha": 0.55}
 NA_HATCH = "///"
 DPI = 150
 
+_RATE = re.compile(r"^(?P<hz>\d+(?:\.\d+)?)Hz$")     # a baseline's frame-rate tag: {50Hz}
 _NAME = re.compile(r"^(?P<up>[^\[\]{}]+)(?:\[(?P<tag>[^\]]*)\])?(?:\{(?P<cfg>[^}]*)\})?$")
 
 
@@ -76,14 +80,17 @@ def model_key(name: str) -> str:
 
 def model_label(name: str) -> str:
     """Short legend label: ``jooci``, ``jooci (random init)``, ``fbank``; no checkpoint hash."""
-    up = parse_model(name)[0]
-    return f"{up} (random init)" if is_random(name) else up
+    up, _, cfg = parse_model(name)
+    if is_random(name):
+        return f"{up} (random init)"
+    rate = _RATE.match(cfg)
+    return f"{up} @ {rate['hz']} Hz" if rate else up
 
 
 def model_caption(name: str) -> str | None:
     """What identifies a model's weights, for a caption/footnote: ``jooci: jooci-compact@33b0fa53``."""
     up, tag, cfg = parse_model(name)
-    parts = [p for p in (tag, f"-g {cfg}" if cfg else "") if p]
+    parts = [p for p in (tag, f"-g {cfg}" if cfg and not _RATE.match(cfg) else "") if p]
     return f"{model_label(name)}: {', '.join(parts)}" if parts else None
 
 
@@ -105,7 +112,11 @@ def stream_style(stream: str) -> dict:
 
 
 def baseline_style(name: str) -> dict:
-    """Line style of a baseline drawn as a horizontal reference line."""
+    """Line style of a baseline drawn as a horizontal reference line (one at another frame rate than
+    its own, ``{50Hz}``, thicker and lighter)."""
+    rate = _RATE.match(parse_model(name)[2])
+    if rate and float(rate["hz"]) < 100:
+        return {"linestyle": BASELINE_LINES.get(model_key(name), "-."), "linewidth": 2.6, "alpha": 0.45}
     return {"linestyle": BASELINE_LINES.get(model_key(name), "-."), "linewidth": 1.4}
 
 

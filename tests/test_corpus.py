@@ -274,8 +274,10 @@ def test_large_spec_scaled_down_run(tmp_path):
     # 3.1 s a sentence on average (measured on small)
     assert spec.n_speakers >= 1000 and spec.n_speakers * spec.utts_per_speaker * 3.1 / 3600 > 100
     assert len(sample_voices(spec.n_speakers, 0, spec.min_voice_distance)) == spec.n_speakers
+    from harness.corpus.spec import UnseenSpec
+
     small = dataclasses.replace(spec, name="large-scaled", n_speakers=20, utts_per_speaker=3, n_dev=2, n_test=2,
-                                n_asv_test=3, n_iemocap=20)
+                                n_asv_test=3, n_iemocap=20, unseen=UnseenSpec(n_speakers=2, utts_per_speaker=2))
     root = make_corpus(tmp_path / "ls", size=small, seed=5, workers=1, progress=False)
     info = CorpusLayout(root).check()
     assert info["counts"]["utterances"] == 60 and info["spec"]["sid_test_frac"] == spec.sid_test_frac

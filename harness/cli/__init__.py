@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cca": ("harness.cli.cca", "projection-weighted CCA per layer (phone, word, speaker, fbank views)"),
     "probe": ("harness.cli.probe", "linear speaker/phone probes per layer and an MI estimate between streams"),
     "plot": ("harness.cli.plot", "plot ABX / CCA / probe results and per-model figures (PNG + PDF)"),
+    "scorecard": ("harness.cli.scorecard", "the validity scorecard on unseen voices: probes, ABX, baselines, random twins"),
     "prepare": ("harness.cli.prepare", "write the files s3prl's tasks need for real LibriSpeech / VoxCeleb1 / IEMOCAP"),
 }
 

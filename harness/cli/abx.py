@@ -3,6 +3,7 @@
   harness abx --upstream fbank --corpus small                      # hidden_states of s3prl fbank
   harness abx --upstream jooci --features content,other --layers all --plot
   harness abx --upstream learn2diss --ckpt checkpoints/learn2diss-compact --item my.item --audio-dir wavs/
+  harness abx --upstream fbank_no_cmvn --corpus small --split unseen     # the unseen-voices set
 
 Features of every layer are extracted once into a feature store (cached, resumable) and reused for
 all layers and both conditions (within / across speaker). The sampling plan of a stream is built
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--audio-dir", type=Path, default=None,
                      help="wavs named <file>.wav that --item refers to (default: the item file's stem as a "
                           "folder beside it, e.g. abx/dev.item -> abx/dev/)")
-    io.add_corpus_arguments(p, default=None, splits=("dev", "test"))
+    io.add_corpus_arguments(p, default=None, splits=("dev", "test", "unseen"))
     a = p.add_argument_group("ABX")
     a.add_argument("--max-size-group", type=int, default=10, help="max tokens per (context, speaker, phone) group")
     a.add_argument("--max-x-across", type=int, default=5, help="max X speakers per cell, across-speaker")

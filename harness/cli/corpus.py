@@ -4,7 +4,9 @@
     harness corpus info corpora/small
 
 A generated corpus holds LibriSpeech (ASR, PR), VoxCeleb1 (SID, ASV), IEMOCAP (ER), phone
-alignments, ABX item files and manifest.csv; see harness/corpus/layout.py for every path.
+alignments, ABX item files and manifest.csv, and an evaluation-only unseen-voices set under unseen/
+(voices and sentences training never sees; `harness scorecard` reads it); see harness/corpus/layout.py
+for every path. Rerunning `make` on a corpus made before the unseen set existed adds it.
 Generation is resumable (rerun the same command) and deterministic (same seed, same bytes).
 """
 from __future__ import annotations
@@ -50,7 +52,18 @@ def _make(args) -> int:
     c = info["counts"]
     print(f"corpus {info['size']} (seed {info['seed']}) at {root}: {c['speakers']} speakers, "
           f"{c['utterances']} utterances, {info['hours']:.2f} h audio, {time.time() - t0:.1f} s")
+    _print_unseen(CorpusLayout(root))
     return 0
+
+
+def _print_unseen(lay) -> None:
+    if not lay.unseen_info_json.is_file():
+        print(f"  unseen voices: none ({lay.unseen_info_json} missing)")
+        return
+    u = lay.check_unseen()
+    c = u["counts"]
+    print(f"  unseen voices (evaluation only): {c['speakers']} speakers, {c['utterances']} utterances, "
+          f"{u['hours']:.3f} h, {c['abx_items']} ABX items in {lay.unseen}")
 
 
 def _info(args) -> int:
@@ -74,6 +87,7 @@ def _info(args) -> int:
     print(f"  PR: {len(info['phones'])} phones, lexicon {c['lexicon_words']} words; ABX items dev/test "
           f"{c['abx_dev_items']}/{c['abx_test_items']}")
     print(f"  layouts: {lay.librispeech}, {lay.voxceleb1}, {lay.iemocap}, {lay.alignments}, {lay.abx}, {lay.manifest}")
+    _print_unseen(lay)
     return 0
 
 

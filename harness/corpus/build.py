@@ -4,6 +4,10 @@ Resumption: ``plan.json`` (size, seed, spec) is written first; an utterance whos
 not synthesised again; the layout text files are rewritten from the records; ``corpus.json`` is
 written last and atomically, so it exists only for a complete corpus. Synthesis is a pure function
 of the plan, so the bytes do not depend on ``workers`` or on where a run was interrupted.
+
+Then the unseen-voices evaluation set (``unseen.py``) is generated into ``unseen/`` when the size has
+one: after the corpus proper, so a complete corpus made before the set existed gets it added and
+keeps every other byte.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .plan import Plan, make_plan
 from .spec import SAMPLE_RATE, CorpusSpec, get_spec
 from .styles import STYLES
 from .text import SENTENCES_PATH
+from .unseen import make_unseen, unseen_meta
 from .voxceleb import write_voxceleb
 
 GENERATOR_VERSION = 1
@@ -147,13 +152,23 @@ def make_corpus(out_dir: str | Path, size: str | CorpusSpec = "tiny", seed: int 
     root = Path(out_dir).expanduser().resolve()
     lay = CorpusLayout(root)
     meta = _plan_meta(spec, seed)
-    if _existing(lay, meta):  # checked before touching anything, and again under the lock
+    if _existing(lay, meta) and _unseen_done(lay, spec, seed):  # checked before touching anything, and again under the lock
         return root
     _prepare_dir(root)
     with _exclusive(root):
-        if _existing(lay, meta):  # another process finished it while we waited
-            return root
-        return _generate(lay, spec, seed, workers, progress, stop_after)
+        if not _existing(lay, meta):  # else another process finished it while we waited
+            _generate(lay, spec, seed, workers, progress, stop_after)
+        make_unseen(lay, spec, seed, progress)
+        return root
+
+
+def _unseen_done(lay: CorpusLayout, spec: CorpusSpec, seed: int) -> bool:
+    if spec.unseen is None:
+        return True
+    try:
+        return lay.unseen_info_json.is_file() and json.loads(lay.unseen_plan_json.read_text()) == unseen_meta(spec, seed)
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def _existing(lay: CorpusLayout, meta: dict) -> bool:

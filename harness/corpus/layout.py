@@ -28,7 +28,19 @@ DIR/IEMOCAP/                         ER (`emotion`), 5 sessions = 5 folds, 4 cla
 DIR/alignments/{train,dev,test}/<utt_id>.txt      "onset offset phone" (s), tiles [0, duration]
 DIR/abx/{dev,test}.item              "#file onset offset #phone prev-phone next-phone speaker"
 DIR/abx/{dev,test}/<utt_id>.wav      the files the items name (#file = utt_id)
+DIR/unseen/                          the unseen-voices evaluation set (no training layout reads it;
+                                     added to an older corpus by rerunning `harness corpus make`)
+    plan.json                        its spec + seed (resume check); info.json written LAST (complete)
+    voices.json                      every unseen voice's parameters and the ranges they came from
+    manifest.csv                     one row per utterance (UNSEEN_MANIFEST_COLUMNS)
+    utterances/<spk>.json            per-speaker records, as utterances/ above
+    wav/<utt_id>.wav                 16 kHz mono 16-bit
+    alignments/<utt_id>.txt          "onset offset phone" (s), tiles [0, duration]
+    abx.item                         ABX items of the set (#file = utt_id, audio in wav/)
 ```
+
+Split name ``unseen``: ``alignment("unseen", u)``, ``abx_item("unseen")`` and ``abx_wav_dir("unseen")``
+name the unseen set's files, so readers of the dev/test ABX layout read it unchanged.
 
 Audio is 16 kHz mono 16-bit; flac under LibriSpeech, wav elsewhere. The wav files of VoxCeleb1,
 IEMOCAP and abx are hard links to one file (copies where the file system has no hard links).
@@ -42,6 +54,9 @@ from pathlib import Path
 SPLITS = ("train", "dev", "test")
 LIBRI_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 ABX_SPLITS = ("dev", "test")
+UNSEEN = "unseen"  # the unseen-voices set's split name (alignment / abx_item / abx_wav_dir)
+UNSEEN_MANIFEST_COLUMNS = ["utt_id", "speaker", "gender", "style", "text", "sentence", "duration_s", "num_samples",
+                           "wav", "alignment"]
 ER_FOLDS = (1, 2, 3, 4, 5)
 FORMAT = "duet-corpus/1"
 # support files (everything s3prl reads besides audio), relative to each corpus folder; the keys are
@@ -107,6 +122,16 @@ class CorpusLayout:
         # alignments, ABX
         self.alignments = r / "alignments"
         self.abx = r / "abx"
+        # the unseen-voices evaluation set
+        self.unseen = r / UNSEEN
+        self.unseen_plan_json = self.unseen / "plan.json"
+        self.unseen_info_json = self.unseen / "info.json"
+        self.unseen_voices_json = self.unseen / "voices.json"
+        self.unseen_manifest = self.unseen / "manifest.csv"
+        self.unseen_utterances = self.unseen / "utterances"
+        self.unseen_wav_dir = self.unseen / "wav"
+        self.unseen_alignments = self.unseen / "alignments"
+        self.unseen_item = self.unseen / "abx.item"
 
     # --- per-split / per-item paths -------------------------------------------------------
     def libri_split_dir(self, split: str) -> Path:
@@ -132,13 +157,21 @@ class CorpusLayout:
         return self.iemocap / f"Session{k}"
 
     def alignment(self, split: str, utt_id: str) -> Path:
+        if split == UNSEEN:
+            return self.unseen_alignments / f"{utt_id}.txt"
         return self.alignments / split / f"{utt_id}.txt"
 
     def abx_item(self, split: str) -> Path:
-        return self.abx / f"{split}.item"
+        return self.unseen_item if split == UNSEEN else self.abx / f"{split}.item"
 
     def abx_wav_dir(self, split: str) -> Path:
-        return self.abx / split
+        return self.unseen_wav_dir if split == UNSEEN else self.abx / split
+
+    def unseen_wav(self, utt_id: str) -> Path:
+        return self.unseen_wav_dir / f"{utt_id}.wav"
+
+    def unseen_record(self, spk: str) -> Path:
+        return self.unseen_utterances / f"{spk}.json"
 
     def speaker_record(self, libri_spk: str) -> Path:
         return self.utterances / f"{libri_spk}.json"
@@ -147,6 +180,15 @@ class CorpusLayout:
         """One utterance's record, or None: ``{"num_samples": int, "phones": [[start, end, phone]]
         (16 kHz samples), "words": [[WORD, phones | None, merged]]}`` (see ``synth.Synthesis``)."""
         p = self.speaker_record(libri_spk)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return _speaker_records(str(p), st.st_mtime_ns, st.st_size).get(utt_id)
+
+    def read_unseen_record(self, spk: str, utt_id: str) -> dict | None:
+        """One unseen utterance's record (same fields as ``read_record``), or None."""
+        p = self.unseen_record(spk)
         try:
             st = p.stat()
         except OSError:
@@ -186,3 +228,20 @@ class CorpusLayout:
             raise CorpusError(f"corpus {self.root} is incomplete: {missing[0]} is missing "
                               f"({len(missing)} files in all); {make_hint(self.root, info.get('size', 'small'))}")
         return info
+
+    def check_unseen(self) -> dict:
+        """Raise CorpusError unless the corpus has a complete unseen-voices set; return its info.json."""
+        info = self.check()
+        if not self.unseen_info_json.is_file():
+            raise CorpusError(f"corpus {self.root} has no (complete) unseen-voices set: {self.unseen_info_json} is "
+                              f"missing; {make_hint(self.root, info.get('size', 'small'))} (adds it, corpus unchanged)")
+        try:
+            unseen = json.loads(self.unseen_info_json.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CorpusError(f"{self.unseen_info_json} is unreadable ({e}); remove it and "
+                              f"{make_hint(self.root, info.get('size', 'small'))}") from None
+        missing = [p for p in (self.unseen_manifest, self.unseen_item, self.unseen_voices_json) if not p.is_file()]
+        if missing:
+            raise CorpusError(f"unseen-voices set of {self.root} is incomplete: {missing[0]} is missing; remove "
+                              f"{self.unseen_info_json} and {make_hint(self.root, info.get('size', 'small'))}")
+        return unseen

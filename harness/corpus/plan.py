@@ -1,4 +1,6 @@
-"""The corpus plan: every utterance's speaker, sentence, style and its place in every layout.
+"""The corpus plan: every utterance's speaker, sentence, style and its place in every layout; and the
+plan of the unseen-voices evaluation set (``make_unseen_plan``), drawn from streams of its own so that
+the training plan is the same with or without it.
 
 The plan is a pure function of (spec, seed): it is what makes a corpus reproducible whatever the
 worker count, and what resumption compares against. Synthesis only fills it with audio.
@@ -11,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layout import LIBRI_SPLITS
-from .spec import CorpusSpec
+from .spec import CorpusSpec, UnseenSpec
 from .styles import STYLES, er_label
-from .text import load_sentences
-from .voices import Voice, sample_voices
+from .text import load_sentences, load_unseen_sentences
+from .voices import Voice, sample_unseen_voices, sample_voices
 
 _VIDEO_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
@@ -118,3 +120,63 @@ def make_plan(spec: CorpusSpec, seed: int) -> Plan:
                 vox_rel=f"{vox_id}/{video}/{j % spec.video_size + 1:05d}.wav", sid_split=int(sid[j]),
                 iemocap_rel=iem_rel, er_label=er_label(st.name) if iem else None))
     return Plan(spec=spec, seed=seed, voices=voices, utts=utts)
+
+
+# --- the unseen-voices evaluation set ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnseenUtt:
+    utt_id: str  # <speaker>-<NNNN>, e.g. U003-0005
+    speaker: int  # index into UnseenPlan.voices
+    spk: str  # speaker id, e.g. U003 (the ABX item file's speaker column)
+    sentence: str
+    style: str
+    rate: int
+    pitch: int
+    range: int
+    volume: int
+
+
+@dataclass(frozen=True)
+class UnseenPlan:
+    spec: UnseenSpec
+    seed: int
+    voices: list[Voice]
+    utts: list[UnseenUtt]
+
+
+def training_voices(spec: CorpusSpec, seed: int) -> list[Voice]:
+    """The voices of every corpus size with this seed (each size's are a prefix of the longest list)."""
+    from .spec import SIZES
+
+    n = max([spec.n_speakers] + [s.n_speakers for s in SIZES.values()])
+    return sample_voices(n, seed, spec.min_voice_distance)
+
+
+def make_unseen_plan(spec: CorpusSpec, seed: int) -> UnseenPlan:
+    """Who says what in ``<corpus>/unseen/``: voices from their own seed stream at the edges of the
+    training ranges and no near-duplicate of a training voice of any size with this seed; sentences of
+    the unseen list (shuffled by the seed, consecutive per speaker, cycled if the list runs out); styles
+    as in training (a random permutation per speaker, cycled)."""
+    if spec.unseen is None:
+        raise ValueError(f"corpus size {spec.name!r} has no unseen-voices set (CorpusSpec.unseen is None)")
+    u = spec.unseen
+    voices = sample_unseen_voices(u.n_speakers, seed, training_voices(spec, seed), spec.min_voice_distance)
+    sentences = load_unseen_sentences()
+    order = np.random.default_rng([seed, 0x0E5E, 0x5E7]).permutation(len(sentences)).tolist()
+    style_names = list(STYLES)
+    utts: list[UnseenUtt] = []
+    k = 0
+    for i in range(u.n_speakers):
+        rng = np.random.default_rng([seed, 0x0E5E, 0x577, i])
+        perm = rng.permutation(len(style_names))
+        jrs, jps = rng.uniform(0.94, 1.06, size=u.utts_per_speaker), rng.uniform(0.92, 1.08, size=u.utts_per_speaker)
+        spk = f"U{i:03d}"
+        for j in range(u.utts_per_speaker):
+            st = STYLES[style_names[perm[j % len(perm)]]]
+            utts.append(UnseenUtt(
+                utt_id=f"{spk}-{j:04d}", speaker=i, spk=spk, sentence=sentences[order[k % len(order)]], style=st.name,
+                rate=int(round(st.rate * float(jrs[j]))), pitch=min(99, max(0, int(round(st.pitch * float(jps[j]))))),
+                range=st.range, volume=st.volume))
+            k += 1
+    return UnseenPlan(spec=u, seed=seed, voices=voices, utts=utts)

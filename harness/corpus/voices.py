@@ -91,3 +91,59 @@ def sample_voices(n: int, seed: int, min_distance: float = 8.0, max_tries: int =
         else:
             raise RuntimeError(f"could not find {n} voices at min distance {min_distance}; lower it")
     return kept
+
+
+# --- the unseen-voices evaluation set ---------------------------------------------------------
+# Training voices (``random_voice``) per gender: pitch base female 150-214 Hz, male 72-124 Hz; formant
+# frequency scales female 84-137 %, male 78-122 % (each formant drawn independently, so a voice's mean
+# scale lies near 110 % / 100 %); heights 70-130 %, widths 80-120 %. Unseen voices sit at or outside
+# those edges: one vocal-tract scale per speaker, far from the training centre (male: long tracts,
+# every formant 60-93 %; female: short tracts, 116-148 %), pitch at or beyond the training range, and
+# wider height/width/voicing/consonant ranges. (low, high) below are inclusive.
+UNSEEN_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "male": {"tract": (-32, -15), "pitch_base": (50, 74), "pitch_span": (15, 45)},
+    "female": {"tract": (24, 40), "pitch_base": (210, 255), "pitch_span": (60, 120)},
+}
+UNSEEN_JITTER = 8          # per-formant deviation from the speaker's tract scale (percent points)
+UNSEEN_HEIGHT = (60, 135)
+UNSEEN_WIDTH = (65, 135)
+UNSEEN_VOICING = (75, 125)
+UNSEEN_CONSONANTS = (70, 130)
+
+
+def _between(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
+    return int(rng.integers(lo_hi[0], lo_hi[1] + 1))
+
+
+def random_unseen_voice(rng: np.random.Generator, name: str, gender: str) -> Voice:
+    """A voice at or beyond the edges of ``random_voice``'s ranges (see ``UNSEEN_RANGES``)."""
+    r = UNSEEN_RANGES[gender]
+    tract = _between(rng, r["tract"])
+    base = _between(rng, r["pitch_base"])
+    top = base + _between(rng, r["pitch_span"])
+    formants = tuple((100 + tract + _between(rng, (-UNSEEN_JITTER, UNSEEN_JITTER)), _between(rng, UNSEEN_HEIGHT),
+                      _between(rng, UNSEEN_WIDTH)) for _ in range(N_FORMANTS))
+    return Voice(name=name, gender=gender, pitch_base=base, pitch_max=top, formants=formants,
+                 voicing=_between(rng, UNSEEN_VOICING), consonants=_between(rng, UNSEEN_CONSONANTS))
+
+
+def sample_unseen_voices(n: int, seed: int, exclude: list[Voice], min_distance: float = 8.0,
+                         max_tries: int = 200) -> list[Voice]:
+    """n voices of the unseen-voices set, from their own seeded stream: no two near-duplicates, and
+    none a near-duplicate (formant distance < ``min_distance``) of any voice in ``exclude`` (the
+    training voices). Speaker i is female for even i, male for odd i; names ``unseen{i:03d}``.
+    A prefix of a longer list (same seed and exclusions) is the shorter list."""
+    rng = np.random.default_rng([seed, 0x0E5E, 0x70CE])
+    ex = np.stack([v.formant_vector() for v in exclude]) if exclude else np.zeros((0, 5))
+    kept: list[Voice] = []
+    for i in range(n):
+        gender = "female" if i % 2 == 0 else "male"
+        for _ in range(max_tries):
+            v = random_unseen_voice(rng, f"unseen{i:03d}", gender)
+            if not is_near_duplicate(v, kept, min_distance) and not (
+                    len(ex) and (np.linalg.norm(ex - v.formant_vector(), axis=1) < min_distance).any()):
+                kept.append(v)
+                break
+        else:
+            raise RuntimeError(f"could not find {n} unseen voices at min distance {min_distance}; lower it")
+    return kept
