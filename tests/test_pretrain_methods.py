@@ -43,3 +43,68 @@ def test_learn2diss_club_term_moves_the_utterance_encoder():
 
     g0 = grads(0.0)
     assert float((grads(cfg.club_weight) - g0).norm() / g0.norm()) >= 0.10
+
+
+# ------------------------------------------------------------------------------ JOOCI
+def jooci_batch(B=2, S=8000, k=7, seed=0):
+    wav, g = speechlike(B, S, seed)
+    T = 24
+    return {"wav": wav, "wav_len": torch.tensor([S, S - 2000]), "teacher": torch.randn(B, 8, generator=g),
+            "labels.a": torch.randint(0, k, (B, T), generator=g)}
+
+
+def test_jooci_stage1_trains_only_the_other_side():
+    """Paper, appendix A.1: shared CNN + content encoder frozen first; then everything trains."""
+    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig
+    torch.manual_seed(0)
+    m = build_model("jooci", "tiny")
+    pairs = [(1, "a", 7), (2, "a", 7)]
+    obj = JoociObjective(m, pairs, JoociRecipeConfig(), 32, stage=1).train()
+    assert not m.content_encoder.training                     # frozen part: eval mode (no dropout)
+    obj(jooci_batch()).loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in m.content_encoder.parameters())
+    for part in (m.other_encoder, m.pool, m.fc, m.decoder):
+        assert any(p.grad is not None and p.grad.abs().max() > 0 for p in part.parameters())
+    trainable = {id(p) for p in obj.parameters() if p.requires_grad}   # what the trainer optimises
+    assert not trainable & {id(p) for p in m.content_encoder.parameters()}
+
+    obj2 = JoociObjective(m, pairs, JoociRecipeConfig(), 32, stage=2).train()
+    m.zero_grad(set_to_none=True)
+    obj2(jooci_batch()).loss.backward()
+    assert m.content_encoder.training
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.frontend.parameters())
+
+
+def test_jooci_other_blocks_start_by_passing_their_own_stream():
+    """At init a block's depthwise conv reads its own (other) frame, not the DF content taps."""
+    from upstream.nn.other_encoder import OtherEncoderBlock
+    torch.manual_seed(0)
+    blk = OtherEncoderBlock(8, factor=4, scale=4).eval()
+    x = torch.randn(2, 8, 5)
+    with torch.no_grad():
+        a = blk(x, torch.randn(2, 8, 20), None, None)
+        b = blk(x, 10 * torch.randn(2, 8, 20), None, None)
+    torch.testing.assert_close(a, b)
+    # and the content taps can still learn: they receive a gradient
+    blk.train()
+    blk(x, torch.randn(2, 8, 20), None, None).pow(2).sum().backward()
+    assert blk.depthwise.weight.grad[:, :, :-1].abs().max() > 0
+
+
+def test_jooci_teacher_targets_centred_and_whitened():
+    import numpy as np
+    from pretrain.teachers import whiten_targets
+    rng = np.random.default_rng(0)
+    # d-vector-like targets: one shared direction dominating speaker differences (cosine ~0.8 to the mean)
+    spk = rng.normal(size=(40, 32))
+    raw = 4.0 + np.repeat(spk, 10, axis=0) + 0.3 * rng.normal(size=(400, 32))
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    out, st = whiten_targets(raw)
+    assert st["cos_to_mean_before"] > 0.75 and abs(st["cos_to_mean_after"]) < 0.1
+    assert out.shape == raw.shape and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    cov = np.cov(out.T)
+    ev = np.linalg.eigvalsh(cov)
+    assert ev.max() / ev.min() < 10                         # raw: one direction holds most variance
+    ev_raw = np.linalg.eigvalsh(np.cov(raw.T))
+    assert ev_raw.max() / ev_raw.min() > 10
