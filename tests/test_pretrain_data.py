@@ -57,3 +57,31 @@ def test_same_crop_views_and_overlapping_option_still_available():
     assert torch.equal(same["start"], same["start_b"]) and torch.equal(same["wav"], same["wav_b"])
     free = CropBatches(bank, DataConfig(batch_size=4, views=2, disjoint_views=False), seed=0).get(0, 0)
     assert free["wav_b"].shape == (4, 32000)
+
+
+def test_formant_warp_moves_the_spectrum_and_keeps_length():
+    from pretrain.augment import formant_warp
+    t = torch.arange(16000) / 16000
+    wav = 0.3 * torch.sin(2 * torch.pi * 500 * t) + 0.1 * torch.sin(2 * torch.pi * 1500 * t)
+    same = formant_warp(wav, 1.0)
+    assert same.shape == wav.shape and float((same - wav).abs().max()) < 1e-3
+    up = formant_warp(wav, 1.2)
+    assert up.shape == wav.shape
+    f = torch.fft.rfftfreq(16000, 1 / 16000)
+    peak = float(f[torch.fft.rfft(up).abs().argmax()])
+    assert abs(peak - 600) <= 20                       # 500 Hz component moved by x1.2
+
+
+def test_speaker_perturbed_student_input_keeps_clean_labels():
+    """ContentVec-style: the batch's audio is perturbed, its frame labels are the clean audio's."""
+    from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig
+    bank = fake_bank([20000, 40000, 64000])
+    lab = FrameLabels(np.arange(sum(frames(n) for n in bank.lengths)) % 5, [frames(n) for n in bank.lengths], 5, "k")
+    cfg = DataConfig(crop_s=1.0, batch_size=3)
+    pert = CropBatches(bank, cfg, seed=1, labels={"k": lab},
+                       augment=SpeakerPerturb(SpeakerPerturbConfig(prob=1.0))).get(0, 0)
+    for j, i in enumerate(pert["utt"].tolist()):
+        s0, n = int(pert["start"][j]), int(pert["wav_len"][j])
+        clean = bank[i][s0:s0 + n].astype(np.float32) / 32768.0
+        assert not np.allclose(pert["wav"][j, :n].numpy(), clean, atol=1e-3)        # the voice changed
+        assert pert["labels.k"][j, :frames(n)].tolist() == lab[i][s0 // HOP: s0 // HOP + frames(n)].tolist()

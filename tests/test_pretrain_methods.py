@@ -108,3 +108,33 @@ def test_jooci_teacher_targets_centred_and_whitened():
     assert ev.max() / ev.min() < 10                         # raw: one direction holds most variance
     ev_raw = np.linalg.eigvalsh(np.cov(raw.T))
     assert ev_raw.max() / ev_raw.min() > 10
+
+
+# ------------------------------------------------------------------------------ Barlow Twins
+def test_barlow_twins_utterance_term_is_full_rank_at_the_default_batch():
+    """Default recipe + compact preset + default batch: the utterance term's cross-correlation has
+    rank equal to its dimension (was: 512 x 512 from 8 crops, rank <= 7)."""
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsObjective, BarlowTwinsRecipeConfig, check
+    cfg = BarlowTwinsRecipeConfig()
+    check(cfg)
+    torch.manual_seed(0)
+    m = build_model("barlow_twins", cfg.preset).train()
+    obj = BarlowTwinsObjective(m, cfg)
+    B, S = cfg.data.batch_size, int(cfg.data.crop_s * 16000)
+    wav, g = speechlike(B, S)
+    lens = torch.full((B,), S)
+    with torch.no_grad():
+        a = obj._encode(wav, lens)
+        b = obj._encode(wav + 0.01 * torch.randn(B, S, generator=g), lens)
+        za, zb = obj.utt_pairs(a, b)
+    c = obj.bt.cross_correlation(za, zb)
+    D = preset_config("barlow_twins", cfg.preset).projector_dims[-1]
+    assert c.shape == (D, D) and int(torch.linalg.matrix_rank(c.double())) == D
+
+
+def test_barlow_twins_check_refuses_a_rank_limited_config():
+    import pytest
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsRecipeConfig, check
+    from pretrain.recipes.common import RecipeError, apply_overrides
+    with pytest.raises(RecipeError, match="rank <= 7"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["utt_rows=utterances"]))
