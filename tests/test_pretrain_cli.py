@@ -192,4 +192,4 @@ def test_list_and_show_config(capsys):
     assert all(r in out for r in ("hubert-compact", "learn2diss-compact", "jooci-compact", "barlow-twins-compact"))
     assert main(["pretrain", "--recipe", "jooci-compact", "--show-config", "stage1.steps=7", "init_ckpt="]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["train"]["steps"] == 7 and cfg["teacher"] == "resemblyzer"
+    assert cfg["stage1"]["steps"] == 7 and cfg["teacher"] == "resemblyzer"
