@@ -60,6 +60,9 @@ def test_hubert_compact_two_iterations(hubert_tiny):
     assert "k-means K=8 on MFCC" in meta["provenance"]["labels"]
     labels = json.loads((hubert_tiny / "cache" / "km_mfcc_8.json").read_text())
     assert labels["num_classes"] == 8 and sum(labels["lengths"]) > 100
+    card = (hubert_tiny / "final" / "MODEL_CARD.md").read_text()
+    assert "formant-warped" in card and "iteration(s) [2]" in card    # ContentVec-style student input
+    assert m.frontend.__class__.__name__ == "LogMelFrontEnd"            # compact/tiny presets: log-mel
 
 
 @pytest.mark.parametrize("recipe,model,phases,extra", [
