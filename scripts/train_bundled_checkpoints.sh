@@ -7,7 +7,7 @@
 # Jobs run two at a time with one thread each (on 2 cores that beats one job with two threads).
 # Recipes as of the method-fidelity fixes (compact = log-mel front-end + pre-LN; hubert-compact's
 # student input formant-warped with labels from clean audio; learn2diss: disjoint + perturbed
-# InfoNCE views, CLUB weight 0.1; jooci: two stages, whitened teacher targets; barlow twins:
+# InfoNCE views, CLUB weight 0.01; jooci: two stages, whitened teacher targets; barlow twins:
 # utterance term over 200-ms windows, 64-wide projector output). Every other setting is the
 # recipe default (`harness pretrain --recipe NAME --show-config`).
 set -euo pipefail
@@ -33,7 +33,7 @@ pre --recipe learn2diss-compact --out runs/learn2diss-compact backbone_ckpt=chec
   data.crop_s=2.0 data.batch_size=8 k_frame=100 q_utt=50 kmeans_frames=100000 \
   stage1.steps=400 stage1.lr=5e-4 stage1.warmup_steps=40 stage1.ckpt_every=100 \
   stage2.steps=200 stage2.lr=2e-4 stage2.warmup_steps=20 stage2.ckpt_every=100 stage2.aux_steps=5 \
-  club_weight=0.1 data.disjoint_views=true &
+  club_weight=0.01 data.disjoint_views=true &
 pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert-compact teacher=resemblyzer \
   data.crop_s=2.0 data.batch_size=8 k=100 kmeans_frames=100000 \
   teacher_whiten=true stage1.steps=300 stage1.lr=5e-4 stage1.warmup_steps=30 stage1.ckpt_every=100 \

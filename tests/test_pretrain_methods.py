@@ -16,7 +16,8 @@ def speechlike(B, S, seed=0):
 
 # ------------------------------------------------------------------------------ Learn2Diss
 def test_learn2diss_club_term_moves_the_utterance_encoder():
-    """With a fitted estimator, the default λ·CLUB changes h's gradient by >= 10 % (λ = 1e-3: 0.3 %)."""
+    """With a fitted estimator, the default λ·CLUB changes h's gradient by ~1.2 % here, >= 0.8 %
+    (the paper's λ = 1e-3: ~0.13 %, inert; λ = 0.1 was too strong in a compact trial, see the recipe)."""
     from pretrain.recipes.learn2diss_compact import Learn2DissObjective, Learn2DissRecipeConfig
     torch.manual_seed(0)
     m = build_model("learn2diss", "tiny")
@@ -42,7 +43,7 @@ def test_learn2diss_club_term_moves_the_utterance_encoder():
         return torch.cat([x.flatten() for x in gs if x is not None])
 
     g0 = grads(0.0)
-    assert float((grads(cfg.club_weight) - g0).norm() / g0.norm()) >= 0.10
+    assert float((grads(cfg.club_weight) - g0).norm() / g0.norm()) >= 0.008
 
 
 # ------------------------------------------------------------------------------ JOOCI
