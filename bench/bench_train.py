@@ -4,7 +4,9 @@ One optimiser step = forward + backward + AdamW on a batch of random-speech-like
 recipe objective, after ``--warmup`` untimed steps. Reference measured in the same run: a
 transformers ``HubertModel`` of the same shape (hubert_compact's config) with a linear
 masked-prediction head, on the same batch — the ratio says how our HuBERT-shaped model trains
-against HF's implementation. On CUDA (bf16 autocast) it also reports model FLOP utilisation:
+against HF's implementation. For log-mel presets (compact, tiny) the reference is torchaudio's
+MelSpectrogram, stacked to 20 ms, into HF's feature projection, time masking and encoder (pre-LN:
+``HubertEncoderStableLayerNorm``), i.e. the same shape end to end. On CUDA (bf16 autocast) it also reports model FLOP utilisation:
 FLOPs counted by ``torch.utils.flop_counter`` for one step / step time / ``--peak-tflops``.
 
     PYTHONPATH=. python bench/bench_train.py --threads 2 --steps 3            # CPU
@@ -150,12 +152,21 @@ def hf_reference(preset: str):
     from upstream.registry import preset_config
 
     c = preset_config("hubert_compact", preset)
-    hf = HubertModel(HFConfig(conv_dim=list(c.conv_dim), conv_kernel=list(c.conv_kernel), conv_stride=list(c.conv_stride),
+    logmel = c.frontend == "logmel"
+    # log-mel presets: HF's feature projection reads the stacked log-mel (2 x n_mels wide), so its
+    # conv stack is unused and dropped; the log-mel itself is torchaudio's MelSpectrogram
+    conv_dim = [2 * c.n_mels] * 7 if logmel else list(c.conv_dim)
+    hf = HubertModel(HFConfig(conv_dim=conv_dim, conv_kernel=list(c.conv_kernel), conv_stride=list(c.conv_stride),
                               conv_bias=c.conv_bias, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
                               num_attention_heads=c.num_heads, intermediate_size=c.ffn_dim,
                               num_conv_pos_embeddings=c.pos_conv_kernel, num_conv_pos_embedding_groups=c.pos_conv_groups,
                               feat_extract_norm=c.conv_norm, do_stable_layer_norm=c.layer_norm_first,
                               mask_time_prob=0.65, mask_time_length=10))
+    if logmel:
+        import torchaudio
+        hf.feature_extractor = nn.Identity()
+        mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, win_length=400, hop_length=160,
+                                                   n_mels=c.n_mels, center=False)
 
     class Ref(nn.Module):
         def __init__(self):
@@ -163,13 +174,23 @@ def hf_reference(preset: str):
             self.hf = hf
             self.head = nn.Linear(c.hidden_size, 100)
 
+        def hidden(self, wav):
+            if not logmel:
+                return self.hf(wav).last_hidden_state
+            x = torch.log(mel.to(wav.device)(wav.float()) + 1e-6).transpose(1, 2)   # (B, M, n_mels)
+            if x.shape[1] % 2:
+                x = torch.cat([x, x[:, -1:]], 1)
+            x = x.reshape(x.shape[0], x.shape[1] // 2, 2 * c.n_mels)
+            h = self.hf.feature_projection(x)
+            h = self.hf._mask_hidden_states(h)
+            return self.hf.encoder(h).last_hidden_state
+
         def forward(self, b):
-            h = self.hf(b["wav"]).last_hidden_state
+            h = self.hidden(b["wav"])
             y = b["labels.a"][:, : h.shape[1]]
             loss = F.cross_entropy(self.head(h).flatten(0, 1).float(), y.flatten())
             return LossOutput(loss)
 
-    del torch
     return Ref()
 
 

@@ -11,6 +11,10 @@ utterances it sees (JOOCI: 12.5 %, at high SNR), choosing noise / babble / rever
 No real noise/RIR corpus (MUSAN, RIRS_NOISES) is reachable here; these are the documented stand-ins.
 ``TwoViews`` is the stronger perturbation for Barlow Twins' two views: random gain, band-limiting
 filter, additive noise at a moderate SNR, reverb and time masking, each with its own probability.
+``SpeakerPerturb`` changes the voice but not the words or their timing (random vocal-tract-length
+warp of the spectral envelope, VTLP-style, + gain): the student of a content objective sees the
+perturbed input while its targets come from the clean one (ContentVec, Qian et al. 2022; Spin,
+Chang et al. 2023), so speaker-specific cues stop predicting the targets.
 """
 from __future__ import annotations
 
@@ -204,4 +208,52 @@ class TwoViews:
                 w[s:s + L] = 0
         if float(torch.rand(1, generator=gen)) < c.p_gain:
             w = w * 10 ** (_uniform(-c.gain_db, c.gain_db, gen) / 20)
+        return w.clamp(-1.0, 1.0)
+
+
+def formant_warp(wav: Tensor, alpha: float, n_fft: int = 512, hop: int = 128) -> Tensor:
+    """Warp the frequency axis of the magnitude spectrum by ``alpha`` (> 1: formants move up, as
+    for a shorter vocal tract), keeping the phase, the length and the timing (STFT -> iSTFT).
+
+    Magnitude at bin f becomes the original magnitude at f / alpha (linear interpolation; bins
+    read beyond Nyquist are 0). ``alpha = 1`` returns the input up to STFT round-off.
+    """
+    n = wav.shape[0]
+    if n < n_fft:
+        return wav
+    win = torch.hann_window(n_fft)
+    spec = torch.stft(wav, n_fft, hop, n_fft, win, center=True, return_complex=True)   # (F, T)
+    mag, phase = spec.abs(), torch.angle(spec)
+    nb = mag.shape[0]
+    src = torch.arange(nb, dtype=torch.float32) / alpha
+    lo = src.floor().long().clamp(max=nb - 1)
+    hi = (lo + 1).clamp(max=nb - 1)
+    frac = (src - lo.float()).unsqueeze(1)
+    warped = mag[lo] * (1 - frac) + mag[hi] * frac
+    warped[src > nb - 1] = 0.0
+    out = torch.istft(torch.polar(warped, phase), n_fft, hop, n_fft, win, center=True, length=n)
+    return out * (wav.norm() / out.norm().clamp_min(1e-8))
+
+
+@dataclass
+class SpeakerPerturbConfig:
+    prob: float = 0.8                           # fraction of student inputs perturbed
+    alpha: tuple[float, float] = (0.85, 1.18)   # warp factor range (log-uniform)
+    gain_db: float = 6.0
+
+
+class SpeakerPerturb:
+    """callable(wav (S,), gen) -> wav (S,): formant warp + gain on ``prob`` of the inputs."""
+
+    def __init__(self, cfg: SpeakerPerturbConfig):
+        if not 0 < cfg.alpha[0] <= cfg.alpha[1]:
+            raise ValueError(f"speaker_perturb.alpha must be 0 < low <= high, got {cfg.alpha}")
+        self.cfg = cfg
+
+    def __call__(self, wav: Tensor, gen: torch.Generator) -> Tensor:
+        c = self.cfg
+        if float(torch.rand(1, generator=gen)) >= c.prob:
+            return wav
+        alpha = math.exp(_uniform(math.log(c.alpha[0]), math.log(c.alpha[1]), gen))
+        w = formant_warp(wav, alpha) * 10 ** (_uniform(-c.gain_db, c.gain_db, gen) / 20)
         return w.clamp(-1.0, 1.0)

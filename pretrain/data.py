@@ -17,7 +17,15 @@ Pieces (each a small stateful object the trainer or a recipe names):
 
 Batch keys: ``wav`` (B, S) float32, ``wav_len`` (B,) long, ``utt`` (B,) long index into the bank,
 ``labels.<name>`` (B, T) long (-100 = padding), ``utt_labels.<name>`` (B,) long,
-``teacher`` (B, D) float, and with two views ``wav_b``/``wav_b_len`` (+ ``labels_b.<name>``).
+``teacher`` (B, D) float, ``start`` (B,) long (crop start in the utterance, samples), and with two
+views ``wav_b``/``wav_b_len``/``start_b`` (+ ``labels_b.<name>``).
+
+Two views (``views=2``): the same crop (``same_crop``, then perturbed: Barlow Twins), or two crops
+that share no sample of the utterance (``disjoint_views``, Learn2Diss's InfoNCE: otherwise the
+utterance encoder can match audio instead of speakers). Utterances shorter than two crops are
+split in two (each part >= 400 samples, starts on the 320-sample frame grid); only those under
+1040 samples, which cannot be split, give both views the whole utterance (then the view
+perturbation alone makes them differ).
 """
 from __future__ import annotations
 
@@ -225,6 +233,7 @@ class DataConfig:
     batch_size: int = 8          # utterances per micro-batch per process
     views: int = 1               # 2 -> a second crop (``wav_b``) of the same utterance
     same_crop: bool = False      # views=2: the second view is the same crop (then augmented)
+    disjoint_views: bool = True  # views=2, not same_crop: the two crops share no sample
     exclude_eval: bool = True    # drop SID dev/test utterances (manifest.csv) from pre-training
     max_utts: int = 0            # > 0: a seeded random subset of this many training utterances
 
@@ -260,6 +269,35 @@ class CropBatches:
         seg = np.asarray(self.bank[i][start:start + self.crop], dtype=np.float32) / 32768.0
         return torch.from_numpy(seg), start, len(seg)
 
+    def _read(self, i: int, start: int, length: int) -> Tensor:
+        seg = np.asarray(self.bank[i][start:start + length], dtype=np.float32) / 32768.0
+        return torch.from_numpy(seg)
+
+    def _disjoint_crops(self, i: int, gen: torch.Generator) -> tuple[tuple[Tensor, int, int], tuple[Tensor, int, int]]:
+        """Two crops of utterance i with no common sample, starts on the frame grid (HOP)."""
+        n, c = int(self.bank.lengths[i]), self.crop
+
+        def rand(lo: int, hi: int) -> int:            # uniform multiple of HOP in [lo, hi] (lo, hi multiples)
+            return lo + HOP * int(torch.randint(0, (hi - lo) // HOP + 1, (1,), generator=gen))
+
+        lo_cut = -(-WIN // HOP) * HOP                # first grid point leaving >= WIN samples before it
+        if n >= 2 * c:
+            cut = rand(c, ((n - c) // HOP) * HOP)    # first crop in [0, cut), second in [cut, n)
+            a = rand(0, cut - c)
+            b = rand(cut, cut + ((n - c - cut) // HOP) * HOP)
+            la, lb = c, c
+        elif n - lo_cut >= WIN:
+            hi_cut = ((n - WIN) // HOP) * HOP
+            cut = min(max(HOP * round(n / 2 / HOP), lo_cut), hi_cut)
+            a = max(0, cut - c)                      # on the grid: cut and c are multiples of HOP
+            la, b, lb = cut - a, cut, min(n - cut, c)
+        else:                                        # too short to split: both views see it all
+            return (self._read(i, 0, n), 0, n), (self._read(i, 0, n), 0, n)
+        views = [(self._read(i, a, la), a, la), (self._read(i, b, lb), b, lb)]
+        if float(torch.rand(1, generator=gen)) < 0.5:   # which part is view A: random
+            views.reverse()
+        return views[0], views[1]
+
     def _frame_labels(self, name: str, i: int, start: int, length: int, T: int) -> Tensor:
         lab = self.labels[name][i]
         f0 = start // HOP
@@ -281,11 +319,14 @@ class CropBatches:
         wavs, lens, starts = [], [], []
         wavs_b, lens_b, starts_b = [], [], []
         for i in idx:
-            w, s, n = self._crop(i, gen)
+            if self.cfg.views == 2 and not self.cfg.same_crop and self.cfg.disjoint_views:
+                (w, s, n), (wb, sb, nb) = self._disjoint_crops(i, gen)
+            else:
+                w, s, n = self._crop(i, gen)
             if self.cfg.views == 2:
                 if self.cfg.same_crop:
                     wb, sb, nb = w.clone(), s, n
-                else:
+                elif not self.cfg.disjoint_views:
                     wb, sb, nb = self._crop(i, gen)
                 if self.view_augment is not None:
                     w, wb = self.view_augment(w, gen), self.view_augment(wb, gen)
@@ -296,7 +337,8 @@ class CropBatches:
                 w = self.augment(w, gen)
             wavs.append(w), lens.append(n), starts.append(s)
         batch: dict[str, Tensor] = {"wav": _pad(wavs, self.crop), "wav_len": torch.tensor(lens, dtype=torch.long),
-                                    "utt": torch.tensor(idx, dtype=torch.long)}
+                                    "utt": torch.tensor(idx, dtype=torch.long),
+                                    "start": torch.tensor(starts, dtype=torch.long)}
         for name in self.labels:
             batch[f"labels.{name}"] = torch.stack([self._frame_labels(name, i, s, n, T)
                                                    for i, s, n in zip(idx, starts, lens)])
@@ -307,6 +349,7 @@ class CropBatches:
         if self.cfg.views == 2:
             batch["wav_b"] = _pad(wavs_b, self.crop)
             batch["wav_b_len"] = torch.tensor(lens_b, dtype=torch.long)
+            batch["start_b"] = torch.tensor(starts_b, dtype=torch.long)
             for name in self.labels:
                 batch[f"labels_b.{name}"] = torch.stack([self._frame_labels(name, i, s, n, T)
                                                          for i, s, n in zip(idx, starts_b, lens_b)])

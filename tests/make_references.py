@@ -4,6 +4,10 @@ states). Run after an intended change of model code, and say so in the commit:
 
     PYTHONPATH=. python tests/make_references.py            # all experts
     PYTHONPATH=. python tests/make_references.py jooci      # one
+    PYTHONPATH=. python tests/make_references.py --bundled  # the bundled checkpoints (bundled_*.json)
+
+The bundled references pin the outputs of checkpoints/*: rerun `--bundled` only when those
+checkpoints are replaced (not after a model-code change, which they must survive).
 
 Stored per key: the shape of every layer, each layer's mean and std, and a small slice
 (utterance 1, first 3 frames, first 4 dims) of the first and the last layer. < 10 KB per expert.
@@ -41,14 +45,15 @@ def summarize(feats: dict) -> dict:
     return out
 
 
-def compute(name: str, model_config: dict | None = None) -> dict:
+def compute(name: str, model_config: dict | None = None, bundled: bool = False) -> dict:
+    """`bundled=True`: the expert with no -k/-g, i.e. the bundled checkpoint in checkpoints/."""
     import harness.s3prl.compat
     harness.s3prl.compat.install()
     from upstream.hub import UPSTREAMS
 
     torch.set_num_threads(1)
-    model_config = dict(model_config or MODEL_CONFIG)
-    up = UPSTREAMS[name](model_config=model_config).eval()
+    model_config = {} if bundled else dict(model_config or MODEL_CONFIG)
+    up = (UPSTREAMS[name]() if bundled else UPSTREAMS[name](model_config=model_config)).eval()
     with torch.no_grad():
         feats = up(reference_input())
     return {"name": name, "model_config": model_config, "lengths": list(LENGTHS),
@@ -58,11 +63,12 @@ def compute(name: str, model_config: dict | None = None) -> dict:
 
 def main(argv: list[str]) -> int:
     from upstream.hub import UPSTREAMS
-    names = argv or list(UPSTREAMS)
+    bundled = "--bundled" in argv
+    names = [a for a in argv if a != "--bundled"] or list(UPSTREAMS)
     REF_DIR.mkdir(exist_ok=True)
     for name in names:
-        ref = compute(name)
-        path = REF_DIR / f"{name}.json"
+        ref = compute(name, bundled=bundled)
+        path = REF_DIR / f"{'bundled_' if bundled else ''}{name}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(ref, indent=1) + "\n")
         tmp.replace(path)

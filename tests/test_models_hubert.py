@@ -90,3 +90,63 @@ def test_masked_encode_hook_uses_mask_embedding():
     hs_masked, hs = m.encode(feat, feat_len, mask), m.encode(feat, feat_len)
     assert len(hs_masked) == len(hs)
     assert not torch.allclose(hs_masked[-1], hs[-1])
+
+
+def test_logmel_lengths_equal_the_conv_arithmetic():
+    from upstream.nn.logmel_frontend import LogMelFrontEnd, logmel_output_lengths
+    lengths = torch.arange(300, 20000)
+    conv = conv_output_lengths(lengths, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
+    assert logmel_output_lengths(lengths).tolist() == conv.tolist()
+    fe = LogMelFrontEnd(out_dim=8)
+    assert fe.rate == 320 and fe.receptive_field == 400
+    with pytest.raises(ValueError, match="400 samples"):
+        fe(torch.randn(1, 399), torch.tensor([399]))
+
+
+def test_logmel_is_torchaudio_melspectrogram_stacked_by_two():
+    import torchaudio
+    from upstream.nn.logmel_frontend import LogMelFrontEnd
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(2, 16000)
+    feats, n = LogMelFrontEnd(out_dim=8).log_mel(wav, torch.tensor([16000, 8000]))
+    ref = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, win_length=400, hop_length=160,
+                                               n_mels=80, center=False)(wav)
+    ref = torch.log(ref + 1e-6).transpose(1, 2)                   # (B, 98, 80) 10-ms frames
+    assert feats.shape == (2, 49, 160) and n.tolist() == [49, 24]
+    torch.testing.assert_close(feats[0].reshape(98, 80), ref[0], atol=1e-4, rtol=1e-4)
+    # item 1: 8000 samples -> 48 mel frames -> 24 stacked frames, then zeros
+    torch.testing.assert_close(feats[1, :24].reshape(48, 80), ref[1, :48], atol=1e-4, rtol=1e-4)
+    assert (feats[1, 24:] == 0).all()
+
+
+def test_logmel_padding_does_not_leak_and_odd_count_repeats_last_frame():
+    from upstream.nn.logmel_frontend import LogMelFrontEnd
+    fe = LogMelFrontEnd(out_dim=8).eval()
+    torch.manual_seed(1)
+    lens = torch.tensor([400, 559, 560, 7777])    # mel frames 1, 1, 2, 46
+    wav = torch.randn(4, 8000) * 0.1
+    for b, n in enumerate(lens):
+        wav[b, n:] = 50.0                          # garbage in the padding
+    with torch.no_grad():
+        y, n_out = fe(wav, lens)
+        raw, _ = fe.log_mel(wav, lens)
+        for b in range(4):
+            one, k = fe(wav[b:b + 1, :lens[b]], lens[b:b + 1])
+            assert int(k) == n_out[b]
+            torch.testing.assert_close(one[0], y[b, :int(k)], atol=1e-5, rtol=1e-5)
+    assert torch.equal(raw[0, 0, :80], raw[0, 0, 80:])            # one mel frame: repeated
+    assert not torch.equal(raw[2, 0, :80], raw[2, 0, 80:])        # two distinct frames
+
+
+def test_frontend_field_presets_and_old_configs():
+    from upstream.models.hubert import HUBERT_BASE, HUBERT_COMPACT
+    from upstream.nn.logmel_frontend import LogMelFrontEnd
+    assert HUBERT_COMPACT.frontend == HUBERT_TINY.frontend == "logmel"
+    assert HUBERT_COMPACT.layer_norm_first and HUBERT_TINY.layer_norm_first   # pre-LN
+    assert HUBERT_BASE.frontend == "conv" and not HUBERT_BASE.layer_norm_first  # HuBERT Base maps 1:1
+    assert isinstance(HubertCompact.from_config(HUBERT_TINY).frontend, LogMelFrontEnd)
+    old = HUBERT_TINY.to_dict()
+    del old["frontend"], old["n_mels"]            # a config.json written before the field existed
+    assert isinstance(HubertCompact.from_config(old).frontend, ConvFrontEnd)
+    with pytest.raises(ValueError, match="frontend must be one of conv, logmel"):
+        HubertCompact.from_config({**old, "frontend": "mfcc"})

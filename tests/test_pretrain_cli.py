@@ -60,11 +60,14 @@ def test_hubert_compact_two_iterations(hubert_tiny):
     assert "k-means K=8 on MFCC" in meta["provenance"]["labels"]
     labels = json.loads((hubert_tiny / "cache" / "km_mfcc_8.json").read_text())
     assert labels["num_classes"] == 8 and sum(labels["lengths"]) > 100
+    card = (hubert_tiny / "final" / "MODEL_CARD.md").read_text()
+    assert "formant-warped" in card and "iteration(s) [2]" in card    # ContentVec-style student input
+    assert m.frontend.__class__.__name__ == "LogMelFrontEnd"            # compact/tiny presets: log-mel
 
 
 @pytest.mark.parametrize("recipe,model,phases,extra", [
     ("learn2diss-compact", "learn2diss", ["stage1", "stage2"], ["k_frame=8", "q_utt=4"]),
-    ("jooci-compact", "jooci", ["train"], ["label_layers=1,2", "predict_layers=1,2", "k=8"]),
+    ("jooci-compact", "jooci", ["stage1", "stage2"], ["label_layers=1,2", "predict_layers=1,2", "k=8"]),
     ("barlow-twins-compact", "barlow_twins", ["train"], []),
 ])
 def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_tiny, tmp_path):
@@ -90,7 +93,9 @@ def test_recipe_three_steps(recipe, model, phases, extra, tiny_corpus, hubert_ti
         assert changed                                                 # g (from the parent's top layers) trained
     if recipe.startswith("jooci"):
         assert "resemblyzer" in meta["provenance"]["teacher"]
-        assert {"content", "other_distill", "reg_decoder"} <= set(_log(out, "train")[0])
+        assert "whitened" in meta["provenance"]["teacher"]
+        assert {"other_distill", "reg_decoder"} <= set(_log(out, "stage1")[0])   # content frozen in stage 1
+        assert {"content", "other_distill", "reg_decoder"} <= set(_log(out, "stage2")[0])
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path):
@@ -188,6 +193,6 @@ def test_list_and_show_config(capsys):
     assert main(["pretrain", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(r in out for r in ("hubert-compact", "learn2diss-compact", "jooci-compact", "barlow-twins-compact"))
-    assert main(["pretrain", "--recipe", "jooci-compact", "--show-config", "train.steps=7", "init_ckpt="]) == 0
+    assert main(["pretrain", "--recipe", "jooci-compact", "--show-config", "stage1.steps=7", "init_ckpt="]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["train"]["steps"] == 7 and cfg["teacher"] == "resemblyzer"
+    assert cfg["stage1"]["steps"] == 7 and cfg["teacher"] == "resemblyzer"

@@ -45,3 +45,10 @@ def test_another_seed_does_not_match():
 def test_references_are_small():
     total = sum(p.stat().st_size for p in REF_DIR.glob("*.json"))
     assert total < 50_000
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_checkpoint_matches_its_reference(name):
+    """The bundled checkpoints (conv front-end, written before the `frontend` config field) still
+    load and give the outputs stored from the code that trained them (tests/references/bundled_*)."""
+    compare(compute(name, bundled=True), load(f"bundled_{name}"))

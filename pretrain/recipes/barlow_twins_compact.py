@@ -2,11 +2,16 @@
 
 Views: the same 2-s crop perturbed twice (gain, band-limiting, noise/babble, reverb, time masking;
 ``augment.TwoViews``). The perturbations keep the time axis, so frame t of view A and frame t of
-view B are a positive pair too. Loss = w_utt · BT(p(z_A), p(z_B)) over the batch's utterance
-embeddings (z: masked mean of the last layer, p: the model's projector) + w_frame · BT over up to
-``max_frames`` aligned frame pairs (the projector applied per frame) — the frame term gives the
-cross-correlation enough samples at CPU batch sizes (*inferred*; set w_frame=0 for the
-utterance-only original).
+view B are a positive pair too. Loss = w_utt · BT(p(z_A), p(z_B)) over the rows chosen by
+``utt_rows`` (p: the model's projector) + w_frame · BT over up to ``max_frames`` aligned frame
+pairs (the projector applied per frame).
+
+``utt_rows``: "segments" (default) — one row per window of the model's other stream (the last
+layer averaged over DF frames, 200 ms), aligned across the two views; "utterances" — one row per
+crop (z: masked mean of the last layer), the original, which needs a batch larger than the
+projector's output size: the correlation of N rows has rank <= N - 1, so at 8 crops the 512-wide
+term sat at its floor ≈ λD²/(N-1) (bt_utt plateaued at 220-250). ``check`` refuses a config whose
+rows cannot fill the projector's output dimensions.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class BarlowTwinsRecipeConfig:
     lambd: float = 0.0051
     normalize: bool = False          # "modified BT": L2-normalise latents first
     w_utt: float = 1.0
+    utt_rows: str = "segments"       # "segments" (other-stream windows) | "utterances" (one per crop)
     w_frame: float = 1.0
     max_frames: int = 512
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, warmup_steps=40, ckpt_every=50))
@@ -45,6 +51,18 @@ class BarlowTwinsObjective(nn.Module):
         self.model = model
         self.bt = BarlowTwins(cfg.lambd, cfg.normalize)
         self.w_utt, self.w_frame, self.max_frames = cfg.w_utt, cfg.w_frame, cfg.max_frames
+        self.utt_rows = cfg.utt_rows
+
+    def utt_pairs(self, a, b):
+        """The paired rows (N, D) of the utterance term, projected (see ``utt_rows``)."""
+        from upstream.nn.masking import lengths_to_mask
+
+        if self.utt_rows == "utterances":
+            return self.model.project(a.utterance), self.model.project(b.utterance)
+        sa, sb = a.other[0], b.other[0]
+        T = min(sa.shape[1], sb.shape[1])
+        valid = lengths_to_mask(a.other_len, sa.shape[1])[:, :T] & lengths_to_mask(b.other_len, sb.shape[1])[:, :T]
+        return self.model.project(sa[:, :T][valid]), self.model.project(sb[:, :T][valid])
 
     def _encode(self, wav, wl):
         feat, lens = self.model.features(wav, wl)
@@ -58,7 +76,7 @@ class BarlowTwinsObjective(nn.Module):
         loss = a.utterance.sum() * 0.0
         parts = {}
         if self.w_utt > 0:
-            l_u = self.bt(self.model.project(a.utterance), self.model.project(b.utterance))
+            l_u = self.bt(*self.utt_pairs(a, b))
             loss = loss + self.w_utt * l_u
             parts["bt_utt"] = l_u.detach()
         if self.w_frame > 0:
@@ -88,6 +106,18 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
         raise RecipeError("the utterance-level Barlow Twins term needs data.batch_size >= 2")
     if cfg.w_utt <= 0 and cfg.w_frame <= 0:
         raise RecipeError("w_utt and w_frame are both 0: nothing to train")
+    if cfg.utt_rows not in ("segments", "utterances"):
+        raise RecipeError(f"utt_rows must be segments or utterances, got {cfg.utt_rows!r}")
+    if cfg.w_utt > 0:
+        from pretrain.data import frames
+
+        m = preset_config(MODEL, cfg.preset)
+        per_crop = 1 if cfg.utt_rows == "utterances" else -(-frames(int(cfg.data.crop_s * 16000)) // m.other_downsample)
+        rows, dim = cfg.data.batch_size * per_crop, m.projector_dims[-1]
+        if rows - 1 < dim:
+            raise RecipeError(f"the utterance Barlow Twins term would correlate {rows} rows ({cfg.data.batch_size} crops x "
+                              f"{per_crop}) in {dim} dimensions: rank <= {rows - 1}, stuck at its floor. Use "
+                              f"utt_rows=segments, a larger data.batch_size, or a smaller projector")
 
 
 def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
@@ -106,6 +136,6 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=TwoViews(aug_bank, cfg.views))
     run_phase(ctx, "train", cfg.train, obj, batches)
     method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
-              f"time masking). Loss {cfg.w_utt} x BT(utterance projections) + {cfg.w_frame} x BT(aligned frame "
+              f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
               f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
     return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")

@@ -6,6 +6,13 @@ cosine logits (τ = 0.1) on masked frames only (span masking, p = 0.65, span 10 
 Budget choice (documented in the card): iteration 2 continues from the iteration-1 weights
 instead of re-initialising, and K is smaller than HuBERT Base's 100/500.
 
+Speaker-invariant targets (``speaker_perturb``, ContentVec-style): the student's input is
+formant-warped (+ gain) while its labels come from the clean audio (they are computed once, before
+training), so the content layers are pushed to predict the same unit across voices. By default only
+iteration 2 (``speaker_perturb_iters``): iteration 1's targets are k-means of MFCCs, i.e. of the
+spectral envelope the warp changes, so predicting them from a warped input is ill-posed (ContentVec
+perturbs the student of HuBERT-unit targets).
+
 This is Learn2Diss's frozen backbone, JOOCI's initialisation and the single-stream baseline.
 """
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import LossOutput, MaskedPrediction
 from pretrain.masking import span_mask
@@ -38,6 +46,8 @@ class HubertRecipeConfig:
     mask_len: int = 10
     proj_dim: int = 128
     tau: float = 0.1
+    speaker_perturb: SpeakerPerturbConfig = field(default_factory=SpeakerPerturbConfig)   # prob=0: off
+    speaker_perturb_iters: tuple[int, ...] = (2,)   # iterations whose student input is perturbed
     iter1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
     iter2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=3e-4, warmup_steps=20, ckpt_every=50))
 
@@ -85,7 +95,9 @@ def run(cfg: HubertRecipeConfig, ctx: RunContext):
     kw = dict(mask_prob=cfg.mask_prob, mask_len=cfg.mask_len, proj_dim=cfg.proj_dim, tau=cfg.tau,
               dim=mcfg.hidden_size)
     obj1 = MaskedPredictionObjective(model, lab1.name, lab1.num_classes, **kw)
-    run_phase(ctx, "iter1", cfg.iter1, obj1, CropBatches(bank, cfg.data, ctx.seed, labels={lab1.name: lab1}))
+    perturb = SpeakerPerturb(cfg.speaker_perturb) if cfg.speaker_perturb.prob > 0 else None
+    run_phase(ctx, "iter1", cfg.iter1, obj1, CropBatches(bank, cfg.data, ctx.seed, labels={lab1.name: lab1},
+                                                          augment=perturb if 1 in cfg.speaker_perturb_iters else None))
 
     model.eval()
     dev = next(model.parameters()).device
@@ -98,10 +110,14 @@ def run(cfg: HubertRecipeConfig, ctx: RunContext):
                          cfg.kmeans_frames, ctx.seed)[name2]
     torch.manual_seed(ctx.seed + 1)
     obj2 = MaskedPredictionObjective(model, lab2.name, lab2.num_classes, **kw)
-    run_phase(ctx, "iter2", cfg.iter2, obj2, CropBatches(bank2, cfg.data, ctx.seed + 1, labels={lab2.name: lab2}))
+    run_phase(ctx, "iter2", cfg.iter2, obj2, CropBatches(bank2, cfg.data, ctx.seed + 1, labels={lab2.name: lab2},
+                                                          augment=perturb if 2 in cfg.speaker_perturb_iters else None))
     ctx.notes["labels"] = (f"iteration 1: k-means K={cfg.k_mfcc} on MFCC+delta+delta-delta (50 Hz) of {len(bank)} "
                            f"utterances; iteration 2: K={cfg.k_layer} on layer {layer} of the iteration-1 model, "
                            f"{len(bank2)} utterances; iteration 2 continues from the iteration-1 weights")
     return export_final(ctx, model, MODEL, mcfg, cfg, ["iter1", "iter2"],
                         extra_card="## Method\n\n" + ctx.notes["labels"] + ". Masked prediction with cosine "
-                        f"logits (tau={cfg.tau}) on span-masked frames (p={cfg.mask_prob}, span {cfg.mask_len}).\n")
+                        f"logits (tau={cfg.tau}) on span-masked frames (p={cfg.mask_prob}, span {cfg.mask_len}). "
+                        f"Student input formant-warped (alpha {cfg.speaker_perturb.alpha[0]:g}-"
+                        f"{cfg.speaker_perturb.alpha[1]:g}) + gain on {cfg.speaker_perturb.prob:.0%} of crops in "
+                        f"iteration(s) {list(cfg.speaker_perturb_iters)}, labels from the clean audio.\n")

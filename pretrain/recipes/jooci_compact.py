@@ -8,6 +8,12 @@ Other loss: 1 − cos(FC(BN(ASP(other))), teacher) with the teacher's whole-utte
 Regularisation: cross-entropy of the GRL(1/10) content decoder predicting the first label set
 from the other stream. Total = content + other + regularisation (no weights, as in the paper).
 Light augmentation: 12.5 % of the crops get noise / babble / reverb at 15–30 dB SNR.
+
+Two stages, as in the paper (its appendix A.1): ``stage1`` freezes the shared CNN + content
+encoder (initialised from hubert-compact) and trains the other encoder, post-net and decoder
+(other + regularisation losses) at a high learning rate; ``stage2`` trains everything (all three
+losses) at a 5x lower one (paper: 5e-4 then 5e-5). Teacher targets are centred and whitened
+(``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to their mean.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from pretrain.masking import span_mask
 from pretrain.recipes.common import required_train_split, resolve_path
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     mfcc_labels, model_featurizer, run_phase
-from pretrain.teachers import TEACHERS, teacher_embeddings
+from pretrain.teachers import TEACHERS, teacher_embeddings, whiten_targets
 from pretrain.trainer import TrainConfig
 
 MODEL = "jooci"
@@ -36,6 +42,7 @@ class JoociRecipeConfig:
     preset: str = "compact"
     init_ckpt: str = "checkpoints/hubert-compact"   # hubert_compact weights for the shared CNN + content encoder
     teacher: str = "resemblyzer"                    # or learn2diss:<checkpoint dir>
+    teacher_whiten: bool = True                     # centre + whiten + L2-normalise the teacher targets
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_layers: tuple[int, ...] = (2, 3, 4)       # init-model layers clustered into label sets
@@ -46,13 +53,21 @@ class JoociRecipeConfig:
     mask_len: int = 10
     proj_dim: int = 128
     tau: float = 0.1
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=3e-4, warmup_steps=40, ckpt_every=50))
+    # stage 1: shared CNN + content frozen, other encoder / post-net / decoder learn; stage 2: all
+    stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-4, warmup_steps=30, ckpt_every=50))
 
 
 class JoociObjective(nn.Module):
-    def __init__(self, model, pairs: list[tuple[int, str, int]], cfg: JoociRecipeConfig, dim: int):
+    def __init__(self, model, pairs: list[tuple[int, str, int]], cfg: JoociRecipeConfig, dim: int,
+                 stage: int = 2):
+        """stage 1: the model's content part frozen, no content loss; stage 2: everything trains."""
         super().__init__()
+        if stage not in (1, 2):
+            raise ValueError(f"JOOCI stage must be 1 or 2, got {stage}")
         self.model = model
+        self.stage = stage
+        model.freeze_content(stage == 1)
         self.content_loss = MulticlusterMaskedPrediction(dim, pairs, cfg.proj_dim, cfg.tau)
         self.other_loss = CosineDistillation()
         self.reg_set = pairs[0][1]
@@ -64,10 +79,14 @@ class JoociObjective(nn.Module):
         wav, wl = batch["wav"], batch["wav_len"]
         c_len = self.model.output_lengths(wl)[0]
         T = int(self.model.content_encoder.frontend.output_lengths(torch.tensor([wav.shape[1]]))[0])
-        mask = span_mask(c_len, T, self.mask_prob, self.mask_len)
+        # stage 1: the frozen content encoder sees its input unmasked (as at inference)
+        mask = span_mask(c_len, T, self.mask_prob, self.mask_len) if self.stage == 2 else None
         out = self.model.forward_train(wav, wl, mask)
         labels = {k[len("labels."):]: v for k, v in batch.items() if k.startswith("labels.")}
-        l_c, parts = self.content_loss(out.streams.content, labels, mask)
+        if self.stage == 1:
+            l_c, parts = out.projected.sum() * 0.0, {}
+        else:
+            l_c, parts = self.content_loss(out.streams.content, labels, mask)
         l_o = self.other_loss(out.projected, batch["teacher"])
         y = labels[self.reg_set]
         logits = out.decoder_logits
@@ -150,6 +169,12 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
         teacher, tdesc = teacher_embeddings(cfg.teacher, bank, ctx.cache, False)
     # the student's FC must match the teacher's size; the decoder predicts the first label set
     mcfg = dataclasses.replace(mcfg, fc_dim=int(teacher.shape[1]), decoder_vocab=cfg.k)
+    if cfg.teacher_whiten:
+        teacher, st = whiten_targets(teacher)
+        tdesc += (f"; centred + whitened + L2-normalised (cosine to the mean {st['cos_to_mean_before']:.2f} -> "
+                  f"{st['cos_to_mean_after']:.2f})")
+        ctx.log(f"teacher targets whitened: cosine to their mean {st['cos_to_mean_before']:.3f} -> "
+                f"{st['cos_to_mean_after']:.3f}")
     ctx.notes["teacher"] = tdesc
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
@@ -160,14 +185,21 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     if aug_bank is None:
         aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.augment)
     pairs = [(pl, n, cfg.k) for pl, n in zip(cfg.predict_layers, names)]
-    obj = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size)
-    batches = CropBatches(bank, cfg.data, ctx.seed, labels={n: labels[n] for n in set(names)}, teacher=teacher,
-                          augment=Augmenter(aug_bank, cfg.augment))
-    run_phase(ctx, "train", cfg.train, obj, batches)
-    method = (f"Initialised from `{ctx.notes.get('init', 'random')}`. Content: multicluster masked prediction, pairs "
+    batches = lambda s: CropBatches(bank, cfg.data, s, labels={n: labels[n] for n in set(names)},  # noqa: E731
+                                    teacher=teacher, augment=Augmenter(aug_bank, cfg.augment))
+    obj1 = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size, stage=1)
+    run_phase(ctx, "stage1", cfg.stage1, obj1, batches(ctx.seed))
+    torch.manual_seed(ctx.seed + 1)
+    obj2 = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size, stage=2)
+    obj2.content_loss.load_state_dict(obj1.content_loss.state_dict())
+    run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1))
+    method = (f"Initialised from `{ctx.notes.get('init', 'random')}`. Stage 1 ({cfg.stage1.steps} steps, lr "
+              f"{cfg.stage1.lr:g}): shared CNN + content encoder frozen, other + regularisation losses; stage 2 "
+              f"({cfg.stage2.steps} steps, lr {cfg.stage2.lr:g}): everything trains, all three losses. Content: multicluster masked prediction, pairs "
               f"(content layer, label set) = {[(p[0], p[1]) for p in pairs]}, K={cfg.k}, cosine logits tau={cfg.tau}, "
               f"span masking p={cfg.mask_prob}/{cfg.mask_len}. Other: cosine distillation from the teacher "
               f"**{tdesc}** (whole-utterance embeddings). Regularisation: GRL content decoder predicting "
               f"`{pairs[0][1]}`. Augmentation: {cfg.augment.prob:.1%} of crops, {', '.join(cfg.augment.kinds)}, "
               f"SNR {cfg.augment.snr_db[0]:g}-{cfg.augment.snr_db[1]:g} dB (synthetic noise/babble/RIR bank).")
-    return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")
+    model.freeze_content(False)
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["stage1", "stage2"], extra_card="## Method\n\n" + method + "\n")

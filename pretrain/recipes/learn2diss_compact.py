@@ -1,12 +1,23 @@
 """learn2diss-compact: frozen hubert-compact backbone + frame encoder g + utterance encoder h, CLUB.
 
 The model freezes the parent's CNN + lower layers and initialises g from its top ``frame_layers``
-layers (``Learn2Diss.init_from_backbone``). Stage 1 (g and h independently; disjoint parameters):
+layers (``Learn2Diss.init_from_backbone``). The two InfoNCE views are crops that share no sample
+of the utterance (``DataConfig.disjoint_views``), each perturbed in gain and additive noise/babble
+(``views``), so the utterance encoder cannot match them by their audio. Stage 1 (g and h independently; disjoint parameters):
 pseudo-con on g's last layer with k-means labels of the parent's last layer (K frame clusters), and for h InfoNCE
 between the pooled embeddings of two random crops of each utterance + a clustering loss (cosine
 prototype classifier on k-means ids of mean-pooled backbone features, Q utterance clusters).
 Stage 2: the same losses + λ·CLUB(h-embedding; g-frames) with the estimator frozen, then
 ``aux_steps`` estimator updates on the detached pair (Cheng et al. 2020; VQMIVC alternation).
+
+CLUB weight λ = 0.01 (paper: 1e-3). Measured at 624f699: λ·MI ≈ 0.005 against a total loss of ~8,
+and on a tiny model with a fitted estimator λ = 1e-3 changes the utterance encoder's gradient by
+0.13-0.3 % (inert), λ = 0.01 by 1.2-2.7 %, λ = 0.1 by ~27 % (100-200 estimator steps). A compact trial with λ = 0.1 (75 stage-2
+steps) was too strong: the estimate (summed over the 192 frame dimensions) grew from ~9 to ~78
+nats, λ·MI became ~40 % of the loss, and InfoNCE (1.18 -> 2.39, chance 2.08) and clustering
+(2.87 -> 5.10) were undone. λ = 0.01 keeps λ·MI at that level near 0.8 (~5 % of the loss): the
+middle of the two measured ends, not yet trial-trained. The paper's value belongs to losses of
+another scale (K = 2048 frame and Q = 2000 utterance clusters, large batches).
 """
 from __future__ import annotations
 
@@ -16,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pretrain.augment import AugmentBank, AugmentConfig, TwoViews, ViewConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import ClusterCE, InfoNCE, LossOutput, PseudoCon
 from pretrain.recipes.common import required_train_split, resolve_path
@@ -30,7 +42,11 @@ MODEL = "learn2diss"
 class Learn2DissRecipeConfig:
     preset: str = "compact"
     backbone_ckpt: str = "checkpoints/hubert-compact"   # a hubert_compact checkpoint (relative: to the repo)
-    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2))
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, disjoint_views=True))
+    # view perturbation: gain and noise/babble only (no filtering or reverb: they change the voice)
+    views: ViewConfig = field(default_factory=lambda: ViewConfig(p_gain=1.0, gain_db=6.0, p_filter=0.0, p_noise=0.5,
+                                                                 snr_db=(10.0, 30.0), p_reverb=0.0, p_mask=0.0))
+    bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble bank (prob unused)
     k_frame: int = 100               # frame clusters for pseudo-con (paper: 2048)
     q_utt: int = 50                  # utterance clusters (paper: 2000)
     kmeans_frames: int = 150_000
@@ -40,7 +56,7 @@ class Learn2DissRecipeConfig:
     w_pseudo_con: float = 1.0
     w_info_nce: float = 1.0
     w_cluster: float = 1.0
-    club_weight: float = 1e-3        # λ (paper: 1e-3)
+    club_weight: float = 0.01        # λ (paper: 1e-3; see the module docstring for the scale)
     club_hidden: int = 256
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=5e-4, warmup_steps=20, ckpt_every=50))
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, lr=2e-4, warmup_steps=10, ckpt_every=50,
@@ -106,6 +122,9 @@ def check(cfg: Learn2DissRecipeConfig) -> None:
     preset_config(MODEL, cfg.preset)
     if cfg.data.views != 2:
         raise RecipeError("learn2diss-compact needs data.views=2 (InfoNCE between two crops)")
+    if cfg.data.same_crop or not cfg.data.disjoint_views:
+        raise RecipeError("learn2diss-compact needs data.same_crop=false and data.disjoint_views=true: InfoNCE "
+                          "views that share audio let the utterance encoder match samples instead of speakers")
     ck = resolve_path(cfg.backbone_ckpt)
     try:
         meta = read_meta(ck)
@@ -148,14 +167,21 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     model = build_model(MODEL, mcfg)
     model.init_from_backbone(backbone)          # frozen lower layers + g initialised from the parent's top layers
     model.backbone.requires_grad_(False)
-    batches = lambda s: CropBatches(bank, cfg.data, s, labels={fname: fl}, utt_labels=utt_labels)  # noqa: E731
+    aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank) if ctx.is_main else None
+    ctx.barrier()
+    if aug_bank is None:
+        aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank)
+    views = TwoViews(aug_bank, cfg.views)
+    batches = lambda s: CropBatches(bank, cfg.data, s, labels={fname: fl}, utt_labels=utt_labels,  # noqa: E731
+                                    view_augment=views)
     obj1 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg)
     run_phase(ctx, "stage1", cfg.stage1, obj1, batches(ctx.seed))
     torch.manual_seed(ctx.seed + 1)
     obj2 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg, club=model.build_club(cfg.club_hidden))
     obj2.cluster.load_state_dict(obj1.cluster.state_dict())
     run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1))
-    method = (f"Frozen backbone: `{ck}`. Stage 1 ({cfg.stage1.steps} steps): pseudo-con (tau={cfg.tau_frame}) on the "
+    method = (f"Frozen backbone: `{ck}`. InfoNCE views: two crops sharing no sample, gain +-{cfg.views.gain_db:g} dB "
+              f"and noise/babble at {cfg.views.snr_db[0]:g}-{cfg.views.snr_db[1]:g} dB (p={cfg.views.p_noise}). Stage 1 ({cfg.stage1.steps} steps): pseudo-con (tau={cfg.tau_frame}) on the "
               f"frame encoder with K={cfg.k_frame} k-means labels of the backbone's last layer; InfoNCE "
               f"(tau={cfg.tau_utt}) between two crops' utterance embeddings + clustering CE on Q={cfg.q_utt} k-means "
               f"ids of mean-pooled backbone layer {k_layer}. Stage 2 ({cfg.stage2.steps} steps): + "

@@ -51,8 +51,10 @@ class BarlowTwinsConfig:
 
 
 BARLOW_TWINS_BASE = BarlowTwinsConfig()
-BARLOW_TWINS_COMPACT = BarlowTwinsConfig(encoder=HUBERT_COMPACT, projector_dims=(512, 512, 512))
-BARLOW_TWINS_TINY = BarlowTwinsConfig(encoder=HUBERT_TINY, projector_dims=(32, 32, 32),
+# compact / tiny: a narrow last projector layer, so the cross-correlation of the recipe's rows at a
+# CPU batch (8 crops x 10 windows = 80 rows) is not rank-limited (512 dims from 8 rows had rank <= 7)
+BARLOW_TWINS_COMPACT = BarlowTwinsConfig(encoder=HUBERT_COMPACT, projector_dims=(512, 512, 64))
+BARLOW_TWINS_TINY = BarlowTwinsConfig(encoder=HUBERT_TINY, projector_dims=(32, 32, 8),
                                       other_downsample=4)
 
 

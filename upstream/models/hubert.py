@@ -4,7 +4,8 @@ Used on its own (registry name `hubert_compact`), as Learn2Diss's frozen backbon
 module layout the HF / fairseq importers map HuBERT weights onto. The `base` preset has the
 shape of HuBERT Base (transformers' default `HubertConfig`: 7x512 CNN, 12 layers, 768 wide,
 3072 FFN, 12 heads, post-LN, positional conv 128/16); `compact` trains on CPU; `tiny` is for
-tests.
+tests. `compact` and `tiny` read 80-bin log-mel frames stacked to 20 ms (MelHuBERT) and use
+pre-LN; `base` keeps the raw-waveform CNN so imported HuBERT/WavLM weights map one to one.
 
 Output: `StreamOutput(content=[layer 0 .. layer L], other=[], utterance=None)`, where layer 0 is
 the transformer input (front-end projection + positional conv [+ LayerNorm in post-LN]), i.e.
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.conv_frontend import ConvFrontEnd
+from ..nn.logmel_frontend import LogMelFrontEnd
 from ..nn.masking import lengths_to_mask
 from ..nn.transformer import TransformerEncoder
 from .output import StreamOutput
@@ -33,6 +35,8 @@ from .output import StreamOutput
 
 @dataclass
 class HubertConfig:
+    frontend: str = "conv"            # "conv": raw-waveform CNN (HuBERT); "logmel": MelHuBERT input
+    n_mels: int = 80                  # logmel only
     conv_dim: tuple[int, ...] = (512,) * 7
     conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
     conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
@@ -66,22 +70,40 @@ class HubertConfig:
 
 
 HUBERT_BASE = HubertConfig()
+# compact / tiny: log-mel input (a raw-waveform CNN does not learn a filterbank in a few hundred
+# CPU steps) and pre-LN (stable for small transformers trained briefly at a high learning rate).
+# A config dict without `frontend` (checkpoints written before it existed) means "conv".
 HUBERT_COMPACT = HubertConfig(
-    conv_dim=(128,) * 7, hidden_size=192, num_layers=4, num_heads=4, ffn_dim=768,
-    pos_conv_kernel=32, pos_conv_groups=12, dropout=0.1, attention_dropout=0.1,
+    frontend="logmel", conv_dim=(128,) * 7, hidden_size=192, num_layers=4, num_heads=4,
+    ffn_dim=768, layer_norm_first=True, pos_conv_kernel=32, pos_conv_groups=12, dropout=0.1,
+    attention_dropout=0.1,
 )
 HUBERT_TINY = HubertConfig(
-    conv_dim=(16,) * 7, hidden_size=32, num_layers=2, num_heads=2, ffn_dim=64,
-    pos_conv_kernel=8, pos_conv_groups=4, dropout=0.0, attention_dropout=0.0,
+    frontend="logmel", conv_dim=(16,) * 7, hidden_size=32, num_layers=2, num_heads=2, ffn_dim=64,
+    layer_norm_first=True, pos_conv_kernel=8, pos_conv_groups=4, dropout=0.0, attention_dropout=0.0,
 )
 
 
-def build_frontend(cfg: HubertConfig) -> ConvFrontEnd:
+def _conv_frontend(cfg: HubertConfig) -> ConvFrontEnd:
     return ConvFrontEnd(
         conv_dim=cfg.conv_dim, conv_kernel=cfg.conv_kernel, conv_stride=cfg.conv_stride,
         conv_bias=cfg.conv_bias, norm=cfg.conv_norm, out_dim=cfg.hidden_size,
         proj_layer_norm=cfg.feat_proj_layer_norm, dropout=cfg.feat_proj_dropout,
     )
+
+
+def _logmel_frontend(cfg: HubertConfig) -> LogMelFrontEnd:
+    return LogMelFrontEnd(n_mels=cfg.n_mels, out_dim=cfg.hidden_size, dropout=cfg.feat_proj_dropout)
+
+
+FRONTENDS = {"conv": _conv_frontend, "logmel": _logmel_frontend}
+
+
+def build_frontend(cfg: HubertConfig) -> ConvFrontEnd | LogMelFrontEnd:
+    """The front-end named by `cfg.frontend` (both: 320 samples per frame, same output lengths)."""
+    if cfg.frontend not in FRONTENDS:
+        raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, got {cfg.frontend!r}")
+    return FRONTENDS[cfg.frontend](cfg)
 
 
 def build_encoder(cfg: HubertConfig, num_layers: int | None = None, *, final_norm: bool = True,
@@ -111,7 +133,7 @@ class HubertCompact(nn.Module):
 
     config_cls = HubertConfig
 
-    def __init__(self, frontend: ConvFrontEnd, encoder: TransformerEncoder):
+    def __init__(self, frontend: ConvFrontEnd | LogMelFrontEnd, encoder: TransformerEncoder):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder

@@ -10,7 +10,9 @@
                             (pre-training only)
 
 No gradient flows from the other encoder into the content encoder: the content layers enter
-the other encoder detached (the shared CNN does receive gradients from both, as in the paper).
+the other encoder detached (the shared CNN does receive gradients from both, as in the paper's
+second stage; in its first stage, `freeze_content()`, shared CNN + content encoder are frozen, so
+a randomly initialised other encoder and the reversed decoder never reach the CNN).
 Other block i is fed content layer round((i + 1) * n_content / n_other) (layer i + 1 when the
 counts match, as in the paper's 12 + 12). `content_rate` = 320, `other_rate` = 320 * DF.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from ..nn.content_decoder import ContentDecoder
@@ -118,6 +121,21 @@ class Jooci(nn.Module):
         n_c = content_encoder.num_layers - 1
         n_o = len(other_encoder.blocks)
         self.feed_layers = [max(1, min(n_c, round((i + 1) * n_c / n_o))) for i in range(n_o)]
+        self.content_frozen = False
+
+    def freeze_content(self, frozen: bool = True) -> None:
+        """JOOCI's first pre-training stage: the shared CNN + content encoder are frozen (no
+        gradients, eval mode under `train()`, computed without a graph) and only the other
+        encoder, post-net and decoder learn; `freeze_content(False)` for the second stage."""
+        self.content_frozen = frozen
+        self.content_encoder.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Jooci":
+        super().train(mode)
+        if self.content_frozen:
+            self.content_encoder.eval()
+        return self
 
     @classmethod
     def from_config(cls, cfg: JoociConfig | dict) -> "Jooci":
@@ -176,8 +194,13 @@ class Jooci(nn.Module):
         return self.decoder(self.grl(other_last), mem_mask, t_c, lengths_to_mask(content_len, t_c))
 
     def forward_train(self, wav: Tensor, wav_len: Tensor, mask: Tensor | None = None) -> JoociTrainOutput:
-        feat, c_len = self.features(wav, wav_len)
-        content = self.encode_content(feat, c_len, mask)
+        if self.content_frozen:            # stage 1: no graph through the shared CNN / content
+            with torch.no_grad():
+                feat, c_len = self.features(wav, wav_len)
+                content = self.encode_content(feat, c_len, mask)
+        else:
+            feat, c_len = self.features(wav, wav_len)
+            content = self.encode_content(feat, c_len, mask)
         other, o_len = self.encode_other(feat, c_len, content)
         pooled, normed, projected = self.postnet(other[-1], o_len)
         logits = self.decode(other[-1], o_len, c_len)

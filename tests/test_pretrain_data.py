@@ -1,0 +1,87 @@
+"""Batch source (pretrain/data.py): crops, views, label alignment."""
+import numpy as np
+import torch
+
+from pretrain.data import HOP, WIN, AudioBank, CropBatches, DataConfig, FrameLabels, frames
+
+
+def fake_bank(lengths, seed=0):
+    """An AudioBank over random int16 audio (no files): the attributes CropBatches reads."""
+    rng = np.random.default_rng(seed)
+    bank = object.__new__(AudioBank)
+    bank.lengths = np.asarray(lengths, dtype=np.int64)
+    bank.offsets = np.concatenate([[0], np.cumsum(bank.lengths)[:-1]]).astype(np.int64)
+    bank.audio = rng.integers(-3000, 3000, int(bank.lengths.sum()), dtype=np.int16)
+    bank.paths = [f"u{i}.flac" for i in range(len(lengths))]
+    bank.fingerprint = "fake"
+    return bank
+
+
+LENGTHS = [1040, 1100, 5000, 16000, 31000, 32000, 32320, 64000, 90000, 200000]
+
+
+def test_learn2diss_views_share_no_sample():
+    """Default two-crop views (Learn2Diss's InfoNCE) never overlap, for short and long utterances."""
+    bank = fake_bank(LENGTHS)
+    lab = FrameLabels(np.arange(sum(frames(n) for n in LENGTHS)) % 7, [frames(n) for n in LENGTHS], 7, "k")
+    src = CropBatches(bank, DataConfig(crop_s=2.0, batch_size=len(LENGTHS), views=2), seed=3, labels={"k": lab})
+    for step in range(20):
+        b = src.get(step, 0)
+        for j, i in enumerate(b["utt"].tolist()):
+            a0, a1 = int(b["start"][j]), int(b["start"][j] + b["wav_len"][j])
+            b0, b1 = int(b["start_b"][j]), int(b["start_b"][j] + b["wav_b_len"][j])
+            assert a1 <= b0 or b1 <= a0, (LENGTHS[i], (a0, a1), (b0, b1))
+            assert min(a1 - a0, b1 - b0) >= WIN and a0 % HOP == 0 and b0 % HOP == 0
+            assert 0 <= a0 and a1 <= LENGTHS[i] and b1 <= LENGTHS[i]
+            # the audio really is the utterance's samples at those positions
+            u = bank[i].astype(np.float32) / 32768.0
+            np.testing.assert_array_equal(b["wav"][j, :a1 - a0].numpy(), u[a0:a1])
+            np.testing.assert_array_equal(b["wav_b"][j, :b1 - b0].numpy(), u[b0:b1])
+            # frame labels follow each view's own crop
+            full = lab[i]
+            nb = frames(b1 - b0)
+            assert b["labels_b.k"][j, :nb].tolist() == full[b0 // HOP: b0 // HOP + nb].tolist()
+
+
+def test_long_utterances_give_full_length_disjoint_crops():
+    bank = fake_bank([64000] * 8)
+    src = CropBatches(bank, DataConfig(crop_s=2.0, batch_size=8, views=2), seed=0)
+    b = src.get(0, 0)
+    assert b["wav_len"].tolist() == b["wav_b_len"].tolist() == [32000] * 8
+    assert (b["start"] != b["start_b"]).all()
+
+
+def test_same_crop_views_and_overlapping_option_still_available():
+    bank = fake_bank([64000] * 4)
+    same = CropBatches(bank, DataConfig(batch_size=4, views=2, same_crop=True), seed=0).get(0, 0)
+    assert torch.equal(same["start"], same["start_b"]) and torch.equal(same["wav"], same["wav_b"])
+    free = CropBatches(bank, DataConfig(batch_size=4, views=2, disjoint_views=False), seed=0).get(0, 0)
+    assert free["wav_b"].shape == (4, 32000)
+
+
+def test_formant_warp_moves_the_spectrum_and_keeps_length():
+    from pretrain.augment import formant_warp
+    t = torch.arange(16000) / 16000
+    wav = 0.3 * torch.sin(2 * torch.pi * 500 * t) + 0.1 * torch.sin(2 * torch.pi * 1500 * t)
+    same = formant_warp(wav, 1.0)
+    assert same.shape == wav.shape and float((same - wav).abs().max()) < 1e-3
+    up = formant_warp(wav, 1.2)
+    assert up.shape == wav.shape
+    f = torch.fft.rfftfreq(16000, 1 / 16000)
+    peak = float(f[torch.fft.rfft(up).abs().argmax()])
+    assert abs(peak - 600) <= 20                       # 500 Hz component moved by x1.2
+
+
+def test_speaker_perturbed_student_input_keeps_clean_labels():
+    """ContentVec-style: the batch's audio is perturbed, its frame labels are the clean audio's."""
+    from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig
+    bank = fake_bank([20000, 40000, 64000])
+    lab = FrameLabels(np.arange(sum(frames(n) for n in bank.lengths)) % 5, [frames(n) for n in bank.lengths], 5, "k")
+    cfg = DataConfig(crop_s=1.0, batch_size=3)
+    pert = CropBatches(bank, cfg, seed=1, labels={"k": lab},
+                       augment=SpeakerPerturb(SpeakerPerturbConfig(prob=1.0))).get(0, 0)
+    for j, i in enumerate(pert["utt"].tolist()):
+        s0, n = int(pert["start"][j]), int(pert["wav_len"][j])
+        clean = bank[i][s0:s0 + n].astype(np.float32) / 32768.0
+        assert not np.allclose(pert["wav"][j, :n].numpy(), clean, atol=1e-3)        # the voice changed
+        assert pert["labels.k"][j, :frames(n)].tolist() == lab[i][s0 // HOP: s0 // HOP + frames(n)].tolist()
