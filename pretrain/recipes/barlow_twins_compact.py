@@ -26,6 +26,7 @@ from pretrain.losses import BarlowTwins, LossOutput
 from pretrain.recipes.common import required_train_split
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, run_phase
 from pretrain.trainer import TrainConfig
+from upstream.facts import SAMPLE_RATE
 
 MODEL = "barlow_twins"
 
@@ -112,7 +113,7 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
         from pretrain.data import frames
 
         m = preset_config(MODEL, cfg.preset)
-        per_crop = 1 if cfg.utt_rows == "utterances" else -(-frames(int(cfg.data.crop_s * 16000)) // m.other_downsample)
+        per_crop = 1 if cfg.utt_rows == "utterances" else -(-frames(int(cfg.data.crop_s * SAMPLE_RATE)) // m.other_downsample)
         rows, dim = cfg.data.batch_size * per_crop, m.projector_dims[-1]
         if rows - 1 < dim:
             raise RecipeError(f"the utterance Barlow Twins term would correlate {rows} rows ({cfg.data.batch_size} crops x "
