@@ -47,7 +47,7 @@ def wavs(tmp_path):
 
 def test_extract_get_and_resume(tmp_path, wavs):
     up = CountingUpstream()
-    store = FeatureStore(tmp_path / "store").extract("fake", None, ["hidden_states"], wavs, upstream=up,
+    store = FeatureStore(tmp_path / "store", dtype="float32").extract("fake", None, ["hidden_states"], wavs, upstream=up,
                                                      batch_seconds=2.0, shard_seconds=1.0, progress=False)
     assert store.num_layers("hidden_states") == 3 and store.dim("hidden_states") == 4
     assert store.rate("hidden_states") == 100.0
@@ -120,7 +120,7 @@ def test_non_duet_upstreams_run_one_file_per_forward(tmp_path, wavs):
     up = CountingUpstream()
     FeatureStore(tmp_path / "s").extract("fake", None, ["hidden_states"], wavs, upstream=up,
                                          batch_seconds=1000.0, progress=False)
-    assert up.calls == len(wavs)
+    assert up.calls == len(wavs) + 1          # one forward per file, plus the 1-s probe of the size estimate
 
 
 @pytest.mark.parametrize("name", ["jooci", "barlow_twins"])
@@ -139,9 +139,9 @@ def test_duet_batched_equals_one_by_one(tmp_path, tiny_corpus, name):
     cfg.write_text("random_init: tiny\nseed: 0\n")
     up = load_upstream(name, None, str(cfg))
     keys = ["content", "other"]
-    batched = FeatureStore(tmp_path / "b").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
+    batched = FeatureStore(tmp_path / "b", dtype="float32").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
                                                    batch_seconds=60.0, device="cpu", progress=False)
-    single = FeatureStore(tmp_path / "s").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
+    single = FeatureStore(tmp_path / "s", dtype="float32").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
                                                   batch_seconds=0.0, device="cpu", progress=False)
     assert len(json.loads((tmp_path / "b" / "index.json").read_text())["keys"]["content"]["files"]) == len(files)
     for key in keys:
@@ -163,3 +163,23 @@ def test_duet_store_rejects_stereo_and_other_rates(tmp_path, wavs):
     with pytest.raises(FeatureStoreError, match=r"r8k\.wav: 8000 Hz"):
         FeatureStore(tmp_path / "r8").extract("fake", None, ["hidden_states"], {"s": q}, upstream=CountingUpstream(),
                                               progress=False)
+
+
+def test_float16_by_default_read_as_float32_and_size_estimate(tmp_path, wavs):
+    """New stores keep float16 (half the disk), readers get float32; a store estimated above the
+    limit is refused before anything is extracted, naming the size and the fix."""
+    up = CountingUpstream()
+    half = FeatureStore(tmp_path / "h").extract("fake", None, ["hidden_states"], wavs, upstream=up, progress=False)
+    full = FeatureStore(tmp_path / "f", dtype="float32").extract("fake", None, ["hidden_states"], wavs, upstream=up,
+                                                                  progress=False)
+    assert half.dtype == "float16" and FeatureStore(tmp_path / "h").dtype == "float16" and full.dtype == "float32"
+    a, b = half.get("hidden_states", 1, "utt0"), full.get("hidden_states", 1, "utt0")
+    assert a.dtype == np.float32 and a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-3)
+    size = lambda d: sum(p.stat().st_size for p in (tmp_path / d / "hidden_states").glob("*.npy"))
+    assert size("h") < 0.6 * size("f")
+    calls = up.calls
+    with pytest.raises(FeatureStoreError, match=r"needs about .* GB \(float16\).*--cache-max-gb"):
+        FeatureStore(tmp_path / "x").extract("fake", None, ["hidden_states"], wavs, upstream=up, progress=False,
+                                             max_gb=1e-9)
+    assert up.calls == calls + 1 and not (tmp_path / "x" / "hidden_states").exists()   # only the 1-s probe ran

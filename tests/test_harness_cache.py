@@ -2,6 +2,7 @@
 waveforms it has on disk, a live forward for any other waveform (random crops, effects, probes)."""
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,7 +24,7 @@ def setup(tmp_path_factory):
         p = tmp / f"u{i}.wav"
         sf.write(p, (0.1 * rng.standard_normal(n)).astype(np.float32), 16000, subtype="PCM_16")
         paths.append(p)
-    spec = build_store(tmp / "store", "jooci", str(ckpt), ["content", "other"], paths)
+    spec = build_store(tmp / "store", "jooci", str(ckpt), ["content", "other"], paths, dtype="float32")  # exact
     return ckpt, spec, paths, tmp
 
 
@@ -149,3 +150,21 @@ def test_start_up_check_compares_frame_counts(setup):
             CachedUpstream(str(spec))
     finally:
         idx_path.write_text(saved)
+
+
+def test_float16_cache_leaves_the_downstream_metric_unchanged(run_cli, tiny_corpus, tmp_path):
+    """The same SID and ER cells (a seeded random jooci, fast path) on a float16 and on a float32
+    feature store give the same test accuracy."""
+    values = {}
+    for dtype in ("float16", "float32"):
+        res = tmp_path / dtype
+        run_cli("run", "--tasks", "sid,er", "--upstreams", "jooci", "--features", "content",
+                "--ckpt", "jooci=random:tiny", "--corpus", tiny_corpus, "--steps", "40", "--folds", "1",
+                "--results", res, "--name", "c", "--device", "cpu", "--cache-dir", tmp_path / f"cache-{dtype}",
+                "--cache-dtype", dtype, cwd=tmp_path)
+        rows = [json.loads(p.read_text()) for p in (res / "c" / "cells").glob("*.json")]
+        assert len(rows) == 2 and all(r["cache"] for r in rows)
+        values[dtype] = {r["task"]: r["value"] for r in rows}
+    assert values["float16"] == values["float32"]
+    stores = {d: next((tmp_path / f"cache-{d}").rglob("index.json")) for d in ("float16", "float32")}
+    assert json.loads(stores["float16"].read_text())["dtype"] == "float16"

@@ -71,6 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "see harness/superb/fastpath.py) (default)")
     fast.add_argument("--no-fast", dest="fast", action="store_false", help="run every cell through s3prl's runner")
     p.add_argument("--cache-dir", default="cache/features", help="feature cache root (default ./cache/features)")
+    p.add_argument("--cache-max-gb", type=float, default=50.0,
+                   help="refuse (before extracting) a feature store estimated above this size; stores are float16 "
+                        "(default 50)")
+    p.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16",
+                   help="how a new feature store keeps its features (reads are float32 either way; default float16)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")
     p.add_argument("--no-preflight", action="store_true",
                    help="skip the pre-flight audio check (bad audio then fails mid-run or gives a wrong result)")
@@ -106,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         tasks = sw.resolve_tasks(sw.split_list(args.tasks))
         upstreams = sw.resolve_upstreams(sw.split_list(args.upstreams))
         sw.check_steps(args.steps)
+        if not args.cache_max_gb > 0:
+            raise sw.SweepError(f"--cache-max-gb {args.cache_max_gb}: must be a number > 0")
         sw.check_folds(args.folds, tasks)
         features = sw.split_list(args.features)
         sw.check_feature_names(features)
@@ -149,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cache and todo:
         from harness.superb.cache_plan import prepare_cache
         try:
-            cache_specs = prepare_cache(todo, data, Path(args.cache_dir), device=device)
+            cache_specs = prepare_cache(todo, data, Path(args.cache_dir), device=device, max_gb=args.cache_max_gb,
+                                        dtype=args.cache_dtype)
         except KeyboardInterrupt:
             print("\nharness run: interrupted while building the feature cache; what was extracted is kept "
                   "and the next run continues", file=sys.stderr)

@@ -38,6 +38,8 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", default="all", help="layers to analyse: all | 6-11 | 0,3,5 | 2-4,8 (0-based, inclusive)")
     g.add_argument("--cache", default=None, type=Path,
                    help="feature store directory (default cache/features/<upstream>[-<ckpt hash>])")
+    g.add_argument("--cache-max-gb", type=float, default=50.0,
+                   help="refuse (before extracting) a feature store estimated above this size (float16; default 50)")
     g.add_argument("--batch-seconds", type=float, default=60.0,
                    help="padded audio per forward pass during extraction (0 = one file per forward)")
     g.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -97,7 +99,7 @@ def check_numbers(args, rules: dict[str, tuple[float, bool]]) -> None:
 def check_common(args) -> None:
     """The options every analysis shares: --layers syntax (its range is checked against the model
     in :func:`check_layers`) and --batch-seconds."""
-    check_numbers(args, {"batch_seconds": (0, True)})
+    check_numbers(args, {"batch_seconds": (0, True), "cache_max_gb": (0, False)})
     parse_layers(args.layers, None, "--layers")
 
 
@@ -204,7 +206,7 @@ def feature_store(args, wavs: dict[str, Path], keys: list[str], upstream=None):
     store = FeatureStore(root)
     store.extract(args.upstream, args.ckpt, keys, wavs, model_config=args.model_config,
                   batch_seconds=args.batch_seconds, device=args.device, upstream=upstream,
-                  progress=not getattr(args, "quiet", False))
+                  progress=not getattr(args, "quiet", False), max_gb=getattr(args, "cache_max_gb", None))
     return store
 
 

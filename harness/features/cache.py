@@ -10,7 +10,9 @@ an index built from the very same files at extraction time:
 * miss -> the waveform differs from every file on disk (a random crop, sox effects / silence
   trimming, the Featurizer's 1 s random probe): the real upstream runs on it, exactly as plain s3prl.
 
-So the cache can only change *speed*, never *which* audio a downstream sees. Hits/misses are counted
+So the cache can only change *speed*, never *which* audio a downstream sees; a float16 store (the
+default, half the disk) also rounds each feature to about 5e-4 relative, which
+tests/test_harness_cache.py checks does not move a downstream metric (`--cache-dtype float32` is exact). Hits/misses are counted
 per expert and in ``COUNTS`` (the process); the cell process writes those into its result file, from
 which the harness records the hit rate.
 At start-up the expert checks one cached file against a live forward (stale caches fail loudly).
@@ -55,7 +57,7 @@ def store_root(cache_dir: Path, upstream: str, ckpt_hash: str, corpus_id: str) -
 
 
 def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], audio: list[Path],
-                device: str = "cpu") -> Path:
+                device: str = "cpu", max_gb: float | None = None, dtype: str = "float16") -> Path:
     """Extract every layer of `keys` for `audio` into `root` (resumable) and write the waveform-hash
     index + the spec file the `duet_cached` expert reads. Returns the spec path.
 
@@ -84,8 +86,8 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
         if new:
             atomic_write_text(index_path, json.dumps(index))
         files = {v[0]: next((q for q in v[1:] if Path(q).is_file()), v[1]) for v in index.values()}
-        store = FeatureStore(root / "store")
-        store.extract(upstream, ckpt, keys, files, device=device)
+        store = FeatureStore(root / "store", dtype=dtype)
+        store.extract(upstream, ckpt, keys, files, device=device, max_gb=max_gb)
         spec = {"format": SPEC_FORMAT, "upstream": upstream, "ckpt": ckpt, "store": str((root / "store").resolve()),
                 "index": str(index_path.resolve()), "keys": sorted(set(keys) | set(store.keys()))}
         spec_path = root / "spec.json"

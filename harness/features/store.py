@@ -3,7 +3,8 @@
 Layout of a store directory ``ROOT``::
 
     ROOT/index.json                 identity of the upstream + per-key file index (written atomically)
-    ROOT/<key>/shard-00000.npy      float32 array (L, F, D): L layers, F frames of the shard's files
+    ROOT/<key>/shard-00000.npy      float16 array (L, F, D): L layers, F frames of the shard's files
+                                    (float32 for stores made with dtype="float32" or before float16)
                                     concatenated, D dims (one array per key per shard, memory-mapped)
 
 A store holds ONE upstream identity (name, checkpoint, model config; a checkpoint is its weights
@@ -169,10 +170,27 @@ def normalize_wav_paths(wav_paths: Mapping[str, str | Path] | Iterable[str | Pat
     return out
 
 
-class FeatureStore:
-    """Every layer of chosen keys of one s3prl upstream, memory-mapped; see the module docstring."""
+DTYPES = ("float16", "float32")
+DEFAULT_MAX_GB = 50.0             # a store estimated larger is refused unless the caller raises the limit
 
-    def __init__(self, root: str | Path):
+
+def estimate_bytes(probe: dict[str, tuple[int, int, float]], seconds: float, dtype: str) -> int:
+    """Disk a store needs: ``probe`` key -> (layers, dims, frames per second), for ``seconds`` of audio."""
+    size = np.dtype(dtype).itemsize
+    return int(sum(L * D * fps * seconds * size for L, D, fps in probe.values()))
+
+
+class FeatureStore:
+    """Every layer of chosen keys of one s3prl upstream, memory-mapped; see the module docstring.
+
+    ``dtype`` (a new store only; an existing one keeps what its index says): float16 by default,
+    half the disk of float32; readers always get float32 arrays (tests/test_features.py checks that a
+    downstream metric does not move)."""
+
+    def __init__(self, root: str | Path, dtype: str = "float16"):
+        if dtype not in DTYPES:
+            raise FeatureStoreError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        self.new_dtype = dtype
         self.root = Path(root)
         self._index_path = self.root / "index.json"
         self._index: dict | None = None
@@ -256,16 +274,26 @@ class FeatureStore:
             self._mmaps[k] = np.load(path, mmap_mode="r")
         return self._mmaps[k]
 
+    @property
+    def dtype(self) -> str:
+        """How the shards are stored (float16 or float32); reads are float32 either way."""
+        return self._index.get("dtype", "float32") if self._index is not None else self.new_dtype
+
+    @staticmethod
+    def _as_float32(a: np.ndarray) -> np.ndarray:
+        return a if a.dtype == np.float32 else a.astype(np.float32)
+
     def get(self, key: str, layer: int, file_id: str) -> np.ndarray:
-        """Features of one layer of one file: (T, D) float32 (a read-only memory-mapped view)."""
+        """Features of one layer of one file: (T, D) float32 (a read-only memory-mapped view of a
+        float32 store; a float32 copy of a float16 one)."""
         self.check_layer(key, layer)
         e = self._entry(key, file_id)
-        return self._shard(key, e.shard)[layer, e.offset:e.offset + e.length]
+        return self._as_float32(self._shard(key, e.shard)[layer, e.offset:e.offset + e.length])
 
     def get_all_layers(self, key: str, file_id: str) -> np.ndarray:
-        """(L, T, D) for one file."""
+        """(L, T, D) float32 for one file."""
         e = self._entry(key, file_id)
-        return self._shard(key, e.shard)[:, e.offset:e.offset + e.length]
+        return self._as_float32(self._shard(key, e.shard)[:, e.offset:e.offset + e.length])
 
     def missing(self, key: str, file_ids: Iterable[str]) -> list[str]:
         files = self._index["keys"].get(key, {}).get("files", {}) if self._index else {}
@@ -275,11 +303,12 @@ class FeatureStore:
     def extract(self, upstream_name: str, ckpt: str | None, keys: Iterable[str],
                 wav_paths: Mapping[str, str | Path] | Iterable[str | Path], model_config: str | None = None,
                 batch_seconds: float = 60.0, shard_seconds: float = 1800.0, device: str | None = None,
-                upstream=None, progress: bool = True) -> "FeatureStore":
+                upstream=None, progress: bool = True, max_gb: float | None = DEFAULT_MAX_GB) -> "FeatureStore":
         """Run the upstream once over every file not yet stored and store every layer of ``keys``.
 
         ``upstream``: an already-built s3prl upstream module (else built by :func:`load_upstream`).
-        Returns self. Re-running with the same arguments does no work.
+        ``max_gb``: refuse (before extracting anything) when the estimated size of what is still to
+        store exceeds it; None: no limit. Returns self. Re-running with the same arguments does no work.
         """
         import soundfile as sf
         import torch
@@ -301,7 +330,7 @@ class FeatureStore:
             raise FeatureStoreError(f"{len(missing_audio)} audio file(s) not found, e.g. {missing_audio[:3]}")
         self.root.mkdir(parents=True, exist_ok=True)
         if self._index is None:
-            self._index = {"format": FORMAT, "identity": ident, "keys": {}, "num_shards": 0}
+            self._index = {"format": FORMAT, "identity": ident, "keys": {}, "num_shards": 0, "dtype": self.new_dtype}
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if upstream is None:
@@ -312,6 +341,7 @@ class FeatureStore:
 
         with_lengths = isinstance(upstream, DuetUpstreamExpert)
         lengths = {f: sf.info(str(files[f])).frames for f in todo}
+        self._check_size(upstream, upstream_name, keys, sum(lengths.values()) / SAMPLE_RATE, max_gb, device)
         todo.sort(key=lambda f: lengths[f])
         batches: list[list[str]] = []
         cur: list[str] = []
@@ -371,6 +401,29 @@ class FeatureStore:
         bar.close()
         return self
 
+    def _check_size(self, upstream, name: str, keys: list[str], seconds: float, max_gb: float | None,
+                    device: str) -> None:
+        """Estimate the disk the new features need from one 1-s forward; refuse above ``max_gb``."""
+        import torch
+
+        with torch.no_grad():
+            out = upstream([torch.zeros(SAMPLE_RATE, device=device)])
+        probe = {}
+        for k in keys:
+            layers = out.get(k)
+            if layers is None:
+                continue                       # reported precisely by the extraction loop
+            layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+            probe[k] = (len(layers), int(layers[0].shape[-1]), SAMPLE_RATE / int(upstream.get_downsample_rates(k)))
+        need = estimate_bytes(probe, seconds, self.dtype)
+        self.estimated_gb = need / 1e9
+        if max_gb is not None and need > max_gb * 1e9:
+            raise FeatureStoreError(
+                f"caching every layer of {', '.join(keys)} of {name} for {seconds / 3600:.1f} h of audio needs about "
+                f"{need / 1e9:.1f} GB ({self.dtype}) in {self.root}, above the {max_gb:g} GB limit: raise it with "
+                f"--cache-max-gb {int(need / 1e9) + 1}, choose fewer --features / a smaller corpus, or run without "
+                f"the cache (--no-cache)")
+
     def _key_files(self, key: str) -> dict:
         if self._index is None or key not in self._index["keys"]:
             return {}
@@ -393,8 +446,14 @@ class FeatureStore:
                 by_key.setdefault(key, []).append((f, arr))
         for key, items in by_key.items():
             (self.root / key).mkdir(parents=True, exist_ok=True)
-            atomic_save_npy(self.root / key / f"shard-{shard:05d}.npy",
-                             np.concatenate([a for _, a in items], axis=1))
+            arr = np.concatenate([a for _, a in items], axis=1)
+            stored = arr.astype(self.dtype, copy=False)
+            if not np.isfinite(stored).all():
+                bad = "non-finite values" if not np.isfinite(arr).all() else f"values beyond {self.dtype}'s range"
+                raise FeatureStoreError(f"key '{key}' of the files {[f for f, _ in items][:3]} has {bad} (largest "
+                                        f"|x| {np.nanmax(np.abs(arr)):.3g}); for huge activations make the store with "
+                                        f"dtype='float32', for NaN/Inf check the model and the audio")
+            atomic_save_npy(self.root / key / f"shard-{shard:05d}.npy", stored)
         for key, items in by_key.items():
             off = 0
             for f, a in items:

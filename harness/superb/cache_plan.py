@@ -9,7 +9,8 @@ from harness.superb import taskview
 from harness.superb.upstreams import upstream_info
 
 
-def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu") -> dict[str, Path]:
+def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu", max_gb: float | None = None,
+                  dtype: str = "float16") -> dict[str, Path]:
     """Build (or reuse) one store per (DUET upstream, checkpoint, corpus) for the given cells.
     Returns cell id -> spec path for the cells that will read from the cache."""
 
@@ -22,7 +23,7 @@ def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu") -> dict[str
         keys = sorted({c.feature for c in group})
         audio = sorted({p for c in group for p in taskview.audio_files(c.task, data)})
         spec = build_store(store_root(Path(cache_dir).resolve(), upstream, h, data.corpus_id), upstream, ckpt, keys,
-                           audio, device)
+                           audio, device, max_gb=max_gb, dtype=dtype)
         for c in group:
             out[c.id] = spec
     return out

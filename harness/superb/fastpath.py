@@ -286,6 +286,12 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
         from harness.features.store import FeatureStore
         store = FeatureStore(source.store)
         by_path = {str(Path(f).resolve()): f for f in store.file_ids(source.key)}
+        if source.cache_spec:                # every path with the same samples (hard links) -> its file id
+            from harness.features.cache import read_spec
+            index = json.loads(Path(read_spec(source.cache_spec)["index"]).read_text())
+            for fid, *paths in index.values():
+                for q in paths:
+                    by_path.setdefault(str(Path(q).resolve()), fid)
         rate = store.downsample_rate(source.key)
 
         def frames_of(path: str) -> np.ndarray:
