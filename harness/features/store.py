@@ -446,13 +446,15 @@ class FeatureStore:
                 by_key.setdefault(key, []).append((f, arr))
         for key, items in by_key.items():
             (self.root / key).mkdir(parents=True, exist_ok=True)
-            arr = np.concatenate([a for _, a in items], axis=1)
-            stored = arr.astype(self.dtype, copy=False)
+            bad = [f for f, a in items if not np.isfinite(a).all()]
+            if bad:
+                raise FeatureStoreError(f"key '{key}' is NaN/Inf for {len(bad)} file(s): {bad[:5]}; check that audio "
+                                        f"(harness.preflight) and the model; nothing of this shard was stored")
+            stored = np.concatenate([a for _, a in items], axis=1).astype(self.dtype, copy=False)
             if not np.isfinite(stored).all():
-                bad = "non-finite values" if not np.isfinite(arr).all() else f"values beyond {self.dtype}'s range"
-                raise FeatureStoreError(f"key '{key}' of the files {[f for f, _ in items][:3]} has {bad} (largest "
-                                        f"|x| {np.nanmax(np.abs(arr)):.3g}); for huge activations make the store with "
-                                        f"dtype='float32', for NaN/Inf check the model and the audio")
+                raise FeatureStoreError(f"key '{key}' has values beyond {self.dtype}'s range (largest |x| "
+                                        f"{max(float(np.abs(a).max()) for _, a in items):.3g}); make the store with "
+                                        f"dtype='float32' (harness run --cache-dtype float32)")
             atomic_save_npy(self.root / key / f"shard-{shard:05d}.npy", stored)
         for key, items in by_key.items():
             off = 0
