@@ -190,7 +190,7 @@ def compare(case: Case, repeat: int = 3, fastabx_python: str | None = None) -> d
     if fastabx_python:
         from bench.abx_fastabx import run_fastabx
     t = {k: [] for k in ("t_librilight", "cpu_librilight", "t_duet", "cpu_duet", "t_fastabx", "cpu_fastabx",
-                         "process_wall_fastabx", "t_duet_fx", "cpu_duet_fx")}
+                         "process_wall_fastabx", "t_duet_fx", "cpu_duet_fx", "fx_within", "fx_across")}
     load = [os.getloadavg()[0]]
     for _ in range(repeat):
         ref, w, c = _timed(lambda: run_librilight(case))
@@ -201,6 +201,7 @@ def compare(case: Case, repeat: int = 3, fastabx_python: str | None = None) -> d
             fx = run_fastabx(fastabx_python, case)
             t["t_fastabx"].append(fx["wall_s"]), t["cpu_fastabx"].append(fx["cpu_s"])
             t["process_wall_fastabx"].append(fx["process_wall_s"])
+            t["fx_within"].append(fx["within"]), t["fx_across"].append(fx["across"])     # its sampling varies
             ours_fx, w, c = _timed(lambda: case.ours(slicing="fastabx"))
             t["t_duet_fx"].append(w), t["cpu_duet_fx"].append(c)
     load.append(os.getloadavg()[0])
@@ -227,7 +228,8 @@ def compare(case: Case, repeat: int = 3, fastabx_python: str | None = None) -> d
                     "t_fastabx_s": _med(t["t_fastabx"]), "t_duet_fx_s": _med(t["t_duet_fx"]),
                     "process_wall_fastabx_s": _med(t["process_wall_fastabx"]),
                     "cpu_fastabx_all": t["cpu_fastabx"], "cpu_duet_fx_all": t["cpu_duet_fx"],
-                    "process_wall_fastabx_all": t["process_wall_fastabx"]})
+                    "process_wall_fastabx_all": t["process_wall_fastabx"], "fx_within_all": t["fx_within"],
+                    "fx_across_all": t["fx_across"]})
         print(f"  fastabx     within {fx['within']:.4f} %  across {fx['across']:.4f} %   (its 2 scoring calls: CPU "
               f"{row['cpu_fastabx_s']:.2f} s, wall {row['t_fastabx_s']:.2f} s; whole process {row['process_wall_fastabx_s']:.1f} s)\n"
               f"  DUET fastabx slicing within {ours_fx.within:.4f} %  across {ours_fx.across:.4f} %   CPU "
