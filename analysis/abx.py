@@ -524,22 +524,29 @@ def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Ten
 
     Moves: (i-1, j-1), (i, j-1), (i-1, j); ties prefer diagonal, then left, then up (Libri-light's
     back-tracking rule, applied in the forward pass, which gives the same path). Cells beyond
-    (n, m) are ignored. float32 like Libri-light's Cython code.
+    (n, m) are ignored. float32 like Libri-light's Cython code. (Runs :func:`dtw_sweep` on the
+    matrices laid out pair-last.)
+    """
+    return dtw_sweep(dist.permute(1, 2, 0).contiguous(), n, m)
+
+
+def dtw_sweep(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """:func:`dtw_batch` on distance matrices laid out pair-last: ``dist`` (N, M, P) contiguous.
 
     The sweep runs over anti-diagonals k = i + j: each step reads anti-diagonal k of ``dist`` as a
-    strided view (rows max(0, k-M+1) .. min(k, N-1), stride M-1; no copy) and does a few
-    element-wise ops on (P, length of the diagonal). Costs live in three rotating (P, N+2) buffers
-    indexed by row + 1, whose column 0 and the column just past each diagonal hold +inf (cells
-    outside the matrix).
+    strided view (rows max(0, k-M+1) .. min(k, N-1), each a contiguous run of P values; no copy) and
+    does a few element-wise ops on (length of the diagonal, P), whose long inner dimension P
+    vectorises. Costs live in three rotating (N+2, P) buffers indexed by row + 1, whose row 0 and
+    the row just past each diagonal hold +inf (cells outside the matrix).
     """
-    P, N, M = dist.shape
+    N, M, P = dist.shape
     dev = dist.device
     dist = dist.contiguous()
     if P == 0:
         return torch.empty(0, dtype=dist.dtype, device=dev)
     inf = float("inf")
-    cost = [torch.full((P, N + 2), inf, dtype=dist.dtype, device=dev) for _ in range(3)]
-    plen = [torch.zeros((P, N + 2), dtype=dist.dtype, device=dev) for _ in range(3)]
+    cost = [torch.full((N + 2, P), inf, dtype=dist.dtype, device=dev) for _ in range(3)]
+    plen = [torch.zeros((N + 2, P), dtype=dist.dtype, device=dev) for _ in range(3)]
     out = torch.empty(P, dtype=dist.dtype, device=dev)
     # which pairs end on which anti-diagonal (their cell (n-1, m-1)), decided once on the host
     kend = (n + m - 2).cpu().numpy()
@@ -547,32 +554,39 @@ def dtw_batch(dist: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Ten
     ks, first = np.unique(kend[srt], return_index=True)
     bounds = np.r_[first, len(srt)]
     finish = {int(k): torch.as_tensor(srt[bounds[q]:bounds[q + 1]], device=dev) for q, k in enumerate(ks)}
-    n_col = n.to(dev)
-    base, s0 = dist.storage_offset(), N * M
-    best = torch.empty((P, N), dtype=dist.dtype, device=dev)
-    pick = torch.empty((P, N), dtype=dist.dtype, device=dev)
-    cost[1][:, 1] = dist[:, 0, 0]
-    plen[1][:, 1] = 1
+    n_row = n.to(dev)
+    base = dist.storage_offset()
+    best = torch.empty((N, P), dtype=dist.dtype, device=dev)
+    pick = torch.empty((N, P), dtype=dist.dtype, device=dev)
+    is_left = torch.empty((N, P), dtype=dist.dtype, device=dev)
+    is_diag = torch.empty((N, P), dtype=dist.dtype, device=dev)
+    cost[1][1] = dist[0, 0]
+    plen[1][1] = 1
     for k in range(int(ks[-1]) + 1):
         c2, c1, c0 = cost[(k - 1) % 3], cost[k % 3], cost[(k + 1) % 3]      # diagonals k-2, k-1, k (k=0: cost[1])
         p2, p1, p0 = plen[(k - 1) % 3], plen[k % 3], plen[(k + 1) % 3]
         if k > 0:
             lo, hi = max(0, k - M + 1), min(k, N - 1)
             L = hi - lo + 1
-            d_k = dist.as_strided((P, L), (s0, M - 1), base + k + lo * (M - 1))  # dist[:, i, k - i], i = lo..hi
-            up, left, diag = c1[:, lo:hi + 1], c1[:, lo + 1:hi + 2], c2[:, lo:hi + 1]
-            b, q = best[:, :L], pick[:, :L]
-            torch.minimum(torch.minimum(diag, left, out=b), up, out=b)
+            d_k = dist.as_strided((L, P), ((M - 1) * P, 1), base + (k + lo * (M - 1)) * P)   # dist[i, k - i], i = lo..hi
+            up, left, diag = c1[lo:hi + 1], c1[lo + 1:hi + 2], c2[lo:hi + 1]
+            b, q, el, ed = best[:L], pick[:L], is_left[:L], is_diag[:L]
+            torch.minimum(diag, left, out=b)
+            torch.minimum(b, up, out=b)
             # path length of the chosen predecessor: diagonal, else left, else up (Libri-light's order)
-            torch.where(left == b, p1[:, lo + 1:hi + 2], p1[:, lo:hi + 1], out=q)
-            torch.where(diag == b, p2[:, lo:hi + 1], q, out=p0[:, lo + 1:hi + 2])
-            p0[:, lo + 1:hi + 2] += 1
-            torch.add(d_k, b, out=c0[:, lo + 1:hi + 2])
-            c0[:, hi + 2] = inf          # row hi+1 of diagonal k lies outside (j < 0); rows < lo are never read
+            # (as 0/1 float masks and lerp, which returns either end exactly: torch.where and bool
+            # masks are several times slower on CPU)
+            torch.eq(left, b, out=el)
+            torch.lerp(p1[lo:hi + 1], p1[lo + 1:hi + 2], el, out=q)
+            torch.eq(diag, b, out=ed)
+            torch.lerp(q, p2[lo:hi + 1], ed, out=p0[lo + 1:hi + 2])
+            p0[lo + 1:hi + 2] += 1
+            torch.add(d_k, b, out=c0[lo + 1:hi + 2])
+            c0[hi + 2] = inf          # row hi+1 of diagonal k lies outside (j < 0); rows < lo are never read
         ps = finish.get(k)
         if ps is not None:
-            rows = n_col[ps]                             # column n of the buffers is row n-1
-            out[ps] = c0[ps, rows] / p0[ps, rows]
+            rows = n_row[ps]                             # row n of the buffers is row n-1
+            out[ps] = c0[rows, ps] / p0[rows, ps]
     return out
 
 
@@ -629,7 +643,7 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
         for sel in _length_chunks(n, m, lambda t: t * max(t, data.shape[1]), chunk_elements):
             nn_, mm_ = n[sel], m[sel]
             dist = torch.bmm(padded(rows[sel], int(nn_.max())), padded(cols[sel], int(mm_.max())).transpose(1, 2))
-            out[sel] = dtw_batch(dist.clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)
+            out[sel] = dtw_batch(dist.clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)   # angular distance
         return out
     blk = np.asarray(block, dtype=np.int64)
     n_items = len(lens)
@@ -639,7 +653,12 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
     first = np.r_[True, ob[1:] != ob[:-1]]
     bstart_item = np.flatnonzero(first)
     bid = np.cumsum(first) - 1                                # block number of each position
-    olen = lens[order]
+    # only items of some pair take frames in their block's Gram matrix (subsampling leaves ~40 % of
+    # a corpus' items out of every cell)
+    used = np.zeros(n_items, dtype=bool)
+    used[rows.cpu().numpy()] = True
+    used[cols.cpu().numpy()] = True
+    olen = np.where(used, lens, 0)[order]
     fcum = np.r_[0, np.cumsum(olen)]
     bframe0 = fcum[bstart_item]
     width = np.diff(np.r_[bframe0, fcum[-1]])
@@ -672,7 +691,7 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
         base = np.zeros(len(width), dtype=np.int64)
         flat = torch.empty(int(sq[b0:b1].sum()), dtype=torch.float32, device=device)
         pos = 0
-        for w in np.unique(wb):
+        for w in np.unique(wb[wb > 0]):                       # (width 0: a block none of whose items is used)
             bs = blocks[by_w[wb[by_w] == w]]
             t = fidx[np.minimum(np.arange(w)[None], (width[bs] - 1)[:, None]) + bframe0[bs][:, None]]   # (nb, w)
             x = frames[torch.as_tensor(t, device=device)].float()
@@ -687,12 +706,12 @@ def pair_distances(feats: "Sequence[torch.Tensor] | ItemFeatures", rows: torch.T
         for sel in _length_chunks(n, m, lambda t: 3 * t * t, chunk_elements):
             rr, cc, nn_, mm_ = r[sel], c[sel], n[sel], m[sel]
             ti, tj = int(nn_.max()), int(mm_.max())
-            i = torch.minimum(torch.arange(ti, device=device)[None], (nn_ - 1)[:, None])        # (P, ti)
-            j = torch.minimum(torch.arange(tj, device=device)[None], (mm_ - 1)[:, None])        # (P, tj)
+            i = torch.minimum(torch.arange(ti, device=device)[:, None], (nn_ - 1)[None])        # (ti, P)
+            j = torch.minimum(torch.arange(tj, device=device)[:, None], (mm_ - 1)[None])        # (tj, P)
             w = stride_t[rr]
             start_ = base_t[rr] + loff_t[rr] * w + loff_t[cc]
-            idx = (start_[:, None] + i * w[:, None])[:, :, None] + j[:, None, :]            # (P, ti, tj)
-            out[psel[sel]] = dtw_batch(flat[idx].clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)   # angular distance
+            idx = (start_[None] + i * w[None])[:, None, :] + j[None, :, :]                  # (ti, tj, P): pair-last
+            out[psel[sel]] = dtw_sweep(flat[idx].clamp_(-1, 1).acos_().div_(math.pi), nn_, mm_)   # angular distance
     return out
 
 

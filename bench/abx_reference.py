@@ -6,6 +6,7 @@ Bench-only dependency (NOT in requirements): install it into the project venv wi
 
 Run by hand:
     python -m bench.abx_reference                                   # synthetic case only
+    python -m bench.abx_reference --fastabx-python /tmp/fastabx-venv/bin/python   # + fastabx (bench/abx_fastabx.py)
     python -m bench.abx_reference --corpus DIR [--upstream fbank]   # + a corpus' abx/dev.item
     python -m bench.abx_reference --corpus DIR --sweep hubert_compact=checkpoints/hubert-compact   # + every layer
 Prints, per case: both implementations' within/across error (%), their absolute difference, and the
@@ -44,10 +45,11 @@ class Case:
             out += [Path(n).stem for n in names if n.endswith(".npy")]
         return out
 
-    def ours(self, device: str = "cpu"):
+    def ours(self, device: str = "cpu", slicing: str = "librilight"):
+        """DUET's ABX in one call: reads the item file and the features, plans, scores."""
         table = read_item_file(self.item_file)
-        feats, kept = slice_items(table, lambda f: np.load(self.feat_dir / f"{f}.npy", mmap_mode="r"), self.rate,
-                                  "librilight", file_order=self.file_order())
+        feats, kept = slice_items(table, lambda f: np.load(self.feat_dir / f"{f}.npy"), self.rate,
+                                  slicing, file_order=self.file_order())
         t = table.subset(kept)
         cfg = ABXConfig(max_size_group=self.max_size_group, max_x_across=self.max_x_across, seed=self.seed,
                         device=device)
@@ -155,7 +157,7 @@ def compare_sweep(name: str, dirs: list[Path], item: Path, rate: float, repeat: 
         cfg = ABXConfig(device="cpu")
         plan, ours = None, []
         for c in cases:
-            feats, kept = slice_items(table, lambda f, d=c.feat_dir: np.load(d / f"{f}.npy", mmap_mode="r"), rate,
+            feats, kept = slice_items(table, lambda f, d=c.feat_dir: np.load(d / f"{f}.npy"), rate,
                                       "librilight", file_order=c.file_order())
             if plan is None:
                 t = table.subset(kept)
@@ -174,30 +176,86 @@ def compare_sweep(name: str, dirs: list[Path], item: Path, rate: float, repeat: 
     return row
 
 
-def compare(case: Case, repeat: int = 3) -> dict:
-    """Both implementations ``repeat`` times, alternating (same process); medians of wall and CPU time."""
-    t_ref, c_ref, t_ours, c_ours = [], [], [], []
+def _timed(fn):
+    """(result, wall s, CPU s of this process) of fn()."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = fn()
+    return r, time.perf_counter() - t0, time.process_time() - c0
+
+
+def compare(case: Case, repeat: int = 3, fastabx_python: str | None = None) -> dict:
+    """Libri-light and DUET (Libri-light slicing) ``repeat`` times, alternating in this process; with
+    ``fastabx_python`` also fastabx (a subprocess; CPU time of its scoring calls measured inside it)
+    and DUET with fastabx's slicing and the same caps, in the same alternation. Medians."""
+    if fastabx_python:
+        from bench.abx_fastabx import run_fastabx
+    t = {k: [] for k in ("t_librilight", "cpu_librilight", "t_duet", "cpu_duet", "t_fastabx", "cpu_fastabx",
+                         "process_wall_fastabx", "t_duet_fx", "cpu_duet_fx", "fx_within", "fx_across")}
+    load = [os.getloadavg()[0]]
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        ref = run_librilight(case)
-        t_ref.append(time.perf_counter() - t0)
-        c_ref.append(time.process_time() - c0)
-        t0, c0 = time.perf_counter(), time.process_time()
-        ours = case.ours()
-        t_ours.append(time.perf_counter() - t0)
-        c_ours.append(time.process_time() - c0)
+        ref, w, c = _timed(lambda: run_librilight(case))
+        t["t_librilight"].append(w), t["cpu_librilight"].append(c)
+        ours, w, c = _timed(case.ours)
+        t["t_duet"].append(w), t["cpu_duet"].append(c)
+        if fastabx_python:
+            fx = run_fastabx(fastabx_python, case)
+            t["t_fastabx"].append(fx["wall_s"]), t["cpu_fastabx"].append(fx["cpu_s"])
+            t["process_wall_fastabx"].append(fx["process_wall_s"])
+            t["fx_within"].append(fx["within"]), t["fx_across"].append(fx["across"])     # its sampling varies
+            ours_fx, w, c = _timed(lambda: case.ours(slicing="fastabx"))
+            t["t_duet_fx"].append(w), t["cpu_duet_fx"].append(c)
+    load.append(os.getloadavg()[0])
     row = {"case": case.name, "ll_within": ref["within"], "duet_within": ours.within,
            "ll_across": ref["across"], "duet_across": ours.across,
            "diff_within": abs(ref["within"] - ours.within), "diff_across": abs(ref["across"] - ours.across),
-           "t_librilight_s": _med(t_ref), "t_duet_s": _med(t_ours), "speedup": _med(t_ref) / _med(t_ours),
-           "cpu_librilight_s": _med(c_ref), "cpu_duet_s": _med(c_ours), "cpu_speedup": _med(c_ref) / _med(c_ours),
-           "cells": ours.n_within_cells + ours.n_across_cells, "repeats": repeat,
-           "cpu_librilight_all": c_ref, "cpu_duet_all": c_ours}
+           "t_librilight_s": _med(t["t_librilight"]), "t_duet_s": _med(t["t_duet"]),
+           "speedup": _med(t["t_librilight"]) / _med(t["t_duet"]),
+           "cpu_librilight_s": _med(t["cpu_librilight"]), "cpu_duet_s": _med(t["cpu_duet"]),
+           "cpu_speedup": _med(t["cpu_librilight"]) / _med(t["cpu_duet"]),
+           "cells": ours.n_within_cells + ours.n_across_cells, "repeats": repeat, "load1_before_after": load,
+           "cpu_librilight_all": t["cpu_librilight"], "cpu_duet_all": t["cpu_duet"]}
     print(f"{case.name}\n  Libri-light within {ref['within']:.4f} %  across {ref['across']:.4f} %   "
           f"{row['t_librilight_s']:.2f} s\n  DUET        within {ours.within:.4f} %  across {ours.across:.4f} %   "
           f"{row['t_duet_s']:.2f} s\n  |diff| within {row['diff_within']:.2e}  across {row['diff_across']:.2e}   "
           f"speed-up x{row['speedup']:.1f} wall, x{row['cpu_speedup']:.1f} CPU time (medians of {repeat}: "
           f"{row['cpu_librilight_s']:.2f} s vs {row['cpu_duet_s']:.2f} s)")
+    if fastabx_python:
+        row.update({"fx_within": fx["within"], "duet_fx_within": ours_fx.within, "fx_across": fx["across"],
+                    "duet_fx_across": ours_fx.across, "diff_fx_within": abs(fx["within"] - ours_fx.within),
+                    "diff_fx_across": abs(fx["across"] - ours_fx.across),
+                    "cpu_fastabx_s": _med(t["cpu_fastabx"]), "cpu_duet_fx_s": _med(t["cpu_duet_fx"]),
+                    "cpu_speedup_fastabx": _med(t["cpu_fastabx"]) / _med(t["cpu_duet_fx"]),
+                    "t_fastabx_s": _med(t["t_fastabx"]), "t_duet_fx_s": _med(t["t_duet_fx"]),
+                    "process_wall_fastabx_s": _med(t["process_wall_fastabx"]),
+                    "cpu_fastabx_all": t["cpu_fastabx"], "cpu_duet_fx_all": t["cpu_duet_fx"],
+                    "process_wall_fastabx_all": t["process_wall_fastabx"], "fx_within_all": t["fx_within"],
+                    "fx_across_all": t["fx_across"]})
+        print(f"  fastabx     within {fx['within']:.4f} %  across {fx['across']:.4f} %   (its 2 scoring calls: CPU "
+              f"{row['cpu_fastabx_s']:.2f} s, wall {row['t_fastabx_s']:.2f} s; whole process {row['process_wall_fastabx_s']:.1f} s)\n"
+              f"  DUET fastabx slicing within {ours_fx.within:.4f} %  across {ours_fx.across:.4f} %   CPU "
+              f"{row['cpu_duet_fx_s']:.2f} s\n  |diff| within {row['diff_fx_within']:.2e}  across "
+              f"{row['diff_fx_across']:.2e}   speed-up vs fastabx x{row['cpu_speedup_fastabx']:.1f} CPU time")
+    return row
+
+
+def compare_uncapped(case: Case, fastabx_python: str, cap: int = 1000) -> dict:
+    """fastabx vs DUET (fastabx slicing) with nothing subsampled (caps of ``cap``): the same triplets,
+    so the scores must agree to float rounding. One run each."""
+    from dataclasses import replace
+
+    from bench.abx_fastabx import run_fastabx
+
+    case = replace(case, max_size_group=cap, max_x_across=cap)
+    fx = run_fastabx(fastabx_python, case)
+    ours, w, c = _timed(lambda: case.ours(slicing="fastabx"))
+    row = {"case": f"{case.name}, uncapped ({cap}/{cap})", "fx_within": fx["within"], "duet_fx_within": ours.within,
+           "fx_across": fx["across"], "duet_fx_across": ours.across,
+           "diff_fx_within": abs(fx["within"] - ours.within), "diff_fx_across": abs(fx["across"] - ours.across),
+           "cpu_fastabx_s": fx["cpu_s"], "cpu_duet_fx_s": c, "cpu_speedup_fastabx": fx["cpu_s"] / c,
+           "process_wall_fastabx_s": fx["process_wall_s"], "cells": ours.n_within_cells + ours.n_across_cells}
+    print(f"{row['case']}\n  fastabx within {fx['within']:.6f} %  across {fx['across']:.6f} %  CPU {fx['cpu_s']:.2f} s\n"
+          f"  DUET    within {ours.within:.6f} %  across {ours.across:.6f} %  CPU {c:.2f} s\n  |diff| within "
+          f"{row['diff_fx_within']:.2e}  across {row['diff_fx_across']:.2e}")
     return row
 
 
@@ -211,20 +269,26 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", default=None, metavar="UPSTREAM[=CKPT]",
                    help="also score every hidden_states layer of this upstream (e.g. hubert_compact=checkpoints/hubert-compact)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each implementation (alternating); medians reported")
+    p.add_argument("--fastabx-python", default=None, metavar="PATH",
+                   help="python of a venv with fastabx (Python >= 3.12): also run fastabx and DUET with its slicing")
+    p.add_argument("--uncapped", action="store_true",
+                   help="with --fastabx-python: also compare fastabx and DUET once with nothing subsampled (caps 1000)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    rows = [compare(synthetic_case(a.out / "synthetic"), a.repeat)]
+    cases = [synthetic_case(a.out / "synthetic")]
     if a.corpus:
-        for up in a.upstream.split(","):
-            rows.append(compare(corpus_case(a.corpus, up, a.out), a.repeat))
+        cases += [corpus_case(a.corpus, up, a.out) for up in a.upstream.split(",")]
+    rows = [compare(c, a.repeat, a.fastabx_python) for c in cases]
+    if a.fastabx_python and a.uncapped:
+        rows += [compare_uncapped(c, a.fastabx_python) for c in cases]
     sweep = None
     if a.corpus and a.sweep:
         up, _, ck = a.sweep.partition("=")
         sweep = compare_sweep(up, *sweep_dirs(a.corpus, up, ck or None, a.out), repeat=a.repeat)
-    cols = [k for k in rows[0] if not k.endswith("_all")]
+    cols = [k for k in rows[0] if not k.endswith("_all") and k != "load1_before_after"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in r.items() if k in cols) + " |")
+        print("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in cols) + " |")
     if a.json:
         a.json.write_text(json.dumps(rows + ([sweep] if sweep else []), indent=1))
     return 0
