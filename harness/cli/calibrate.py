@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(csv, table.to_csv(index=False))
     load1 = os.getloadavg()
-    cmd = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py")) else " ".join(sys.argv)
+    cmd = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py", "__main__.py")) else " ".join(sys.argv)
     lines = [MARKER, "", f"# Calibration of the mini SUPERB configs ({corpus_label})", "",
              f"- command: `{cmd}`", f"- git commit: `{git_commit()}`", f"- machine: {machine_here()}",
              f"- load average (1/5/15 min) at start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
