@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-probe", dest="probe", action="store_false", help="skip the linear probes")
     p.add_argument("--no-run", dest="run", action="store_false",
                    help="train nothing: write the report from the cells already finished (missing ones: 'not run')")
+    p.add_argument("--note", action="append", default=None, metavar="TEXT",
+                   help="a paragraph to add under the table (repeatable), e.g. what was not run and why")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=1337)
 
@@ -187,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
                      f"{_fmt(r.get('value'))}{ci} | {_fmt(r.get('chance'))} ({r.get('chance_kind', '–')}) | "
                      f"{r.get('learned', '–')} | {_fmt(r.get('cer'))} | {_fmt(r.get('probe'))} | {r['verdict']} |")
     lines += ["", "Targets of the issue (small corpus):", ""] + [f"- {t}" for t in targets(rows)]
+    for n in args.note or []:
+        lines += ["", n]
     lines += ["", f"Rows as CSV: `{csv}`.", ""]
     atomic_write_text(out, "\n".join(lines))
     print("\n".join(lines))
