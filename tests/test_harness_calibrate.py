@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli.calibrate import MARKER, verdict
+from harness.cli.calibrate import MARKER, targets, verdict
 from harness.superb.calibration import CONTROLS, er_split, sid_split
 from harness.superb.tasks import TASKS
 
@@ -22,6 +22,17 @@ def test_verdicts():
     assert verdict("positive", {"learned": True, "value": 85.0}, 93.0) == "ok: learned, +8.0 points to the probe"
     assert verdict("positive", {"learned": True, "value": 60.0}, 93.0).startswith("under-trained")
     assert verdict("positive", {"learned": None, "value": 60.0}, None).startswith("?")
+
+
+def test_targets_of_the_issue():
+    rows = [{"task": "sid", "role": "positive", "value": 84.0, "learned": True},
+            {"task": "er", "role": "positive", "value": 41.0, "learned": False},
+            {"task": "asr", "role": "positive", "value": 80.0, "cer": 36.0, "learned": True},
+            {"task": "sid", "role": "negative", "value": 1.0, "learned": False}]
+    assert targets(rows) == ["SID accuracy >= 80 %: met (84.0 %)",
+                             "ER accuracy above majority (interval beyond chance): NOT met (41.0 %)",
+                             "ASR CER <= 35 % (WER beside it): NOT met (CER 36.0 %, WER 80.0 %)"]
+    assert targets([]) [0].endswith("not run")
 
 
 def test_splits_match_the_corpus(tiny_corpus):
@@ -47,6 +58,15 @@ def test_bad_arguments_exit_2_before_running(run_cli, tmp_path):
     assert p.returncode == 2 and "refusing to overwrite" in p.stderr and mine.read_text() == "hand-written\n"
     assert not list(tmp_path.glob("calibration_*"))
     assert MARKER.startswith("<!--")
+
+
+def test_no_run_reports_what_was_not_calibrated(run_cli, tiny_corpus, tmp_path):
+    run_cli("calibrate", "--tasks", "sid,asr", "--corpus", tiny_corpus, "--results", tmp_path, "--no-run",
+            "--no-probe")
+    md = (tmp_path / "calibration.md").read_text()
+    assert md.splitlines()[0] == MARKER and md.count("| not run |") == 4
+    assert "- SID accuracy >= 80 %: not run" in md and "git commit:" in md and "load average" in md
+    assert (tmp_path / "calibration.csv").is_file()
 
 
 @pytest.mark.slow

@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="run name for the cells (default calibration_<corpus>)")
     p.add_argument("--out", default=None, help="Markdown to write (default RESULTS/calibration.md; CSV beside it)")
     p.add_argument("--no-probe", dest="probe", action="store_false", help="skip the linear probes")
+    p.add_argument("--no-run", dest="run", action="store_false",
+                   help="train nothing: write the report from the cells already finished (missing ones: 'not run')")
+    p.add_argument("--note", action="append", default=None, metavar="TEXT",
+                   help="a paragraph to add under the table (repeatable), e.g. what was not run and why")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=1337)
 
@@ -60,6 +64,24 @@ def verdict(role: str, row: dict, probe: float | None) -> str:
         return f"ok: learned, {gap:+.1f} points to the probe" if gap <= 10 else \
             f"under-trained: {gap:+.1f} points below the probe"
     return "ok: learned"
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issue's bars for the positive controls: SID >= 80 %, ER above majority (learned), ASR CER <= 35 %."""
+    pos = {r["task"]: r for r in rows if r["role"] == "positive" and r.get("value") is not None}
+    out = []
+    for task, what, ok in (
+            ("sid", "SID accuracy >= 80 %", lambda r: float(r["value"]) >= 80.0),
+            ("er", "ER accuracy above majority (interval beyond chance)",
+             lambda r: str(r.get("learned")).lower() in ("true", "1", "1.0")),
+            ("asr", "ASR CER <= 35 % (WER beside it)", lambda r: float(r.get("cer") or "nan") <= 35.0)):
+        if task not in pos:
+            out.append(f"{what}: not run")
+            continue
+        r = pos[task]
+        got = f"CER {_fmt(r.get('cer'))} %, WER {_fmt(r['value'])} %" if task == "asr" else f"{_fmt(r['value'])} %"
+        out.append(f"{what}: {'met' if ok(r) else 'NOT met'} ({got})")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,15 +126,20 @@ def run(args: argparse.Namespace) -> int:
             plan.append((t, role, c, argv))
     codes = {}
     for t, role, c, argv in plan:
+        if not args.run:
+            codes[(t, role)] = None
+            continue
         print(f"harness calibrate: {t} {role} control: harness {' '.join(argv)}", flush=True)
         codes[(t, role)] = harness_main(argv)
-        if codes[(t, role)] == 2:
-            return 2                                   # bad arguments: nothing else will work either
+        if codes[(t, role)] in (2, 130):
+            return codes[(t, role)]                    # bad arguments, or interrupted (Ctrl-C / kill): stop here
     try:
         df = load_results(Path(args.results) / name)
     except FileNotFoundError as e:
-        print(f"harness calibrate: error: no rows were written ({e})", file=sys.stderr)
-        return 1
+        if args.run:
+            print(f"harness calibrate: error: no rows were written ({e})", file=sys.stderr)
+            return 1
+        df = pd.DataFrame(columns=["task", "upstream", "steps", "finished_utc"])
     from harness.superb.sweep import resolve_corpus
     layout = resolve_corpus(args.corpus, Path(args.corpora_dir), make=False).layout
     rows = []
@@ -121,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         if "steps" in sub.columns:
             sub = sub[sub["steps"].isna()] if args.steps is None else sub[sub["steps"] == args.steps]
         if not len(sub):
-            rows.append({"task": t, "role": role, "upstream": c.upstream, "verdict": f"no row (exit {codes[(t, role)]})"})
+            rows.append({"task": t, "role": role, "upstream": c.upstream, "ckpt": c.ckpt or "", "why": c.why,
+                         "verdict": "not run" if codes[(t, role)] is None else f"no row (exit {codes[(t, role)]})"})
             continue
         r = sub.sort_values("finished_utc").iloc[-1].to_dict()
         probe = None
@@ -140,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(csv, table.to_csv(index=False))
     load1 = os.getloadavg()
-    cmd = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py")) else " ".join(sys.argv)
+    cmd = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py", "__main__.py")) else " ".join(sys.argv)
     lines = [MARKER, "", f"# Calibration of the mini SUPERB configs ({corpus_label})", "",
              f"- command: `{cmd}`", f"- git commit: `{git_commit()}`", f"- machine: {machine_here()}",
              f"- load average (1/5/15 min) at start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
@@ -160,9 +188,12 @@ def run(args: argparse.Namespace) -> int:
                      f"{' (' + r['ckpt'] + ')' if r.get('ckpt') else ''} | {r.get('metric', '–')} % | "
                      f"{_fmt(r.get('value'))}{ci} | {_fmt(r.get('chance'))} ({r.get('chance_kind', '–')}) | "
                      f"{r.get('learned', '–')} | {_fmt(r.get('cer'))} | {_fmt(r.get('probe'))} | {r['verdict']} |")
+    lines += ["", "Targets of the issue (small corpus):", ""] + [f"- {t}" for t in targets(rows)]
+    for n in args.note or []:
+        lines += ["", n]
     lines += ["", f"Rows as CSV: `{csv}`.", ""]
     atomic_write_text(out, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {out} and {csv}", file=sys.stderr)
-    failed = [k for k, v in codes.items() if v not in (0,)]
+    failed = [k for k, v in codes.items() if v not in (0, None)]
     return 1 if failed else 0

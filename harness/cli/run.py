@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     name = args.name or f"superb_{data.name.replace(':', '_')}"
     store = ResultStore(Path(args.results), name)
-    command = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py")) else " ".join(sys.argv)
+    command = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py", "__main__.py")) else " ".join(sys.argv)
     todo = [c for c in sweep.cells if args.force or not store.has(c.id)]
     check = sorted({c.task for c in (sweep.cells if args.dry_run else todo)})
     if check and not args.no_preflight:

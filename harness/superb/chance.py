@@ -57,7 +57,8 @@ def wilson(value_pct: float, n: int | None, z: float = Z95) -> tuple[float, floa
     d = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / d
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half))
+    # the interval holds p (exactly, also where rounding would put a bound a hair past it at 0 or 1)
+    return (100.0 * max(0.0, min(p, centre - half)), 100.0 * min(1.0, max(p, centre + half)))
 
 
 def learned(value_pct: float, chance_pct: float | None, n: int | None, higher_is_better: bool) -> bool | None:
