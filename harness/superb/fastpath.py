@@ -77,20 +77,31 @@ class FastPathError(RuntimeError):
 # ----------------------------------------------------------------------------- config
 
 def effective_config(config: Path, overrides: str) -> dict:
-    """The downstream config with ``-o`` applied exactly as s3prl does (its own ``override``)."""
+    """The downstream config with ``-o`` applied as s3prl's ``utility.helper.override`` does (items
+    split on ``,,``, ``config.a.b=value``, the value read as a Python literal, else kept as a string;
+    s3prl ``eval``s it, which agrees on every literal and costs a heavy import)."""
+    import ast
+
     import yaml
-    from s3prl.utility.helper import override
 
     cfg = yaml.safe_load(Path(config).read_text()) or {}
-    if overrides:
-        with contextlib.redirect_stderr(io.StringIO()):      # s3prl prints each item
-            override(overrides, argparse_namespace(), cfg)
+    for option in (overrides or "").split(",,"):
+        option = option.strip()
+        if not option:
+            continue
+        key, value_str = (x.strip() for x in option.split("="))
+        try:
+            value = ast.literal_eval(value_str)
+        except (ValueError, SyntaxError):
+            value = value_str
+        first, *fields = key.split(".")
+        if first != "config" or not fields:
+            raise FastPathError(f"-o item {option!r}: the fast path reads only config.* overrides")
+        target = cfg
+        for name in fields[:-1]:
+            target = target.setdefault(name, {})
+        target[fields[-1]] = value
     return cfg
-
-
-def argparse_namespace():
-    import argparse
-    return argparse.Namespace()
 
 
 def config_reason(task: str, cfg: dict) -> str | None:
