@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +64,21 @@ def test_pooled_head_equals_s3prl_featurizer_and_downstream_on_padded_frames():
         fast = head(sums, counts)
     assert counts.tolist() == [7, 2, 5]                           # min(n, longest stored) per utterance
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_overrides_are_applied_as_s3prl_applies_them(tiny_corpus):
+    import argparse
+
+    from s3prl.utility.helper import override
+    from harness.superb.sweep import steps_overrides
+
+    for task in ("sid", "er"):
+        config = TASKS[task].config("mini")
+        o = TASKS[task].overrides(tiny_corpus, fold="fold3" if task == "er" else None) + ",," + \
+            steps_overrides(config, 7) + ",,config.optimizer.lr=2.5e-3,,config.runner.eval_dataloaders=['dev']"
+        theirs = yaml.safe_load(config.read_text())
+        override(o, argparse.Namespace(), theirs)
+        assert fastpath.effective_config(config, o) == theirs
 
 
 def test_mini_configs_are_fast_and_what_is_refused(tiny_corpus, tmp_path):
