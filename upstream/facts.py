@@ -134,6 +134,19 @@ def atomic_save_npy(path: str | os.PathLike, arr) -> None:
         np.save(f, arr)
 
 
+def unwritable_dir(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot hold new files (the OS's reason: it cannot be made, is not a folder, or a
+    file cannot be written in it), or None when it can. Commands call it before any work."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        return str(e.strerror or e)
+    return None
+
+
 # ------------------------------------------------------------------------------ layer subsets
 
 class LayerRangeError(ValueError):

@@ -40,14 +40,10 @@ def _fail(msg: str) -> int:
 
 
 def _check_writable(out: Path) -> str | None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_probe.{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        return f"cannot write to --out {out}: {e.strerror or e}; choose a writable directory"
-    return None
+    from upstream.facts import unwritable_dir
+
+    why = unwritable_dir(out)
+    return f"cannot write to --out {out}: {why}; choose a writable directory" if why else None
 
 
 # numeric recipe options: each must be finite; these must be > 0, these in [0, 1], these may be < 0

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .abx import write_abx
+from upstream.facts import unwritable_dir
+
 from .fileio import atomic_write_json
 from .iemocap import write_iemocap
 from .layout import FORMAT, LIBRI_SPLITS, SPLITS, CorpusError, CorpusLayout
@@ -46,12 +48,9 @@ def _prepare_dir(root: Path) -> None:
         raise CorpusError(f"cannot create corpus directory {root} ({e.strerror}): choose a writable --out") from None
     if not root.is_dir():
         raise CorpusError(f"{root} exists and is not a directory: choose another --out")
-    probe = root / f".write-test-{os.getpid()}"
-    try:
-        probe.write_text("x")
-        probe.unlink()
-    except OSError as e:
-        raise CorpusError(f"corpus directory {root} is not writable ({e.strerror}): choose a writable --out") from None
+    why = unwritable_dir(root)
+    if why:
+        raise CorpusError(f"corpus directory {root} is not writable ({why}): choose a writable --out")
 
 
 def _plan_meta(spec: CorpusSpec, seed: int) -> dict:

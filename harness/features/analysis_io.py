@@ -121,14 +121,9 @@ def check_layers(args, upstream, keys: list[str]) -> dict[str, list[int]]:
 def check_writable(out: Path) -> None:
     """The results CSV's folder can be created and written (found before any work)."""
     folder = Path(out).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_probe.{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise AnalysisError(f"--out {out}: cannot write to {folder} ({e.strerror or e}); "
-                            f"choose a writable --out") from e
+    why = facts.unwritable_dir(folder)
+    if why:
+        raise AnalysisError(f"--out {out}: cannot write to {folder} ({why}); choose a writable --out")
 
 
 def restrict(files, wavs):

@@ -77,15 +77,12 @@ def check_folds(folds: int | None, tasks: list[str]) -> int | None:
 
 def check_results_dir(path: Path) -> Path:
     """The results dir exists or can be made, and a file can be written in it."""
-    import tempfile
+    from upstream.facts import unwritable_dir
 
     p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-check-"):
-            pass
-    except OSError as e:
-        raise SweepError(f"--results {p}: cannot write there ({e.strerror or e}); pass a writable directory") from e
+    why = unwritable_dir(p)
+    if why:
+        raise SweepError(f"--results {p}: cannot write there ({why}); pass a writable directory")
     return p
 
 

@@ -35,6 +35,21 @@ def conv_output_lengths(lengths: Tensor, kernels: Sequence[int], strides: Sequen
     return lengths
 
 
+def checked_lengths(frontend, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, Tensor]:
+    """A front-end's input check: ``wav`` (B, S) and every item long enough for one frame;
+    returns (wav_len as long on wav's device, output frame lengths)."""
+    if wav.dim() != 2:
+        raise ValueError(f"wav must be (batch, samples), got shape {tuple(wav.shape)}")
+    wav_len = wav_len.to(wav.device).long()
+    out_len = frontend.output_lengths(wav_len)
+    if bool((out_len < 1).any()):
+        raise ValueError(
+            f"every input needs at least {frontend.receptive_field} samples "
+            f"(got lengths {wav_len.tolist()}); pad or drop shorter clips"
+        )
+    return wav_len, out_len
+
+
 class _ConvLayer(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str):
         super().__init__()
@@ -121,15 +136,7 @@ class ConvFrontEnd(nn.Module):
 
     def conv_features(self, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> (projected (B, T, D), cnn (B, T, C) after the last conv, lengths (B,))."""
-        if wav.dim() != 2:
-            raise ValueError(f"wav must be (batch, samples), got shape {tuple(wav.shape)}")
-        wav_len = wav_len.to(wav.device).long()
-        out_len = self.output_lengths(wav_len)
-        if bool((out_len < 1).any()):
-            raise ValueError(
-                f"every input needs at least {self.receptive_field} samples "
-                f"(got lengths {wav_len.tolist()}); pad or drop shorter clips"
-            )
+        wav_len, out_len = checked_lengths(self, wav, wav_len)
         x = wav.unsqueeze(1)
         lengths = wav_len
         for layer in self.conv_layers:

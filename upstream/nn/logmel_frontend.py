@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .conv_frontend import conv_output_lengths
+from .conv_frontend import checked_lengths, conv_output_lengths
 from ..facts import SAMPLE_RATE
 from .masking import lengths_to_mask, mask_time
 
@@ -87,15 +87,7 @@ class LogMelFrontEnd(nn.Module):
 
     def log_mel(self, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, Tensor]:
         """-> (stacked log-mel (B, T, 2 * n_mels), lengths (B,)); padded frames zeroed."""
-        if wav.dim() != 2:
-            raise ValueError(f"wav must be (batch, samples), got shape {tuple(wav.shape)}")
-        wav_len = wav_len.to(wav.device).long()
-        out_len = self.output_lengths(wav_len)
-        if bool((out_len < 1).any()):
-            raise ValueError(
-                f"every input needs at least {self.receptive_field} samples "
-                f"(got lengths {wav_len.tolist()}); pad or drop shorter clips"
-            )
+        wav_len, out_len = checked_lengths(self, wav, wav_len)
         t_out = int(out_len.max().item())
         need = (STACK * t_out - 1) * HOP + WIN        # samples for 2 * t_out mel frames
         if wav.shape[1] < need:
