@@ -88,3 +88,14 @@ def test_ckpt_accepts_what_k_accepts(tmp_path):
         sw.resolve_checkpoints(["learn2diss"], [f"learn2diss={f}"])
     with pytest.raises(sw.SweepError, match="not in --upstreams"):
         sw.resolve_checkpoints(["fbank"], [f"mfcc={f}"])
+
+
+def test_cells_folder_that_cannot_be_written_is_found_before_training(run_cli, tmp_path, tiny_corpus):
+    """Issue row "cells/ not writable": the cell trained, then its metric was lost."""
+    res = tmp_path / "res"
+    (res / "n").mkdir(parents=True)
+    (res / "n" / "cells").write_text("not a folder")
+    p = run_cli("run", "--tasks", "sid", "--upstreams", "fbank", "--results", res, "--name", "n",
+                "--corpus", tiny_corpus, "--steps", "2", "--no-preflight", check=False, cwd=tmp_path)
+    assert p.returncode == 2 and "cells" in p.stderr and "row would be lost" in p.stderr
+    assert not (res / "n" / "runs").exists() or not any((res / "n" / "runs").iterdir())

@@ -136,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     name = args.name or f"superb_{data.name.replace(':', '_')}"
     store = ResultStore(Path(args.results), name)
+    from upstream.facts import unwritable_dir
+    for folder in (store.cells_dir, store.runs_dir, store.locks_dir):   # found before training, not after
+        why = unwritable_dir(folder)
+        if why:
+            print(f"harness run: error: cannot write to {folder} ({why}); a finished cell's row would be lost: "
+                  f"fix the folder or pass another --results / --name", file=sys.stderr)
+            return 2
     command = "harness " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("harness", "__init__.py", "__main__.py")) else " ".join(sys.argv)
     todo = [c for c in sweep.cells if args.force or not store.has(c.id)]
     check = sorted({c.task for c in (sweep.cells if args.dry_run else todo)})
