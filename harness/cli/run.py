@@ -98,6 +98,15 @@ def _on_sigterm(signum, frame):  # make `kill` behave like Ctrl-C: children are 
 
 
 def run(args: argparse.Namespace) -> int:
+    """`harness run`; SIGTERM behaves like Ctrl-C while it runs, and the caller's handler is back after."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from harness.superb import sweep as sw
@@ -105,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.superb.execute import CellReport, SweepExecutor
     from harness.superb.results import ResultStore, RunContext, format_table
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         # every check that can fail, before a corpus is generated or anything trains
         tasks = sw.resolve_tasks(sw.split_list(args.tasks))

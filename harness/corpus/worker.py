@@ -49,7 +49,12 @@ _STATE: dict = {}
 
 def init_worker(root: str, voices: list[Voice], by_speaker: dict[int, list[Utt]]) -> None:
     import os
+    import signal
 
+    # a forked worker must die on the pool's SIGTERM even when the parent installed a Python handler
+    # (a deadlock otherwise: the handler runs only between bytecodes, the worker may sit in a lock)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the parent's to handle
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _STATE.update(root=Path(root), voices=voices, by_speaker=by_speaker)
 
