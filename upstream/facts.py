@@ -134,10 +134,19 @@ def atomic_save_npy(path: str | os.PathLike, arr) -> None:
         np.save(f, arr)
 
 
-def unwritable_dir(path: str | os.PathLike) -> str | None:
+def unwritable_dir(path: str | os.PathLike, create: bool = True) -> str | None:
     """Why ``path`` cannot hold new files (the OS's reason: it cannot be made, is not a folder, or a
-    file cannot be written in it), or None when it can. Commands call it before any work."""
+    file cannot be written in it), or None when it can. Commands call it before any work.
+    ``create=False`` leaves the disk as it was: a missing folder is judged by its nearest existing
+    parent (which must be a writable folder)."""
     p = Path(path)
+    if not create:
+        probe = p
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is not a folder"
+        p = probe
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-check-"):

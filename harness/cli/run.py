@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     store = ResultStore(Path(args.results), name)
     from upstream.facts import unwritable_dir
     for folder in (store.cells_dir, store.runs_dir, store.locks_dir):   # found before training, not after
-        why = unwritable_dir(folder)
+        why = unwritable_dir(folder, create=False)
         if why:
             print(f"harness run: error: cannot write to {folder} ({why}); a finished cell's row would be lost: "
                   f"fix the folder or pass another --results / --name", file=sys.stderr)
