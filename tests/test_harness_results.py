@@ -112,6 +112,11 @@ def test_real_data_yaml_is_checked_before_training(run_cli, tmp_path):
     vox = tmp_path / "VoxCeleb1"
     (vox / "dev" / "wav").mkdir(parents=True)
     (vox / "iden_split.txt").write_text("1 id10001/a/00001.wav\n")
+    wav = vox / "dev" / "wav" / "id10001" / "a" / "00001.wav"      # the listed file exists (the audio
+    wav.parent.mkdir(parents=True)                                  # pre-flight check reads it)
+    import numpy as np
+    import soundfile as sf
+    sf.write(wav, np.zeros(16000, dtype="float32") + 0.01, 16000)
     cfg = tmp_path / "data.yaml"
     cfg.write_text(f"voxceleb1: {vox}\n")
     ok = run_cli("run", "--tasks", "sid", "--upstreams", "fbank", "--data-config", cfg, "--results", tmp_path,
