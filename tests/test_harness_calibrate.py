@@ -47,6 +47,25 @@ def test_splits_match_the_corpus(tiny_corpus):
     assert all(p.is_file() for p in e["test"][0]) and len(e["train"][0]) > len(e["test"][0])
 
 
+def test_probes_mean_and_mean_std(tiny_corpus):
+    """The verdict's probe sees the frame means only (all s3prl's utterance head sees); the second probe
+    adds the standard deviations. Both are accuracies on the test split, with their sample sizes."""
+    from harness.corpus.layout import CorpusLayout
+    from harness.superb.calibration import probe_for
+
+    lay = CorpusLayout(tiny_corpus)
+    p = probe_for("er", lay, "fbank_no_cmvn")
+    n_test = len(er_split(lay, 1)["test"][0])
+    assert p["probe_n_test"] == n_test and p["probe_n_train"] > n_test
+    for k in ("probe", "probe_mean"):
+        assert 0.0 <= p[k] <= 100.0 and (p[k] * n_test / 100.0) == pytest.approx(round(p[k] * n_test / 100.0))
+    # CMVN makes every frame mean zero: the means-only probe can only predict one class
+    q = probe_for("er", lay, "fbank")
+    labels = er_split(lay, 1)["test"][1]
+    assert q["probe_mean"] <= 100.0 * max(labels.count(c) for c in set(labels)) / len(labels) + 1e-9
+    assert probe_for("asr", lay, "fbank") is None
+
+
 def test_bad_arguments_exit_2_before_running(run_cli, tmp_path):
     p = run_cli("calibrate", "--tasks", "sdi", "--results", tmp_path, check=False)
     assert p.returncode == 2 and "did you mean 'sid'" in p.stderr

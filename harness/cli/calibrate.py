@@ -152,17 +152,17 @@ def run(args: argparse.Namespace) -> int:
                          "verdict": "not run" if codes[(t, role)] is None else f"no row (exit {codes[(t, role)]})"})
             continue
         r = sub.sort_values("finished_utc").iloc[-1].to_dict()
-        probe = None
+        probe = probe_mean = None
         if role == "positive" and args.probe:
             p = probe_for(t, layout, c.upstream)
-            probe = p["probe"] if p else None
+            probe, probe_mean = (p["probe"], p["probe_mean"]) if p else (None, None)
         rows.append({"task": t, "role": role, "upstream": c.upstream, "feature": r.get("feature"),
                      "ckpt": c.ckpt or "", "why": c.why, "metric": r.get("metric"), "value": r.get("value"),
                      "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "chance": r.get("chance"),
                      "chance_kind": r.get("chance_kind"), "n_test": r.get("n_test"), "learned": r.get("learned"),
-                     "cer": r.get("cer"), "cer_learned": r.get("cer_learned"), "probe": probe,
+                     "cer": r.get("cer"), "cer_learned": r.get("cer_learned"), "probe_mean": probe_mean, "probe": probe,
                      "steps": r.get("steps"), "folds_run": r.get("folds_run"), "wall_s": r.get("wall_s"),
-                     "verdict": verdict(role, r, probe), "cell_id": r.get("cell_id")})
+                     "verdict": verdict(role, r, probe_mean), "cell_id": r.get("cell_id")})
     table = pd.DataFrame(rows)
     csv = out.with_suffix(".csv")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,17 +177,21 @@ def run(args: argparse.Namespace) -> int:
              f"- steps: {'the configs own (downstream_configs/mini/)' if args.steps is None else args.steps}; "
              f"ER: fold1{'' if args.folds == 1 else f'..fold{args.folds}'}; cells in `{Path(args.results) / name}`",
              "", "All metrics in percent; interval: 95 % Wilson over the test utterances (trials for EER); "
-             "*learned*: the interval lies wholly beyond chance (harness/superb/chance.py). Probe: softmax "
-             "regression on the positive control's mean+std pooled frames, train split -> test split "
-             "(harness/superb/calibration.py).", "",
-             "| task | control | upstream | metric | value [95 % CI] | chance | learned | CER % | probe | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "*learned*: the interval lies wholly beyond chance (harness/superb/chance.py). Probes: softmax "
+             "regression, train split -> test split (harness/superb/calibration.py), on the positive control's "
+             "frame means (*probe (mean)*: all that s3prl's utterance downstream sees, as it is linear up to its "
+             "mean pooling; the verdict compares with it) and on mean+std pooled frames (*probe (mean+std)*: "
+             "beyond that downstream's reach, for context).", "",
+             "| task | control | upstream | metric | value [95 % CI] | chance | learned | CER % | probe (mean) "
+             "| probe (mean+std) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ci = f" [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else ""
         lines.append(f"| {r['task']} | {r['role']}: {r.get('why', '')} | {r['upstream']}"
                      f"{' (' + r['ckpt'] + ')' if r.get('ckpt') else ''} | {r.get('metric', '–')} % | "
                      f"{_fmt(r.get('value'))}{ci} | {_fmt(r.get('chance'))} ({r.get('chance_kind', '–')}) | "
-                     f"{r.get('learned', '–')} | {_fmt(r.get('cer'))} | {_fmt(r.get('probe'))} | {r['verdict']} |")
+                     f"{r.get('learned', '–')} | {_fmt(r.get('cer'))} | {_fmt(r.get('probe_mean'))} | "
+                     f"{_fmt(r.get('probe'))} | {r['verdict']} |")
     lines += ["", "Targets of the issue (small corpus):", ""] + [f"- {t}" for t in targets(rows)]
     for n in args.note or []:
         lines += ["", n]

@@ -6,7 +6,7 @@ repo's run_downstream.py (log per cell). Finished cells are skipped on re-run (-
 them); rows go to RESULTS/NAME/cells/*.json and RESULTS/NAME.csv.
 
 Examples:
-  harness run --tasks sid,asr,er                                # fbank + 3 DUET upstreams, small corpus
+  harness run --tasks sid,asr,er                                # fbank, fbank_no_cmvn + 3 DUET upstreams, small corpus
   harness run --tasks sid,pr --upstreams jooci --features content,other --layers all 6-11
   harness run --tasks sid --upstreams jooci --ckpt jooci=runs/jooci/final --steps 200
   harness run --tasks sid,er --data-config my_datasets.yaml     # real VoxCeleb1 / IEMOCAP (see README)
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.add_argument("--tasks", required=True, help="comma list of: sid, asv, er, pr, asr")
     p.add_argument("--upstreams", default=None,
-                   help="comma list (default fbank,learn2diss,jooci,barlow_twins): DUET's upstreams or any s3prl "
+                   help="comma list (default fbank,fbank_no_cmvn,learn2diss,jooci,barlow_twins): DUET's upstreams or any s3prl "
                         "hub name (fbank_no_cmvn, mfcc, mel, hubert, ...); see `harness list`")
     p.add_argument("--features", default=None,
                    help="comma list of feature keys for DUET upstreams (default content,other; fbank always "

@@ -10,9 +10,11 @@ Per task (``CONTROLS``):
   utterance tasks (its frame mean is zero for every utterance, and s3prl's utterance downstream is
   linear up to mean pooling, so the classifier sees a constant: chance by construction); a seeded
   random-init DUET model (``jooci=random:tiny``) for PR/ASR;
-* probe -- for SID and ER, softmax regression (analysis.probes) on the positive control's mean+std
-  pooled frames, trained on the task's train split and tested on its test split: what a linear read-out
-  of the same features reaches.
+* probe -- for SID and ER, softmax regression (analysis.probes) trained on the task's train split and
+  tested on its test split, twice: on the positive control's frame *means* (``probe_mean``: exactly
+  what s3prl's utterance downstream can see, since it is linear up to the mean pooling; the mini
+  config is judged against it) and on mean+std pooled frames (``probe``: what a linear read-out of
+  the same features reaches with second-order statistics, out of that downstream's reach).
 
 The CLI is harness/cli/calibrate.py; it runs the controls with `harness run` and writes
 results/calibration.md.
@@ -114,14 +116,20 @@ def probe_accuracy_pct(x_tr: np.ndarray, y_tr: list[str], x_te: np.ndarray, y_te
 
 
 def probe_for(task: str, layout, upstream: str) -> dict | None:
-    """The linear-probe reference of a task's positive control (SID, ER fold 1), else None."""
+    """The linear-probe references of a task's positive control (SID, ER fold 1), else None:
+    ``probe`` on mean+std pooled frames, ``probe_mean`` on the frame means alone (the first half of
+    :func:`pooled_features`' columns: what s3prl's utterance downstream sees after its pooling)."""
     if task == "sid":
         s = sid_split(layout)
-        tr_x = pooled_features(upstream, s["train"][0] + s["dev"][0])
-        te_x = pooled_features(upstream, s["test"][0])
-        return probe_accuracy_pct(tr_x, s["train"][1] + s["dev"][1], te_x, s["test"][1])
-    if task == "er":
+        tr_x, tr_y = pooled_features(upstream, s["train"][0] + s["dev"][0]), s["train"][1] + s["dev"][1]
+        te_x, te_y = pooled_features(upstream, s["test"][0]), s["test"][1]
+    elif task == "er":
         s = er_split(layout, 1)
-        return probe_accuracy_pct(pooled_features(upstream, s["train"][0]), s["train"][1],
-                                  pooled_features(upstream, s["test"][0]), s["test"][1])
-    return None
+        tr_x, tr_y = pooled_features(upstream, s["train"][0]), s["train"][1]
+        te_x, te_y = pooled_features(upstream, s["test"][0]), s["test"][1]
+    else:
+        return None
+    d = tr_x.shape[1] // 2
+    out = probe_accuracy_pct(tr_x, tr_y, te_x, te_y)
+    out["probe_mean"] = probe_accuracy_pct(tr_x[:, :d], tr_y, te_x[:, :d], te_y)["probe"]
+    return out

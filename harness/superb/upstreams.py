@@ -47,7 +47,9 @@ UPSTREAMS: dict[str, UpstreamInfo] = {
                                    layered=("content", "hidden_states")),
 }
 
-DEFAULT_UPSTREAMS = ("fbank", "learn2diss", "jooci", "barlow_twins")
+# fbank (per-utterance CMVN) is the SID/ER negative control and the ASR/PR baseline; fbank_no_cmvn the
+# SID/ER positive control (results/calibration.md)
+DEFAULT_UPSTREAMS = ("fbank", "fbank_no_cmvn", "learn2diss", "jooci", "barlow_twins")
 
 # s3prl's baseline front-ends, known without importing s3prl.hub (which pulls transformers & co.)
 S3PRL_BASELINES = ("fbank", "fbank_no_cmvn", "mfcc", "mel", "linear", "spectrogram")
