@@ -98,7 +98,7 @@ SIZES: dict[str, CorpusSpec] = {
                        unseen=UnseenSpec(n_speakers=5, utts_per_speaker=6)),
     # the demo: 2.6 h of audio (3.1 s a sentence), ~30 CPU-seconds
     "small": CorpusSpec("small", n_speakers=100, utts_per_speaker=30, n_dev=10, n_test=10, n_asv_test=10,
-                        n_iemocap=40, unseen=UnseenSpec(n_speakers=30, utts_per_speaker=8)),
+                        n_iemocap=40, unseen=UnseenSpec(n_speakers=30, utts_per_speaker=16)),
     # GPU training: ~105 h, 1200 speakers (generate on the big machine: ~21 CPU-minutes, ~20 GiB)
     "large": CorpusSpec("large", n_speakers=1200, utts_per_speaker=100, n_dev=40, n_test=40, n_asv_test=40,
                         n_iemocap=100, sid_dev_frac=0.05, sid_test_frac=0.05,
