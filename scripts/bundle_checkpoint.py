@@ -1,13 +1,15 @@
 """Bundle a finished run into checkpoints/<recipe> and write its model card.
 
-    PYTHONPATH=. python scripts/bundle_checkpoint.py RECIPE [RECIPE ...] [--results results/models_small.csv]
-        [--budget-note TEXT]
+    PYTHONPATH=. python scripts/bundle_checkpoint.py RECIPE [RECIPE ...] [--results results/superb_small_main.csv]
+        [--scorecard results/scorecard_small.csv] [--budget-note TEXT]
 
 Copies runs/<recipe>/final (weights, config, loss curve, the trainer's card) into checkpoints/<recipe>,
 then appends to the card: the training budget (from the checkpoint's provenance) and, when the results
-CSV has rows for this checkpoint's weights hash, the SID / PR numbers of each stream (written by
-`harness run`, which runs s3prl's run_downstream.py). Re-running with only --results refreshes the
-numbers of an already bundled checkpoint (the weights are not copied again when they are identical).
+CSV has rows for this checkpoint's weights hash, the SID / ER / ASR (/ PR) numbers of each stream with
+chance levels and the fbank / fbank_no_cmvn rows of the same run (written by `harness run`), and, when
+the scorecard CSV has them, the validity scorecard of its streams beside its random-init twin and
+fbank_no_cmvn (written by `harness scorecard`). Re-running with only --results/--scorecard refreshes
+the numbers of an already bundled checkpoint (the weights are not copied again when identical).
 """
 from __future__ import annotations
 
@@ -18,23 +20,9 @@ from pathlib import Path
 
 from upstream.checkpoint import checkpoint_hash, load_checkpoint
 
-METRICS = {"sid": ("acc", "↑", "SID accuracy (100 speakers, chance 0.01)"),
-           "pr": ("per", "↓", "PR phone error rate")}
-
-
-def budget(meta: dict, note: str) -> str:
-    prov = meta["provenance"]
-    rc = prov["recipe_config"]
-    steps = " + ".join(f"{k} {v}" for k, v in prov["steps"].items())
-    utts = rc["data"]["max_utts"] or "all"
-    return (f"## Training budget\n\n"
-            f"Trained on **CPU** ({prov['machine']}; no GPU was lent to this task): {steps} optimiser steps of "
-            f"{rc['data']['batch_size']} crops x {rc['data']['crop_s']:g} s from {utts} training utterances of the "
-            f"`small` corpus's `LibriSpeech/train-clean-100` (SID dev/test utterances excluded), "
-            f"{prov['wall_s'] / 60:.1f} min of training. {note}\n"
-            f"This is a compact model trained for minutes, not a published-scale model: compare streams and "
-            f"methods with each other on this corpus, not with published SUPERB numbers. Retrain with "
-            f"`scripts/train_bundled_checkpoints.sh` (more `*.steps`) or on a GPU with `harness pretrain`.\n")
+METRICS = {"sid": ("acc", "↑", "SID accuracy %"), "er": ("acc", "↑", "ER accuracy % (mean of the folds run)"),
+           "asr": ("wer", "↓", "ASR word error rate % (CER beside it)"), "pr": ("per", "↓", "PR phone error rate %")}
+REFERENCES = ("fbank", "fbank_no_cmvn")     # s3prl baselines shown under the streams, from the same CSV
 
 
 def read_rows(path: Path, keep) -> list[dict]:
@@ -45,12 +33,19 @@ def read_rows(path: Path, keep) -> list[dict]:
         return [r for r in csv.DictReader(f) if r["task"] in METRICS and keep(r)]
 
 
-def metric_cells(rows: list[dict]) -> list[str]:
-    """One table cell per METRICS task: the last row's value, or a dash."""
+def metric_cells(rows: list[dict], tasks: list[str]) -> list[str]:
+    """One table cell per task: the last row's value in percent with its chance level (and CER for ASR)."""
     cells = []
-    for t in METRICS:
+    for t in tasks:
         r = [x for x in rows if x["task"] == t]
-        cells.append(f"{float(r[-1]['value']):.4f}" if r else "—")
+        if not r:
+            cells.append("—")
+            continue
+        x = r[-1]
+        v = float(x["value"]) * (100.0 if x.get("unit") != "%" else 1.0)
+        cer = f", CER {float(x['cer']):.1f}" if x.get("cer") not in (None, "") else ""
+        ch = f" (chance {float(x['chance']):.1f})" if x.get("chance") not in (None, "") else ""
+        cells.append(f"{v:.1f}{cer}{ch}" + ("" if str(x.get("learned")) != "False" else " **not learned**"))
     return cells
 
 
@@ -60,34 +55,63 @@ def downstream(results: Path, sha: str, model: str, recipe: str) -> str:
         from harness.superb.upstreams import UPSTREAMS
         feats = ",".join(UPSTREAMS[model].default_features)
         return ("## Downstream numbers\n\nNot measured yet for these weights. Measure with\n"
-                f"`harness run --tasks sid,pr --upstreams {model} --ckpt {model}=checkpoints/{recipe} "
-                f"--features {feats} --name models_small` and re-run this script with `--results`.\n")
+                f"`harness run --tasks sid,er,asr --upstreams {model} --ckpt {model}=checkpoints/{recipe} "
+                f"--features {feats}` and re-run this script with `--results`.\n")
+    tasks = [t for t in METRICS if any(r["task"] == t for r in rows)]
     feats = sorted({r["feature"] for r in rows})
-    out = ["## Downstream numbers", "",
-           f"s3prl's `run_downstream.py` (mini configs, {', '.join(sorted({r['task'] for r in rows}))}) on the frozen "
-           "stream, weighted sum of all its layers, trained on the `small` corpus's train split, dev-best "
-           "checkpoint scored on its **test** split. One seed (1337); a single run per cell.", "",
-           "| stream | " + " | ".join(f"{t} {METRICS[t][0]} {METRICS[t][1]}" for t in METRICS) + " |",
-           "|---|" + "---|" * len(METRICS)]
+    out = ["## Downstream numbers (SUPERB mini tasks)", "",
+           f"s3prl's downstreams (mini configs, {', '.join(tasks)}) on the frozen stream, weighted sum of all its "
+           "layers, trained on the `small` corpus's train split, dev-best checkpoint scored on its **test** "
+           "split; SID/ER on the exact fast path. One seed; a single run per cell. All numbers in percent.", "",
+           "| stream | " + " | ".join(f"{t} {METRICS[t][0]} % {METRICS[t][1]}" for t in tasks) + " |",
+           "|---|" + "---|" * len(tasks)]
     for ft in feats:
-        out.append(f"| {ft} | " + " | ".join(metric_cells([r for r in rows if r["feature"] == ft])) + " |")
-    ref = Path("results/superb_small.csv")
-    fb = read_rows(ref, lambda r: r["upstream"] == "fbank")
-    if fb:
-        out.append("| *reference: s3prl fbank* | " + " | ".join(metric_cells(fb)) + " |")
-        out += ["", f"The fbank row is from `{ref.as_posix()}` (same corpus and mini configs, commit "
-                f"`{fb[-1]['git_commit']}`); its SID is at chance because s3prl's fbank applies per-utterance CMVN."]
+        out.append(f"| {ft} | " + " | ".join(metric_cells([r for r in rows if r["feature"] == ft], tasks)) + " |")
+    for ref in REFERENCES:
+        fb = read_rows(results, lambda r, ref=ref: r["upstream"] == ref)
+        if fb:
+            out.append(f"| *reference: s3prl {ref}* | " + " | ".join(metric_cells(fb, tasks)) + " |")
     r0 = rows[-1]
     out += ["", f"Produced by `{r0['harness_command']}` at commit `{r0['git_commit']}` on {r0['machine']} "
             f"({r0['finished_utc']}); rows in `{results.as_posix()}` (weights hash `{r0['ckpt_hash']}`). "
-            f"{', '.join(f'{t}: {d}' for t, (_, _, d) in METRICS.items())}.", ""]
+            "s3prl's `fbank` applies per-utterance CMVN, so its SID/ER sit at chance by construction (the negative "
+            "control); `fbank_no_cmvn` is the positive control (results/calibration.md).", ""]
     return "\n".join(out)
+
+
+def scorecard(path: Path, sha: str) -> str:
+    """The card's scorecard section: this checkpoint's streams, its random-init twin and fbank_no_cmvn at
+    the same rate, each metric at its best layer (analysis.scorecard.summarize), from ``path``."""
+    from analysis.scorecard import METRICS as SC, TITLES, summarize
+
+    if not path.is_file():
+        return ""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    tag = f"@{sha[:8]}]"
+    mine = [r for r in rows if r["model"].endswith(tag)]
+    if not mine:
+        return ""
+    rates = {float(r["rate_hz"]) for r in mine if r["role"] == "model"}
+    base = [r for r in rows if r["role"] == "baseline" and r["upstream"] == "fbank_no_cmvn"
+            and float(r["rate_hz"]) in rates]
+    summ = summarize(mine + base)
+    out = ["## Validity scorecard (unseen voices)", "",
+           f"`harness scorecard` on the corpus's unseen-voices set (`{path.as_posix()}`; phone probe "
+           "speaker-disjoint, ABX Libri-light protocol, speaker probe on mean+std pooled utterances; each "
+           "column at its best layer, in brackets).", "",
+           "| model | stream | " + " | ".join(TITLES[m] for m in SC) + " |", "|---|---|" + "---|" * len(SC)]
+    for (model, stream), best in sorted(summ.items(), key=lambda kv: ("twin" in kv[0][0], "{" in kv[0][0], kv[0])):
+        cells = [("n/a" if b.layer is None else f"{b.value:.3f} (L{b.layer})") for b in (best[m] for m in SC)]
+        out.append(f"| {model} | {stream} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipes", nargs="+")
-    p.add_argument("--results", type=Path, default=Path("results/models_small.csv"))
+    p.add_argument("--results", type=Path, default=Path("results/superb_small_main.csv"))
+    p.add_argument("--scorecard", type=Path, default=Path("results/scorecard_small.csv"))
     p.add_argument("--budget-note", default="", help="extra sentence for the budget section (e.g. how jobs shared "
                    "cores); without it, an existing card keeps its budget section")
     p.add_argument("--extra", action="append", default=[], metavar="RECIPE=TEXT", help="a note appended to one card")
@@ -104,10 +128,12 @@ def main(argv=None) -> int:
         _, meta = load_checkpoint(dst)
         text = (dst / "MODEL_CARD.md").read_text()
         base, _, rest = text.partition("\n## Training budget")                   # base: the trainer's part
-        old_budget = "## Training budget" + rest.split("\n## Downstream numbers")[0] if rest else ""
+        old_budget = "## Training budget" + rest.split("\n## Downstream numbers")[0].split("\n## Validity")[0] \
+            if rest else ""
         keep = old_budget and not a.budget_note and not copied
         card = base.rstrip() + "\n\n" + (old_budget.rstrip() + "\n" if keep else budget(meta, a.budget_note)) + "\n" + \
-            downstream(a.results, checkpoint_hash(dst), meta["model"], recipe)
+            downstream(a.results, checkpoint_hash(dst), meta["model"], recipe) + "\n" + \
+            scorecard(a.scorecard, checkpoint_hash(dst))
         if recipe in extra:
             card += "\n" + extra[recipe] + "\n"
         (dst / "MODEL_CARD.md").write_text(card)
