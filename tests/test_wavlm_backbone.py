@@ -100,7 +100,7 @@ def test_wavlm_directory_reproduces_transformers(tmp_path, stable):
         table.copy_(table.roll(1, dims=0))
         assert max_diff_to_each_alone(model(wav, wav_len).content, out.content_len, hf, wav) > 1e-3
         table.copy_(table.roll(-1, dims=0))
-        model.encoder.layers[5].attention.rel_pos_gate.gru_rel_pos_const.fill_(1.0)
+        model.encoder.layers[5].attention.rel_pos_gate.gru_rel_pos_const.fill_(3.0)
         assert max_diff_to_each_alone(model(wav, wav_len).content, out.content_len, hf, wav) > 1e-3
 
 
@@ -137,6 +137,12 @@ def test_wavlm_backs_the_expert_learn2diss_and_jooci(tmp_path):
         jooci = build_model("jooci", jcfg).eval()
         jooci.content_encoder.load_state_dict(again.state_dict())
         assert max_diff_to_each_alone(jooci(wav, wav_len).content, lengths, hf, wav) < ATOL
+    # a Learn2Diss training step: g (its bias table and gates included) gets gradients, the backbone none
+    l2d.train()
+    l2d(wav, wav_len).content[-1].pow(2).mean().backward()
+    assert float(l2d.frame_encoder.rel_pos_bias.rel_attn_embed.weight.grad.abs().sum()) > 0
+    assert float(l2d.frame_encoder.layers[0].attention.rel_pos_gate.gru_rel_pos_linear.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in l2d.backbone.parameters())
 
 
 def test_configs_without_rel_pos_are_unchanged():
