@@ -15,7 +15,7 @@ TINY = ["--no-progress", "preset=tiny", "data.batch_size=2", "data.crop_s=1.0"]
 LAYERS = 12
 
 
-def make_source_dir(root: Path, kind: str):
+def make_source_dir(root: Path, kind: str, seed: int = 7):
     """A seeded random transformers HuBERT/WavLM (HuBERT Base layout: group-norm CNN with the
     standard 320-sample stride, post-LN; 12 layers, 32 wide) saved with save_pretrained."""
     from transformers import HubertConfig, HubertModel, WavLMConfig, WavLMModel
@@ -23,12 +23,12 @@ def make_source_dir(root: Path, kind: str):
     shape = dict(hidden_size=32, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=64,
                  conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
                  feat_extract_norm="group", do_stable_layer_norm=False)
-    torch.manual_seed(7)
+    torch.manual_seed(seed)
     if kind == "hubert":
         hf = HubertModel(HubertConfig(**shape))
     else:
         hf = WavLMModel(WavLMConfig(**shape, num_buckets=16, max_bucket_distance=40))
-    d = root / f"hf-{kind}"
+    d = root / f"hf-{kind}-{seed}"
     hf.eval().save_pretrained(d)
     return hf, d
 
@@ -216,3 +216,16 @@ def test_kmeans_frames_smaller_than_k_is_refused_up_front(hubert_dir, capsys, tm
                      "q_utt=50", "kmeans_frames=20"], capsys)
     assert rc == 2 and "kmeans_frames=20" in err and "k_frame=100" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_directory_stays_with_its_backbone(hubert_dir, tiny_corpus, tmp_path, capsys):
+    other = make_source_dir(tmp_path, "hubert", seed=8)[1]
+    out = tmp_path / "run"
+    args = ["--recipe", "learn2diss-compact", "--corpus", tiny_corpus, "--out", out, *TINY, "q_utt=1000"]
+    rc, err = _main([*args, f"backbone_ckpt={hubert_dir}"], capsys)
+    assert rc == 2 and "q_utt=1000" in err                     # stopped before k-means, after pinning the source
+    rc, err = _main([*args, f"backbone_ckpt={other}"], capsys)
+    assert rc == 2 and f"was started from transformers hubert directory {hubert_dir}" in err, err
+    assert "use a new --out" in err
+    rc, err = _main([*args, f"backbone_ckpt={hubert_dir}"], capsys)
+    assert rc == 2 and "q_utt=1000" in err                     # the same backbone again is fine

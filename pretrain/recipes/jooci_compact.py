@@ -10,9 +10,11 @@ from the other stream. Total = content + other + regularisation (no weights, as 
 Light augmentation: 12.5 % of the crops get noise / babble / reverb at 15–30 dB SNR.
 
 Two stages, as in the paper (its appendix A.1): ``stage1`` freezes the shared CNN + content
-encoder (initialised from hubert-compact) and trains the other encoder, post-net and decoder
-(other + regularisation losses) at a high learning rate; ``stage2`` trains everything (all three
-losses) at a 5x lower one (paper: 5e-4 then 5e-5). Teacher targets are centred and whitened
+encoder and trains the other encoder, post-net and decoder (other + regularisation losses) at a
+high learning rate; ``stage2`` trains everything (all three losses) at a 5x lower one (paper: 5e-4
+then 5e-5). The shared CNN + content encoder start from ``init_ckpt``: hubert-compact, or whatever
+``-k`` takes (a transformers HuBERT/WavLM directory, a fairseq .pt), whose shape they then have;
+``model.other_blocks`` etc. are checked against its layer count before any work. Teacher targets are centred and whitened
 (``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to their mean.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPr
 from pretrain.masking import span_mask
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     mfcc_labels, model_featurizer, required_train_split, resolve_path, run_phase
-from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source
+from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source
 from pretrain.teachers import TEACHERS, teacher_embeddings, whiten_targets
 from pretrain.trainer import TrainConfig
 
@@ -175,6 +177,8 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
 
     src = _source(cfg)
     mcfg = model_config(cfg, src)
+    if src is not None:
+        pin_source(ctx, src, "init_ckpt")
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
     frame_clusters("k", cfg.k, bank, cfg.kmeans_frames)

@@ -1,4 +1,8 @@
-"""learn2diss-compact: frozen hubert-compact backbone + frame encoder g + utterance encoder h, CLUB.
+"""learn2diss-compact: frozen backbone (hubert-compact, or your HuBERT/WavLM) + frame encoder g + utterance encoder h, CLUB.
+
+``backbone_ckpt`` takes what ``run_downstream.py -k`` takes (``pretrain/recipes/sources.py``); the
+model has the backbone's shape, with ``model.frame_layers`` / ``model.utt_input_layer`` checked
+against its layer count before any work.
 
 The model freezes the parent's CNN + lower layers and initialises g from its top ``frame_layers``
 layers (``Learn2Diss.init_from_backbone``). The two InfoNCE views are crops that share no sample
@@ -32,7 +36,8 @@ from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import ClusterCE, InfoNCE, LossOutput, PseudoCon
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     model_featurizer, required_train_split, run_phase
-from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, utterance_clusters
+from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source, \
+    utterance_clusters
 from pretrain.trainer import TrainConfig
 
 MODEL = "learn2diss"
@@ -176,6 +181,7 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     backbone = src.model
     mcfg = model_config(cfg, src)
     ctx.notes["backbone"] = f"{src.identity}, frozen"
+    pin_source(ctx, src, "backbone_ckpt")
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h; backbone {src.identity}: "
             f"{src.num_layers} layers, {mcfg.frame_layers} -> g, h reads layer {mcfg.utt_input_layer}")

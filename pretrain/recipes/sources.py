@@ -17,6 +17,7 @@ recipe's shape options (``model.*``) are checked against its layer count before 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Source:
     model: nn.Module
     config: object            # upstream.models.hubert.HubertConfig
     identity: str             # for the run's provenance: kind, path, weights hash
+    digest: str               # the weights hash alone (what a run directory is pinned to)
 
     @property
     def num_layers(self) -> int:
@@ -45,21 +47,23 @@ class Source:
         return int(self.config.num_layers)
 
 
-def _identity(p: Path) -> str:
+def _identity(p: Path) -> tuple[str, str]:
+    """(description, weights hash) of a source."""
     from upstream.checkpoint import checkpoint_hash, is_checkpoint_dir
     from upstream.facts import HASH_LEN, sha256_file
     from upstream.importers import is_hf_dir
 
     if p.is_dir() and is_checkpoint_dir(p):
-        return f"DUET hubert_compact checkpoint {p} (sha256 {checkpoint_hash(p)})"
+        digest = checkpoint_hash(p)
+        return f"DUET hubert_compact checkpoint {p} (sha256 {digest})", digest
     if p.is_dir() and is_hf_dir(p):
-        import json
-
         kind = json.loads((p / "config.json").read_text()).get("model_type")
-        w = next((p / f for f in ("model.safetensors", "pytorch_model.bin") if (p / f).is_file()), None)
-        digest = sha256_file(w)[:HASH_LEN] if w is not None else "sharded"
-        return f"transformers {kind} directory {p} (sha256 {digest})"
-    return f"fairseq/s3prl checkpoint {p} (sha256 {sha256_file(p)[:HASH_LEN]})"
+        w = next((p / f for f in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+                  if (p / f).is_file()), None)
+        digest = sha256_file(w)[:HASH_LEN] if w is not None else "unknown"
+        return f"transformers {kind} directory {p} (sha256 {digest})", digest
+    digest = sha256_file(p)[:HASH_LEN]
+    return f"fairseq/s3prl checkpoint {p} (sha256 {digest})", digest
 
 
 def load_source(path: str, option: str, *, allow_unpickle: bool = False) -> Source:
@@ -83,7 +87,25 @@ def load_source(path: str, option: str, *, allow_unpickle: bool = False) -> Sour
         raise RecipeError(f"{option}={path}: the backbone's CNN has {rate} samples per frame; the recipes' "
                           f"pseudo-labels are on a {HOP}-sample (20 ms) grid, so only HuBERT/WavLM-shaped "
                           f"front-ends (stride {HOP}) can be trained from")
-    return Source(p, model.eval(), cfg, _identity(p))
+    return Source(p, model.eval(), cfg, *_identity(p))
+
+
+def pin_source(ctx, src: Source, option: str) -> None:
+    """Tie a run directory to its starting model: the cached k-means labels and finished phases of
+    ``--out`` were made from it, so rerunning with another model there is refused (use a new --out)."""
+    f = ctx.cache / "source.json"
+    if f.exists():
+        have = json.loads(f.read_text())
+        if have.get("sha256") != src.digest:
+            raise RecipeError(f"{ctx.out} was started from {have.get('identity')}; {option} now names "
+                              f"{src.identity}. Its cached labels and phases belong to the first model: "
+                              f"use a new --out (or delete {ctx.out})")
+    elif ctx.is_main:
+        from upstream.facts import atomic_write_json
+
+        f.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(f, {"option": option, "identity": src.identity, "sha256": src.digest})
+    ctx.barrier()
 
 
 # ------------------------------------------------------------------------------------ k-means sizes
