@@ -67,11 +67,20 @@ def _wave() -> torch.Tensor:
     return 0.1 * torch.randn(1, 12_000, generator=g)
 
 
+def _trained(model_name: str, cfg: dict, phase_dir: Path):
+    """The model as the trainer last saved it in a phase (its objective's ``model.*`` weights)."""
+    from pretrain.state import latest_state, load_state
+    from upstream.registry import build_model
+
+    state = load_state(latest_state(phase_dir))["model_state"]
+    model = build_model(model_name, cfg)
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    return model.eval()
+
+
 # ----------------------------------------------------------------------------- end to end
 def test_learn2diss_from_a_transformers_dir(source, tiny_corpus, tmp_path):
-    from pretrain.state import latest_state, load_state
     from upstream.pretrained import from_pretrained
-    from upstream.registry import build_model
 
     hf, d = source
     kind = hf.config.model_type
@@ -98,11 +107,8 @@ def test_learn2diss_from_a_transformers_dir(source, tiny_corpus, tmp_path):
     assert not torch.allclose(ours.content[-1], ref[-1], atol=1e-3)   # g trained away from the source's top layer
 
     # config.json rebuilds exactly the model that was trained (the last training state)
-    state = load_state(latest_state(out / "stage2"))["model_state"]
-    trained = build_model("learn2diss", cfg)
-    trained.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     with torch.no_grad():
-        again = trained.eval()(wav, torch.tensor([wav.shape[1]]))
+        again = _trained("learn2diss", cfg, out / "stage2")(wav, torch.tensor([wav.shape[1]]))
     for a, b in zip(again.content + again.other, ours.content + ours.other):
         assert torch.equal(a, b)
     assert torch.equal(again.utterance, ours.utterance)
@@ -121,9 +127,20 @@ def test_jooci_from_a_transformers_dir(source, tiny_corpus, tmp_path):
     assert {"content", "other_distill", "reg_decoder"} <= set(_rows(out, "stage2")[0])
     assert all(float(r["loss"]) == float(r["loss"]) for r in _rows(out, "stage2"))
     model = from_pretrained(out / "final", expected_model="jooci").eval()
-    wav = _wave()
+    wav, n = _wave(), torch.tensor([_wave().shape[1]])
     with torch.no_grad():
-        assert len(model(wav, torch.tensor([wav.shape[1]])).content) == LAYERS + 1
+        ours = model(wav, n)
+        ref = hf(wav, output_hidden_states=True).hidden_states
+        after1 = _trained("jooci", meta["config"], out / "stage1")(wav, n)
+        after2 = _trained("jooci", meta["config"], out / "stage2")(wav, n)
+    # stage 1 keeps the shared CNN + content encoder frozen: still exactly the source's layers
+    assert len(after1.content) == len(ref) == LAYERS + 1
+    for i, (a, b) in enumerate(zip(after1.content, ref)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=f"content layer {i} after stage 1")
+    # config.json rebuilds exactly the model stage 2 ended with
+    for a, b in zip(after2.content + after2.other, ours.content + ours.other):
+        assert torch.equal(a, b)
+    assert torch.equal(after2.utterance, ours.utterance)
 
 
 # ----------------------------------------------------------------------------- shape overrides
