@@ -209,7 +209,8 @@ def _n_utts(corpus) -> int:
 
 
 @pytest.mark.parametrize("recipe,args,says", [
-    ("learn2diss-compact", ["k_frame=8", "q_utt=1000"], ["q_utt=1000 clusters", "{n} utterances", "set q_utt=<at most {n}>"]),
+    ("learn2diss-compact", ["k_frame=8", "q_utt=1000"],
+     ["q_utt=1000 clusters", "only {n} utterances", "set q_utt=<at most {n}>"]),
     ("learn2diss-compact", ["k_frame=100000", "q_utt=4"], ["k_frame=100000 clusters", "frames ({n} utterances"]),
     ("jooci-compact", ["k=100000", "label_layers=2", "predict_layers=2"], ["k=100000 clusters", "frames"]),
     ("hubert-compact", ["k_mfcc=8", "k_layer=100000"], ["k_layer=100000 clusters", "frames"]),

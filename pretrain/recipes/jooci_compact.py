@@ -14,8 +14,9 @@ encoder and trains the other encoder, post-net and decoder (other + regularisati
 high learning rate; ``stage2`` trains everything (all three losses) at a 5x lower one (paper: 5e-4
 then 5e-5). The shared CNN + content encoder start from ``init_ckpt``: hubert-compact, or whatever
 ``-k`` takes (a transformers HuBERT/WavLM directory, a fairseq .pt), whose shape they then have;
-``model.other_blocks`` etc. are checked against its layer count before any work. Teacher targets are centred and whitened
-(``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to their mean.
+``model.other_blocks`` etc. are checked against its layer count before any work. Teacher targets
+are centred and whitened (``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to
+their mean.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""learn2diss-compact: frozen backbone (hubert-compact, or your HuBERT/WavLM) + frame encoder g + utterance encoder h, CLUB.
+"""learn2diss-compact: frozen backbone (hubert-compact or own HuBERT/WavLM) + frame encoder g + utterance encoder h, CLUB.
 
 ``backbone_ckpt`` takes what ``run_downstream.py -k`` takes (``pretrain/recipes/sources.py``); the
 model has the backbone's shape, with ``model.frame_layers`` / ``model.utt_input_layer`` checked
