@@ -56,35 +56,7 @@ def test_hf_directory_reproduces_transformers(tmp_path, stable):
     assert load_backbone(d).encoder.layer_norm_first == stable
 
 
-def make_wavlm_dir(tmp_path, stable: bool):
-    from transformers import WavLMConfig, WavLMModel
-    return _save_tiny(tmp_path, WavLMConfig, WavLMModel, f"wavlm-{stable}", 3, stable,
-                      hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                      conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
-                      num_buckets=16, max_bucket_distance=40)
-
-
-@pytest.mark.parametrize("stable", [False, True], ids=["base-groupnorm", "large-layernorm"])
-def test_wavlm_directory_through_the_hubert_compact_expert(tmp_path, stable):
-    from upstream.hub import UPSTREAMS
-    hf, d = make_wavlm_dir(tmp_path, stable)
-    with pytest.raises(BackboneImportError, match="WavLM's gated relative position bias"):
-        load_hf_backbone(d)  # no DUET-module counterpart ...
-    up = UPSTREAMS["hubert_compact"](ckpt=str(d)).eval()  # ... but usable as an upstream
-    g = torch.Generator().manual_seed(0)
-    wavs = [0.1 * torch.randn(n, generator=g) for n in (9000, 5000)]
-    with torch.no_grad():
-        batch = up(wavs)["content"]
-        for i, w in enumerate(wavs):
-            ref = hf(w[None], output_hidden_states=True)
-            expect = list(ref.hidden_states[:-1]) + [ref.last_hidden_state if stable else ref.hidden_states[-1]]
-            n = expect[0].shape[1]
-            assert len(batch) == len(expect) == 3
-            for a, b in zip(batch, expect):  # batched (padded) == each alone: padding does not leak
-                torch.testing.assert_close(a[i, :n], b[0], atol=1e-4, rtol=1e-4)
-            assert batch[-1][i, n:].abs().max() == 0 if batch[-1].shape[1] > n else True
-    with pytest.raises(BackboneImportError, match="use -u hubert_compact"):
-        UPSTREAMS["learn2diss"](ckpt=str(d))
+# WavLM directories: tests/test_wavlm_backbone.py
 
 
 def test_broken_hf_dirs(tmp_path):

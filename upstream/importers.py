@@ -1,8 +1,9 @@
-"""Backbones from what users have, offline: a transformers HuBERT directory, a fairseq HuBERT
-``.pt`` or an s3prl-converted HuBERT ``.pt`` -> DUET's hubert backbone.
+"""Backbones from what users have, offline: a transformers HuBERT or WavLM directory, a fairseq
+HuBERT ``.pt`` or an s3prl-converted HuBERT ``.pt`` -> DUET's hubert backbone.
 
-Every source is first brought to the transformers ``HubertModel`` layout (fairseq names are
-renamed here, the config translated), then mapped onto DUET's own modules; the name mapping
+Every source is first brought to the transformers ``HubertModel`` / ``WavLMModel`` layout
+(fairseq names are renamed here, the config translated), then mapped onto DUET's own modules
+(WavLM: ``HubertConfig(rel_pos="wavlm")``, its gated relative position bias); the name mapping
 lives here, not in the models. Nothing is unpickled unless the caller opts in with
 ``allow_unpickle=True`` (``allow_unpickle: true`` in an expert's ``-g`` YAML).
 
@@ -277,18 +278,29 @@ def load_fairseq_as_hf(path: str | os.PathLike, *, allow_unpickle: bool = False)
 # ----------------------------------------------------------------------------- onto DUET's modules
 
 def hf_to_duet_config(hf_config, where: str = "model"):
-    """DUET ``HubertConfig`` (upstream.models.hubert) with the shape of a transformers HubertConfig."""
+    """DUET ``HubertConfig`` (upstream.models.hubert) with the shape of a transformers HubertConfig
+    or WavLMConfig (WavLM: ``rel_pos="wavlm"`` with its buckets)."""
     from upstream.models.hubert import HubertConfig
 
     mt = getattr(hf_config, "model_type", "hubert")
-    if mt != "hubert":
-        raise BackboneImportError(
-            f"{where}: model_type {mt!r}: only HuBERT maps onto DUET's hubert backbone (WavLM's gated "
-            f"relative position bias has no counterpart in it); convert or use a HuBERT checkpoint")
+    if mt not in HF_MODEL_TYPES:
+        raise BackboneImportError(f"{where}: model_type {mt!r}; DUET's hubert backbone imports "
+                                  f"{' and '.join(HF_MODEL_TYPES)} models")
     if hf_config.hidden_act != "gelu":
         raise BackboneImportError(f"{where}: hidden_act={hf_config.hidden_act!r}; DUET's backbone uses gelu")
+    act = getattr(hf_config, "feat_extract_activation", "gelu")
+    if act != "gelu":
+        raise BackboneImportError(f"{where}: feat_extract_activation={act!r}; DUET's CNN front-end uses gelu")
     if getattr(hf_config, "conv_pos_batch_norm", False):
         raise BackboneImportError(f"{where}: conv_pos_batch_norm=True is not supported by DUET's backbone")
+    if getattr(hf_config, "add_adapter", False):
+        raise BackboneImportError(f"{where}: add_adapter=True (a convolutional adapter after the encoder, used "
+                                  f"for fine-tuning) has no counterpart in DUET's backbone; import the "
+                                  f"pre-trained model without it")
+    wavlm = {}
+    if mt == "wavlm":
+        wavlm = dict(rel_pos="wavlm", num_buckets=int(hf_config.num_buckets),
+                     max_bucket_distance=int(hf_config.max_bucket_distance))
     norm = hf_config.feat_extract_norm
     return HubertConfig(
         conv_dim=tuple(hf_config.conv_dim), conv_kernel=tuple(hf_config.conv_kernel),
@@ -299,16 +311,19 @@ def hf_to_duet_config(hf_config, where: str = "model"):
         pos_conv_kernel=hf_config.num_conv_pos_embeddings,
         pos_conv_groups=hf_config.num_conv_pos_embedding_groups,
         feat_proj_layer_norm=bool(getattr(hf_config, "feat_proj_layer_norm", True)),
-        layer_norm_eps=float(hf_config.layer_norm_eps),
+        layer_norm_eps=float(hf_config.layer_norm_eps), **wavlm,
     )
 
 
-# transformers HubertModel name -> DUET HubertCompact name (the rest of the layout is identical)
+# transformers HubertModel / WavLMModel name -> DUET HubertCompact name (the rest is identical)
 _HF_TO_DUET = [
     (r"^feature_extractor\.", "frontend."),
     (r"^feature_projection\.", "frontend."),
     (r"^encoder\.pos_conv_embed\.conv\.weight_g$", "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
     (r"^encoder\.pos_conv_embed\.conv\.weight_v$", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
+    # WavLM: the bias table lives in layer 0 in transformers, once per encoder in DUET; the gates per layer
+    (r"^encoder\.layers\.0\.attention\.rel_attn_embed\.", "encoder.rel_pos_bias.rel_attn_embed."),
+    (r"^(encoder\.layers\.\d+\.attention\.)gru_rel_pos_", r"\1rel_pos_gate.gru_rel_pos_"),
 ]
 
 
@@ -322,13 +337,17 @@ def hf_to_duet_state(state: dict) -> dict:
 
 
 def hf_model_to_duet(hf_model: nn.Module, where: str = "model"):
-    """A transformers HubertModel -> (DUET hubert_compact model with the same weights (eval), its config)."""
+    """A transformers HubertModel / WavLMModel -> (DUET hubert_compact model with the same weights
+    (eval), its config)."""
     from upstream.checkpoint import CheckpointError, check_state_dict
     from upstream.models.hubert import HubertCompact
 
     cfg = hf_to_duet_config(hf_model.config, where)
     model = HubertCompact.from_config(cfg)
     state = hf_to_duet_state(hf_model.state_dict())
+    # transformers builds masked_spec_embed only when its config masks (mask_time_prob > 0); it is
+    # unused at inference, so a model saved without it keeps DUET's own (uniform) initialisation
+    state.setdefault("masked_spec_embed", model.masked_spec_embed.detach().clone())
     try:
         check_state_dict(model, state, where)
     except CheckpointError as e:
@@ -338,7 +357,7 @@ def hf_model_to_duet(hf_model: nn.Module, where: str = "model"):
 
 
 def load_hf_backbone(path: str | os.PathLike) -> nn.Module:
-    """A transformers HuBERT directory (``save_pretrained`` output) as DUET's hubert backbone."""
+    """A transformers HuBERT or WavLM directory (``save_pretrained`` output) as DUET's hubert backbone."""
     return hf_model_to_duet(load_hf_source(path), str(path))[0]
 
 
@@ -369,8 +388,8 @@ def load_backbone_and_config(path: str | os.PathLike, *, allow_unpickle: bool = 
         return hf_model_to_duet(load_hf_source(p), str(p))
     if p.is_file():
         return _fairseq_backbone(p, allow_unpickle)
-    raise BackboneImportError(f"{p}: not a transformers HuBERT directory, a fairseq .pt or a DUET hubert_compact "
-                              f"checkpoint directory")
+    raise BackboneImportError(f"{p}: not a transformers HuBERT/WavLM directory, a fairseq .pt or a DUET "
+                              f"hubert_compact checkpoint directory")
 
 
 def load_backbone(path: str | os.PathLike, *, allow_unpickle: bool = False) -> nn.Module:
@@ -385,18 +404,11 @@ def build_with_backbone(name: str, path: str | os.PathLike, *, preset: str = "co
     hubert_compact: the backbone itself. learn2diss: the imported model's CNN and lower layers
     as the frozen part, its top ``frame_layers`` (from the preset) as the frame encoder g, and
     the preset's utterance encoder, seeded random (``seed``), fed from the backbone's middle
-    layer; train g and h with pretrain/ or use as a random-head baseline.
+    layer; train g and h with pretrain/ or use as a random-head baseline. A WavLM source keeps its
+    gated relative position bias in both parts.
     """
     import dataclasses
 
-    p = Path(path)
-    if p.is_dir() and is_hf_dir(p) and json.loads((p / "config.json").read_text()).get("model_type") == "wavlm":
-        if name != "hubert_compact":
-            raise BackboneImportError(
-                f"{p} is a WavLM directory: {name} needs a HuBERT-layout backbone (WavLM's gated relative "
-                f"position bias has no counterpart in DUET's modules); use -u hubert_compact -k {p}")
-        from upstream.models.hf_backbone import HFBackbone
-        return HFBackbone(load_hf_source(p))
     backbone, bcfg = load_backbone_and_config(path, allow_unpickle=allow_unpickle)
     if name == "hubert_compact":
         return backbone

@@ -6,6 +6,8 @@ shape of HuBERT Base (transformers' default `HubertConfig`: 7x512 CNN, 12 layers
 3072 FFN, 12 heads, post-LN, positional conv 128/16); `compact` trains on CPU; `tiny` is for
 tests. `compact` and `tiny` read 80-bin log-mel frames stacked to 20 ms (MelHuBERT) and use
 pre-LN; `base` keeps the raw-waveform CNN so imported HuBERT/WavLM weights map one to one.
+`rel_pos="wavlm"` adds WavLM's gated relative position bias (transformers' `WavLMModel` maps onto
+it, see upstream/importers.py); the default "none" is HuBERT.
 
 Output: `StreamOutput(content=[layer 0 .. layer L], other=[], utterance=None)`, where layer 0 is
 the transformer input (front-end projection + positional conv [+ LayerNorm in post-LN]), i.e.
@@ -56,6 +58,9 @@ class HubertConfig:
     feat_proj_dropout: float = 0.0
     layerdrop: float = 0.0
     layer_norm_eps: float = 1e-5
+    rel_pos: str = "none"             # "wavlm": WavLM's gated relative position bias (off: HuBERT)
+    num_buckets: int = 320            # rel_pos="wavlm" only: relative position buckets
+    max_bucket_distance: int = 800    # rel_pos="wavlm" only: distance of the last bucket
 
     @classmethod
     def from_dict(cls, d: dict) -> "HubertConfig":
@@ -116,7 +121,8 @@ def build_encoder(cfg: HubertConfig, num_layers: int | None = None, *, final_nor
         pos_conv_groups=cfg.pos_conv_groups, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
         act_dropout=cfg.activation_dropout, layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps,
         final_norm=final_norm, pos_conv_kernel=0 if top else cfg.pos_conv_kernel,
-        input_norm=not top,
+        input_norm=not top, rel_pos=cfg.rel_pos, num_buckets=cfg.num_buckets,
+        max_bucket_distance=cfg.max_bucket_distance,
     )
 
 

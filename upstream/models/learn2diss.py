@@ -181,6 +181,10 @@ class Learn2Diss(nn.Module):
                 # post-LN: input LayerNorm (lower part); pre-LN: final LayerNorm (upper part)
                 part = "frame_encoder" if self.frame_encoder.layer_norm_first else "backbone.encoder"
                 own[f"{part}.{k.split('.', 1)[1]}"] = v
+            elif k.startswith("encoder.rel_pos_bias."):
+                # WavLM: one relative position bias shared by all layers, so both parts hold it
+                own[f"backbone.{k}"] = v
+                own[f"frame_encoder.{k.split('.', 1)[1]}"] = v
             else:
                 own[f"backbone.{k}"] = v
         missing, unexpected = self.load_state_dict(own, strict=False)
