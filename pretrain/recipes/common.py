@@ -47,6 +47,12 @@ class RecipeError(ValueError):
 # ------------------------------------------------------------------------------------ overrides
 def _parse_value(raw: str, typ, current):
     origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if type(None) in args:               # ``int | None``: "none" (or empty) -> None, else the other type
+        if raw.strip().lower() in {"", "none", "null"}:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _parse_value(raw, inner[0] if len(inner) == 1 else str, None)
     if typ is bool or isinstance(current, bool):
         low = raw.strip().lower()
         if low in {"1", "true", "yes", "on"}:

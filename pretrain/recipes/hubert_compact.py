@@ -28,6 +28,7 @@ from pretrain.losses import LossOutput, MaskedPrediction
 from pretrain.masking import span_mask
 from pretrain.recipes.common import (RunContext, audio_bank, export_final, kmeans_labels, mfcc_labels,
                                      model_featurizer, required_train_split, run_phase)
+from pretrain.recipes.sources import frame_clusters
 from pretrain.trainer import TrainConfig
 
 MODEL = "hubert_compact"
@@ -81,6 +82,10 @@ def check(cfg: HubertRecipeConfig) -> None:
     mcfg = preset_config(MODEL, cfg.preset)
     if not 0 <= cfg.label_layer <= mcfg.num_layers:
         raise ValueError(f"label_layer={cfg.label_layer} outside 0..{mcfg.num_layers} for preset {cfg.preset}")
+    for opt, k in (("k_mfcc", cfg.k_mfcc), ("k_layer", cfg.k_layer)):
+        if k > cfg.kmeans_frames:
+            raise ValueError(f"{opt}={k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit "
+                             f"them; set kmeans_frames >= {k} or lower {opt}")
 
 
 def run(cfg: HubertRecipeConfig, ctx: RunContext):
@@ -89,6 +94,8 @@ def run(cfg: HubertRecipeConfig, ctx: RunContext):
     mcfg = preset_config(MODEL, cfg.preset)
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
+    frame_clusters("k_mfcc", cfg.k_mfcc, bank, cfg.kmeans_frames)
+    frame_clusters("k_layer", cfg.k_layer, bank.subset(cfg.iter2_utts), cfg.kmeans_frames)   # before iteration 1
     lab1 = mfcc_labels(ctx, bank, cfg.k_mfcc, cfg.kmeans_frames, ctx.seed)
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)

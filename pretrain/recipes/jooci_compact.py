@@ -10,10 +10,13 @@ from the other stream. Total = content + other + regularisation (no weights, as 
 Light augmentation: 12.5 % of the crops get noise / babble / reverb at 15–30 dB SNR.
 
 Two stages, as in the paper (its appendix A.1): ``stage1`` freezes the shared CNN + content
-encoder (initialised from hubert-compact) and trains the other encoder, post-net and decoder
-(other + regularisation losses) at a high learning rate; ``stage2`` trains everything (all three
-losses) at a 5x lower one (paper: 5e-4 then 5e-5). Teacher targets are centred and whitened
-(``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to their mean.
+encoder and trains the other encoder, post-net and decoder (other + regularisation losses) at a
+high learning rate; ``stage2`` trains everything (all three losses) at a 5x lower one (paper: 5e-4
+then 5e-5). The shared CNN + content encoder start from ``init_ckpt``: hubert-compact, or whatever
+``-k`` takes (a transformers HuBERT/WavLM directory, a fairseq .pt), whose shape they then have;
+``model.other_blocks`` etc. are checked against its layer count before any work. Teacher targets
+are centred and whitened (``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to
+their mean.
 """
 from __future__ import annotations
 
@@ -28,9 +31,9 @@ from pretrain.augment import AugmentBank, AugmentConfig, Augmenter
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
 from pretrain.masking import span_mask
-from pretrain.recipes.common import required_train_split, resolve_path
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
-    mfcc_labels, model_featurizer, run_phase
+    mfcc_labels, model_featurizer, required_train_split, resolve_path, run_phase
+from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source
 from pretrain.teachers import TEACHERS, teacher_embeddings, whiten_targets
 from pretrain.trainer import TrainConfig
 
@@ -38,9 +41,23 @@ MODEL = "jooci"
 
 
 @dataclass
+class JoociShape:
+    """The other side's shape against the content encoder's L layers (``model.other_blocks=12``);
+    None: the preset's value (other_blocks at most L)."""
+
+    other_blocks: int | None = None   # other-encoder blocks, each fed its own content layer (1..L)
+    other_dim: int | None = None      # other-stream width (a multiple of res2net_scale and decoder_heads)
+    downsample: int | None = None     # DF: the other stream has 320 * DF samples per frame
+
+
+@dataclass
 class JoociRecipeConfig:
-    preset: str = "compact"
-    init_ckpt: str = "checkpoints/hubert-compact"   # hubert_compact weights for the shared CNN + content encoder
+    preset: str = "compact"          # other-side sizes; the shared CNN + content encoder's shape come from init_ckpt
+    # shared CNN + content encoder weights: what `run_downstream.py -k` takes (a DUET hubert_compact checkpoint dir,
+    # a transformers HuBERT/WavLM dir, a fairseq/s3prl .pt); empty: random init with MFCC labels
+    init_ckpt: str = "checkpoints/hubert-compact"
+    allow_unpickle: bool = False     # a fairseq .pt holding pickled objects (runs code from the file: trusted only)
+    model: JoociShape = field(default_factory=JoociShape)
     teacher: str = "resemblyzer"                    # or learn2diss:<checkpoint dir>
     teacher_whiten: bool = True                     # centre + whiten + L2-normalise the teacher targets
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8))
@@ -104,8 +121,40 @@ class JoociObjective(nn.Module):
 required = required_train_split
 
 
+def _source(cfg: JoociRecipeConfig) -> Source | None:
+    return load_source(cfg.init_ckpt, "init_ckpt", allow_unpickle=cfg.allow_unpickle) if cfg.init_ckpt else None
+
+
+def model_config(cfg: JoociRecipeConfig, src: Source | None):
+    """The preset's JOOCI config with the initialising model's encoder shape and the ``model.*``
+    overrides, checked against its L layers (RecipeError naming the option and the valid range)."""
+    from upstream.registry import preset_config
+
+    pcfg = preset_config(MODEL, cfg.preset)
+    enc = src.config if src is not None else pcfg.encoder
+    L = int(enc.num_layers)
+    where = f"the init model {src.path}" if src is not None else f"preset {cfg.preset!r}'s content encoder"
+    n_o = cfg.model.other_blocks if cfg.model.other_blocks is not None else min(pcfg.other_blocks, L)
+    if not 1 <= n_o <= L:
+        raise layer_range_error("model.other_blocks", n_o, 1, L,
+                                f"{where} has {L} content layers and each other block reads its own one")
+    d_o = cfg.model.other_dim if cfg.model.other_dim is not None else pcfg.other_dim
+    for what, div in (("res2net_scale", pcfg.res2net_scale), ("decoder_heads", pcfg.decoder_heads)):
+        if d_o < 1 or d_o % div:
+            raise RecipeError(f"model.other_dim={d_o} must be a positive multiple of the preset's {what}={div} "
+                              f"(e.g. model.other_dim={div * max(1, round(d_o / div))})")
+    df = cfg.model.downsample if cfg.model.downsample is not None else pcfg.downsample
+    if df < 1:
+        raise RecipeError(f"model.downsample={df} must be >= 1 (the other stream's frames per content frame)")
+    for opt, layers in (("label_layers", cfg.label_layers if src is not None else ()),
+                        ("predict_layers", cfg.predict_layers)):
+        bad = [l for l in layers if not 0 <= l <= L]
+        if bad:
+            raise layer_range_error(opt, bad[0], 0, L, f"{where} has layers 0..{L} (0 = the CNN features)")
+    return dataclasses.replace(pcfg, encoder=enc, other_blocks=n_o, other_dim=d_o, downsample=df)
+
+
 def check(cfg: JoociRecipeConfig) -> None:
-    from upstream.checkpoint import CheckpointError, read_meta
     from upstream.registry import preset_config
 
     preset_config(MODEL, cfg.preset)
@@ -114,39 +163,30 @@ def check(cfg: JoociRecipeConfig) -> None:
         raise RecipeError(f"unknown teacher {cfg.teacher!r}; use resemblyzer or learn2diss:<checkpoint dir>")
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
-    if cfg.init_ckpt:
-        ck = resolve_path(cfg.init_ckpt)
-        try:
-            meta = read_meta(ck)
-        except (CheckpointError, FileNotFoundError, OSError) as e:
-            raise RecipeError(f"jooci-compact is initialised from a trained hubert_compact at {ck} ({e}); train it with "
-                              f"`harness pretrain --recipe hubert-compact` and pass init_ckpt=<its out>/final "
-                              f"(or init_ckpt= for a random init with MFCC labels)") from None
-        if meta.get("model") != "hubert_compact":
-            raise RecipeError(f"init_ckpt {ck} holds a {meta.get('model')!r} model, not hubert_compact")
-        n = meta["config"]["num_layers"]
-        if any(not 0 <= l <= n for l in cfg.label_layers):
-            raise RecipeError(f"label_layers {cfg.label_layers} outside 0..{n} of the init model")
+    if cfg.k > cfg.kmeans_frames:
+        raise RecipeError(f"k={cfg.k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit them; "
+                          f"set kmeans_frames >= {cfg.k} or lower k")
     if cfg.teacher.startswith("learn2diss:"):
         ck = resolve_path(cfg.teacher.partition(":")[2])
         if not (ck / "config.json").exists():
             raise RecipeError(f"teacher checkpoint {ck}/config.json not found")
+    model_config(cfg, _source(cfg))    # loads the init model once to check the shape before any work
 
 
 def run(cfg: JoociRecipeConfig, ctx: RunContext):
-    from upstream.checkpoint import checkpoint_hash, load_checkpoint
-    from upstream.models.hubert import HubertConfig
-    from upstream.registry import build_model, preset_config
+    from upstream.registry import build_model
 
+    src = _source(cfg)
+    mcfg = model_config(cfg, src)
+    if src is not None:
+        pin_source(ctx, src, "init_ckpt")
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
-    mcfg = preset_config(MODEL, cfg.preset)
+    frame_clusters("k", cfg.k, bank, cfg.kmeans_frames)
     init = None
-    if cfg.init_ckpt:
-        ck = resolve_path(cfg.init_ckpt)
-        init, imeta = load_checkpoint(ck, expected_model="hubert_compact")
-        mcfg = dataclasses.replace(mcfg, encoder=HubertConfig.from_dict(imeta["config"]))
-        ctx.notes["init"] = f"{ck} (sha256 {checkpoint_hash(ck)})"
+    if src is not None:
+        init = src.model
+        ctx.notes["init"] = src.identity
         names = [f"km_init_L{l}_{cfg.k}" for l in cfg.label_layers]
         init.eval()
 
@@ -160,9 +200,6 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
         lab = mfcc_labels(ctx, bank, cfg.k, cfg.kmeans_frames, ctx.seed)
         names = [lab.name] * len(cfg.label_layers)
         labels = {lab.name: lab}
-    n_content = mcfg.encoder.num_layers
-    if any(not 0 <= l <= n_content for l in cfg.predict_layers):
-        raise RecipeError(f"predict_layers {cfg.predict_layers} outside 0..{n_content}")
     teacher, tdesc = teacher_embeddings(cfg.teacher, bank, ctx.cache, ctx.progress) if ctx.is_main else (None, "")
     ctx.barrier()
     if not ctx.is_main:

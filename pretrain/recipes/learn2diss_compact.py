@@ -1,4 +1,8 @@
-"""learn2diss-compact: frozen hubert-compact backbone + frame encoder g + utterance encoder h, CLUB.
+"""learn2diss-compact: frozen backbone (hubert-compact or own HuBERT/WavLM) + frame encoder g + utterance encoder h, CLUB.
+
+``backbone_ckpt`` takes what ``run_downstream.py -k`` takes (``pretrain/recipes/sources.py``); the
+model has the backbone's shape, with ``model.frame_layers`` / ``model.utt_input_layer`` checked
+against its layer count before any work.
 
 The model freezes the parent's CNN + lower layers and initialises g from its top ``frame_layers``
 layers (``Learn2Diss.init_from_backbone``). The two InfoNCE views are crops that share no sample
@@ -30,18 +34,32 @@ from torch import nn
 from pretrain.augment import AugmentBank, AugmentConfig, TwoViews, ViewConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import ClusterCE, InfoNCE, LossOutput, PseudoCon
-from pretrain.recipes.common import required_train_split, resolve_path
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
-    model_featurizer, run_phase
+    model_featurizer, required_train_split, run_phase
+from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source, \
+    utterance_clusters
 from pretrain.trainer import TrainConfig
 
 MODEL = "learn2diss"
 
 
 @dataclass
+class Learn2DissShape:
+    """The model's shape against its backbone of L transformer layers (``model.frame_layers=2``);
+    None: the preset's frame_layers (at most L) and the middle layer min(L // 2, L - M) for h."""
+
+    frame_layers: int | None = None       # M: the backbone's top M layers become g (1..L)
+    utt_input_layer: int | None = None    # backbone layer fed to h (0..L-M; 0 = the CNN features)
+
+
+@dataclass
 class Learn2DissRecipeConfig:
-    preset: str = "compact"
-    backbone_ckpt: str = "checkpoints/hubert-compact"   # a hubert_compact checkpoint (relative: to the repo)
+    preset: str = "compact"          # ECAPA size etc.; the backbone's shape comes from backbone_ckpt
+    # what `run_downstream.py -k` takes: a DUET hubert_compact checkpoint dir, a transformers HuBERT/WavLM
+    # dir, or a fairseq/s3prl .pt (relative paths: from the working directory, else the repo)
+    backbone_ckpt: str = "checkpoints/hubert-compact"
+    allow_unpickle: bool = False     # a fairseq .pt holding pickled objects (runs code from the file: trusted only)
+    model: Learn2DissShape = field(default_factory=Learn2DissShape)
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, disjoint_views=True))
     # view perturbation: gain and noise/babble only (no filtering or reverb: they change the voice)
     views: ViewConfig = field(default_factory=lambda: ViewConfig(p_gain=1.0, gain_db=6.0, p_filter=0.0, p_noise=0.5,
@@ -115,8 +133,32 @@ class Learn2DissObjective(nn.Module):
 required = required_train_split
 
 
+def model_config(cfg: Learn2DissRecipeConfig, src: Source):
+    """The preset's Learn2Diss config with the backbone's shape and the ``model.*`` overrides,
+    checked against the backbone's L layers (RecipeError naming the option and the valid range)."""
+    from upstream.registry import preset_config
+
+    pcfg = preset_config(MODEL, cfg.preset)
+    L = src.num_layers
+    m = cfg.model.frame_layers if cfg.model.frame_layers is not None else min(pcfg.frame_layers, L)
+    if not 1 <= m <= L:
+        raise layer_range_error("model.frame_layers", m, 1, L,
+                                f"the backbone {src.path} has {L} transformer layers and g is its top "
+                                f"model.frame_layers of them")
+    k = cfg.model.utt_input_layer if cfg.model.utt_input_layer is not None else min(L // 2, L - m)
+    if not 0 <= k <= L - m:
+        raise layer_range_error("model.utt_input_layer", k, 0, L - m,
+                                f"the backbone {src.path} has {L} transformer layers, the top "
+                                f"model.frame_layers={m} form g, so h reads one of the frozen layers 0..{L - m} "
+                                f"(0 = the CNN features)")
+    return dataclasses.replace(pcfg, backbone=src.config, frame_layers=m, utt_input_layer=k)
+
+
+def _source(cfg: Learn2DissRecipeConfig) -> Source:
+    return load_source(cfg.backbone_ckpt, "backbone_ckpt", allow_unpickle=cfg.allow_unpickle)
+
+
 def check(cfg: Learn2DissRecipeConfig) -> None:
-    from upstream.checkpoint import CheckpointError, read_meta
     from upstream.registry import preset_config
 
     preset_config(MODEL, cfg.preset)
@@ -125,31 +167,26 @@ def check(cfg: Learn2DissRecipeConfig) -> None:
     if cfg.data.same_crop or not cfg.data.disjoint_views:
         raise RecipeError("learn2diss-compact needs data.same_crop=false and data.disjoint_views=true: InfoNCE "
                           "views that share audio let the utterance encoder match samples instead of speakers")
-    ck = resolve_path(cfg.backbone_ckpt)
-    try:
-        meta = read_meta(ck)
-    except (CheckpointError, FileNotFoundError, OSError) as e:
-        raise RecipeError(f"learn2diss-compact needs a trained hubert_compact backbone at {ck} ({e}); train it first "
-                          f"with `harness pretrain --recipe hubert-compact` and pass backbone_ckpt=<its out>/final") from None
-    if meta.get("model") != "hubert_compact":
-        raise RecipeError(f"backbone_ckpt {ck} holds a {meta.get('model')!r} model, not hubert_compact")
+    for opt, k in (("k_frame", cfg.k_frame), ("q_utt", cfg.q_utt)):
+        if k > cfg.kmeans_frames:
+            raise RecipeError(f"{opt}={k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit "
+                              f"them; set kmeans_frames >= {k} or lower {opt}")
+    model_config(cfg, _source(cfg))     # loads the backbone once to check the shape before any work
 
 
 def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
-    from upstream.checkpoint import checkpoint_hash, load_checkpoint
-    from upstream.registry import build_model, preset_config
+    from upstream.registry import build_model
 
-    ck = resolve_path(cfg.backbone_ckpt)
-    backbone, bmeta = load_checkpoint(ck, expected_model="hubert_compact")
-    from upstream.models.hubert import HubertConfig
-
-    mcfg = dataclasses.replace(preset_config(MODEL, cfg.preset), backbone=HubertConfig.from_dict(bmeta["config"]))
-    frozen = backbone.num_layers - 1 - mcfg.frame_layers
-    if not 0 <= mcfg.utt_input_layer <= frozen:
-        raise RecipeError(f"utt_input_layer {mcfg.utt_input_layer} outside the frozen layers 0..{frozen} of the backbone")
-    ctx.notes["backbone"] = f"{ck} (sha256 {checkpoint_hash(ck)}, frozen)"
+    src = _source(cfg)
+    backbone = src.model
+    mcfg = model_config(cfg, src)
+    ctx.notes["backbone"] = f"{src.identity}, frozen"
+    pin_source(ctx, src, "backbone_ckpt")
     bank = audio_bank(ctx, cfg.data)
-    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h; backbone {ck}")
+    ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h; backbone {src.identity}: "
+            f"{src.num_layers} layers, {mcfg.frame_layers} -> g, h reads layer {mcfg.utt_input_layer}")
+    frame_clusters("k_frame", cfg.k_frame, bank, cfg.kmeans_frames)
+    utterance_clusters("q_utt", cfg.q_utt, bank, cfg.kmeans_frames)
     backbone.eval()
     k_layer = mcfg.utt_input_layer
     fname, uname = f"km_backbone_last_{cfg.k_frame}", f"km_backbone_utt_L{k_layer}_{cfg.q_utt}"
@@ -180,7 +217,8 @@ def run(cfg: Learn2DissRecipeConfig, ctx: RunContext):
     obj2 = Learn2DissObjective(model, fname, uname, cfg.q_utt, cfg, club=model.build_club(cfg.club_hidden))
     obj2.cluster.load_state_dict(obj1.cluster.state_dict())
     run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1))
-    method = (f"Frozen backbone: `{ck}`. InfoNCE views: two crops sharing no sample, gain +-{cfg.views.gain_db:g} dB "
+    method = (f"Frozen backbone: {src.identity} ({src.num_layers} layers; the top {mcfg.frame_layers} initialise "
+              f"the frame encoder g). InfoNCE views: two crops sharing no sample, gain +-{cfg.views.gain_db:g} dB "
               f"and noise/babble at {cfg.views.snr_db[0]:g}-{cfg.views.snr_db[1]:g} dB (p={cfg.views.p_noise}). Stage 1 ({cfg.stage1.steps} steps): pseudo-con (tau={cfg.tau_frame}) on the "
               f"frame encoder with K={cfg.k_frame} k-means labels of the backbone's last layer; InfoNCE "
               f"(tau={cfg.tau_utt}) between two crops' utterance embeddings + clustering CE on Q={cfg.q_utt} k-means "
