@@ -4,7 +4,8 @@
 # them in $OUT as at most 8 files of at most 16 MiB. Everything is budgeted by wall clock.
 #
 #   OUT=/path bash scripts/train_gpu.sh                       # the GPU run (defaults below)
-#   OUT=/tmp/x SIZE=tiny PRESET=tiny STEPS=2 bash scripts/train_gpu.sh   # CPU smoke run, ~1 min
+#   OUT=/tmp/x SIZE=tiny PRESET=tiny STEPS=2 SKIP_WHEELS=1 PYTHON=.venv/bin/python \
+#     bash scripts/train_gpu.sh                               # CPU smoke run, ~2 min on 2 busy cores
 #
 # Settings (environment variables):
 #   OUT            where the results go (required; the device tool sets it)
@@ -16,7 +17,7 @@
 #   STEPS          if set, every phase of every recipe trains this many steps (smoke runs); else the
 #                  per-phase steps below, multiplied by STEP_SCALE (default 1)
 #   BATCH, CROP_S  crops per step and their length (defaults 64 and 2.0 s; tiny: 2 and 1.0 s)
-#   MAX_UTTS       training utterances per recipe, a seeded subset (default 6000; 0: all; tiny: 0).
+#   MAX_UTTS       training utterances per recipe, a seeded subset (default 4000; 0: all; tiny: 0).
 #                  Each recipe decodes them and runs per-utterance label passes (MFCC, k-means
 #                  features, the resemblyzer teacher on CPU) before training: this bounds that time.
 #   DEADLINE       seconds from start to the end of this script (default 540: the device's 10-minute
@@ -27,12 +28,13 @@
 #   SKIP_WHEELS=1  do not install .whl/*.whl (also skipped when .whl/ has no wheels)
 # Time shares (no trainer option bounds wall time): the two stages (hubert-compact beside
 # barlow-twins-compact, then learn2diss-compact beside jooci-compact, which start from hubert's
-# final/) share what the corpus leaves, less COLLECT_S for bundling. A job still running at the
-# end of its share is stopped and finished from its last checkpoint (train_gpu_helpers.py finish):
-# the phase it was in ends at its last saved step, later phases train a few steps. The default steps
-# assume ~0.3 s a step at batch 64 on the H200 machine (CPU-side augmentation dominates: speaker
-# perturbation of 64 crops measured 0.8 s on one loaded CPU core here); not measured on a GPU yet:
-# each phase's log.csv (step_s) in logs.tar.gz says what to set next time.
+# final/) share what the corpus leaves (55/45), less COLLECT_S for bundling. A job still running at
+# the end of its share is stopped and finished from its last checkpoint (every 25 steps;
+# train_gpu_helpers.py finish, within FINISH_S): the phase it was in ends at its last saved step,
+# later phases train a few steps. The default steps (below: about half the CPU recipes' steps at 8x
+# their batch) assume ~0.2-0.3 s a step at batch 64 there, CPU-side augmentation dominating (speaker
+# perturbation of 64 crops took 0.8 s on one loaded core here). Not measured on a GPU yet: each
+# phase's log.csv (step_s) in logs.tar.gz says what to set next time (STEP_SCALE, MAX_UTTS).
 # Output ($OUT): <recipe>.tar.gz for each finished model (<recipe>/final/ = model.safetensors,
 # config.json, MODEL_CARD.md, loss curve; <recipe>/<phase>/log.csv), logs.tar.gz (every log),
 # train_gpu.log (this script's output), summary.json. Partial results are written on any exit.
@@ -56,7 +58,7 @@ THREADS=${THREADS:-$(( CORES / 2 > 0 ? CORES / 2 : 1 ))}
 if [ "$SIZE" = tiny ]; then
   BATCH=${BATCH:-2}; CROP_S=${CROP_S:-1.0}; MAX_UTTS=${MAX_UTTS:-0}
 else
-  BATCH=${BATCH:-64}; CROP_S=${CROP_S:-2.0}; MAX_UTTS=${MAX_UTTS:-6000}
+  BATCH=${BATCH:-64}; CROP_S=${CROP_S:-2.0}; MAX_UTTS=${MAX_UTTS:-4000}
 fi
 RECIPES=(hubert-compact barlow-twins-compact learn2diss-compact jooci-compact)
 mkdir -p "$OUT" "$WORK/logs" "$WORK/runs"
@@ -112,8 +114,10 @@ else
 fi
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 "$PY" -c "import torch; c = torch.cuda.is_available(); print('torch', torch.__version__, 'cuda' if c else 'cpu', torch.cuda.get_device_name(0) if c else '')"
-"$PY" -c "import soundfile, soxr, espeakng_loader, resemblyzer, speechbrain, upstream.registry, pretrain.recipes" \
+"$PY" -c "import soundfile, soxr, espeakng_loader, speechbrain, upstream.registry, pretrain.recipes, harness.corpus" \
   || { log "ERROR: a package the corpus generator or the trainer needs is missing (run scripts/gpu_wheels.sh here, carry .whl)"; exit 1; }
+"$PY" -W ignore -c "import resemblyzer, webrtcvad, librosa" \
+  || log "WARNING: resemblyzer does not import: jooci-compact (its teacher) will fail; the other three go on"
 
 # 2. the corpus (capped; the fallback size keeps the run useful if the large one is too slow)
 make_corpus() {  # SIZE SECONDS
@@ -150,12 +154,12 @@ COMMON="preset=$PRESET data.crop_s=$CROP_S data.batch_size=$BATCH data.max_utts=
 if [ "$SIZE_USED" = tiny ]; then   # a tiny corpus has too few frames for the recipes' cluster counts
   K_HUBERT="k_mfcc=8 k_layer=8 label_layer=1"; K_L2D="k_frame=8 q_utt=4"; K_JOOCI="k=8 label_layers=1,2 predict_layers=1,2"
 else
-  K_HUBERT="k_mfcc=50 k_layer=100 iter2_utts=3000"; K_L2D="k_frame=100 q_utt=50"; K_JOOCI="k=100"
+  K_HUBERT="k_mfcc=50 k_layer=100 iter2_utts=2000"; K_L2D="k_frame=100 q_utt=50"; K_JOOCI="k=100"
 fi
-HUBERT="$COMMON $K_HUBERT kmeans_frames=100000 speaker_perturb.prob=0.8 $(phase iter1 600 1e-3 80) $(phase iter2 300 5e-4 40)"
-BARLOW="$COMMON utt_rows=segments $(phase train 600 1e-3 40)"
-L2D="$COMMON $K_L2D kmeans_frames=100000 club_weight=0.01 data.disjoint_views=true $(phase stage1 400 5e-4 40) $(phase stage2 200 2e-4 20) stage2.aux_steps=5"
-JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true $(phase stage1 300 5e-4 30) $(phase stage2 300 1e-4 30)"
+HUBERT="$COMMON $K_HUBERT kmeans_frames=100000 speaker_perturb.prob=0.8 $(phase iter1 400 1e-3 40) $(phase iter2 200 5e-4 20)"
+BARLOW="$COMMON utt_rows=segments $(phase train 500 1e-3 40)"
+L2D="$COMMON $K_L2D kmeans_frames=100000 club_weight=0.01 data.disjoint_views=true $(phase stage1 300 5e-4 30) $(phase stage2 150 2e-4 15) stage2.aux_steps=5"
+JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
 
 pretrain() {  # RECIPE SECONDS OVERRIDES...: train, stop at SECONDS, then finish from the last checkpoint
   local recipe=$1 secs=$2; shift 2
@@ -196,7 +200,7 @@ stage() {  # SECONDS "RECIPE OVERRIDES" "RECIPE OVERRIDES": two jobs side by sid
 }
 
 avail=$(( $(left) - COLLECT_S ))
-share=$(( avail / 2 - FINISH_S ))
+share=$(( avail * 55 / 100 - FINISH_S ))   # stage 1 has more to do: two hubert iterations, two label passes
 [ "$share" -gt 10 ] || { log "ERROR: only ${avail}s left for training; raise DEADLINE or lower CORPUS_BUDGET"; exit 1; }
 log "stage 1: hubert-compact beside barlow-twins-compact (${share}s each + ${FINISH_S}s to finish)"
 stage "$share" hubert-compact "$HUBERT" barlow-twins-compact "$BARLOW" || true
@@ -205,6 +209,12 @@ if [ ! -f "$HUB/model.safetensors" ]; then
   log "ERROR: no hubert-compact checkpoint: learn2diss-compact and jooci-compact need it"
   exit 1
 fi
+for r in learn2diss-compact jooci-compact; do   # the same utterance list: reuse hubert's decoded audio
+  src=$RUNS/hubert-compact/cache/audio
+  if [ -f "$src/audio.json" ] && [ ! -e "$RUNS/$r/cache/audio" ]; then
+    mkdir -p "$RUNS/$r/cache" && cp -al "$src" "$RUNS/$r/cache/audio" || true   # rebuilt if the list differs
+  fi
+done
 share=$(( $(left) - COLLECT_S - FINISH_S ))
 [ "$share" -gt 10 ] || { log "ERROR: only ${share}s left for stage 2"; exit 1; }
 log "stage 2: learn2diss-compact beside jooci-compact (${share}s each + ${FINISH_S}s to finish)"
