@@ -75,9 +75,7 @@ collect() {   # on every exit: bundle what finished, write the summary, check th
   set +e
   log "collect (exit status so far $rc): bundling into $OUT"
   "$PY" "$ROOT/scripts/train_gpu_helpers.py" bundle "$OUT" "$RUNS" "${RECIPES[@]}" --logs "$LOGS" --max-mib 16
-  local brc=$?
-  local n
-  n=$(find "$OUT" -maxdepth 1 -type f | wc -l)
+  local brc=$? n
   "$PY" - "$OUT" "$rc" "$brc" "$SECONDS" "$SIZE_USED" "$PRESET" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -99,6 +97,12 @@ EOF
 }
 SIZE_USED=none
 trap collect EXIT
+stop_jobs() {  # the training jobs of a stage: each job's `timeout` passes the signal on to its trainer
+  local p
+  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+  return 0
+}
+trap 'log "stopped by a signal"; stop_jobs; exit 143' TERM INT HUP   # (a signal alone would skip the EXIT trap)
 
 log "train_gpu.sh: SIZE=$SIZE PRESET=$PRESET STEPS=${STEPS:-recipe defaults x$STEP_SCALE} BATCH=$BATCH CROP_S=$CROP_S MAX_UTTS=$MAX_UTTS DEADLINE=${DEADLINE}s THREADS=$THREADS cores=$CORES WORK=$WORK"
 git -C "$ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/commit /' || true
