@@ -41,9 +41,19 @@ def _resemblyzer(bank: AudioBank, progress: bool) -> np.ndarray:
         w = np.asarray(bank[i], dtype=np.float32) / 32768.0
         x = preprocess_wav(w, source_sr=SAMPLE_RATE)
         if len(x) < SAMPLE_RATE * 0.5:          # VAD removed (almost) everything: use the normalised signal
-            x = preprocess_wav(w, source_sr=SAMPLE_RATE, trim_silence=False)
+            x = untrimmed(w)
         out[i] = enc.embed_utterance(x)
     return out
+
+
+def untrimmed(wav: np.ndarray) -> np.ndarray:
+    """resemblyzer's preprocess_wav without its silence trimming (resemblyzer 0.1.4's preprocess_wav has
+    no switch for it): resampled to the encoder's rate and volume-normalised as preprocess_wav does."""
+    import librosa
+    from resemblyzer.audio import audio_norm_target_dBFS, normalize_volume, sampling_rate
+
+    x = librosa.resample(wav, orig_sr=SAMPLE_RATE, target_sr=sampling_rate) if sampling_rate != SAMPLE_RATE else wav
+    return normalize_volume(x, audio_norm_target_dBFS, increase_only=True)
 
 
 def _learn2diss(bank: AudioBank, ckpt: str, progress: bool) -> np.ndarray:

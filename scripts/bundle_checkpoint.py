@@ -25,6 +25,23 @@ METRICS = {"sid": ("acc", "↑", "SID accuracy %"), "er": ("acc", "↑", "ER acc
 REFERENCES = ("fbank", "fbank_no_cmvn")     # s3prl baselines shown under the streams, from the same CSV
 
 
+def budget(meta: dict, note: str) -> str:
+    prov = meta["provenance"]
+    rc = prov["recipe_config"]
+    steps = " + ".join(f"{k} {v}" for k, v in prov["steps"].items())
+    utts = rc["data"]["max_utts"] or "all"
+    gpu = any(w in str(prov.get("machine", "")).lower() for w in ("cuda", "gpu", "nvidia", "h100", "h200"))
+    return (f"## Training budget\n\n"
+            f"Trained on **{'GPU' if gpu else 'CPU'}** ({prov['machine']}): {steps} optimiser steps of "
+            f"{rc['data']['batch_size']} crops x {rc['data']['crop_s']:g} s from {utts} training utterances of the "
+            f"`{(prov.get('corpus') or {}).get('size', 'small')}` corpus's `LibriSpeech/train-clean-100` (SID dev/test "
+            f"utterances excluded), "
+            f"{prov['wall_s'] / 60:.1f} min of training. {note}\n"
+            f"This is a compact model trained for minutes, not a published-scale model: compare streams and "
+            f"methods with each other on this corpus, not with published SUPERB numbers. Retrain with "
+            f"`scripts/train_bundled_checkpoints.sh` (more `*.steps`) or on a GPU with `harness pretrain`.\n")
+
+
 def read_rows(path: Path, keep) -> list[dict]:
     """Rows of a `harness run` results CSV for the tasks in METRICS that ``keep(row)`` accepts."""
     if not path.is_file():

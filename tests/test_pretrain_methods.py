@@ -139,3 +139,18 @@ def test_barlow_twins_check_refuses_a_rank_limited_config():
     from pretrain.recipes.common import RecipeError, apply_overrides
     with pytest.raises(RecipeError, match="rank <= 7"):
         check(apply_overrides(BarlowTwinsRecipeConfig(), ["utt_rows=utterances"]))
+
+
+def test_resemblyzer_teacher_survives_an_utterance_that_vad_empties():
+    """Near-silence: resemblyzer's VAD trims (almost) everything, so the teacher falls back to the
+    untrimmed, volume-normalised signal (resemblyzer 0.1.4's preprocess_wav has no trim switch)."""
+    import numpy as np
+    from resemblyzer import preprocess_wav
+
+    from pretrain.teachers import untrimmed
+    from upstream.facts import SAMPLE_RATE
+
+    w = (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 1e-4).astype(np.float32)
+    assert len(preprocess_wav(w, source_sr=SAMPLE_RATE)) < SAMPLE_RATE * 0.5
+    x = untrimmed(w)
+    assert len(x) == SAMPLE_RATE and np.isfinite(x).all() and np.abs(x).max() > np.abs(w).max()
