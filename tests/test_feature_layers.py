@@ -113,6 +113,12 @@ def test_the_size_limit_counts_only_the_layers_to_store(tmp_path, wavs):
         one.extract("fake", None, [key], wavs, upstream=up, progress=False, max_gb=limit)
     assert one.stored_layers(key) == [3] and _shards(tmp_path / "one") and not any(
         "-g1" in p.name for p in _shards(tmp_path / "one"))
+    with pytest.raises(FeatureStoreError, match=r"layer 4 is out of range; hidden_states has 4 layers: valid indices are 0-3"):
+        one.extract("fake", None, [key], wavs, upstream=up, progress=False, layers={key: "4"})
+    with pytest.raises(FeatureStoreError, match=r"empty list"):
+        one.extract("fake", None, [key], wavs, upstream=up, progress=False, layers={key: []})
+    with pytest.raises(FeatureStoreError, match=r"names key\(s\) content"):
+        one.extract("fake", None, [key], wavs, upstream=up, progress=False, layers={"content": "0"})
 
 
 def test_an_interrupted_extension_resumes(tmp_path, wavs, monkeypatch):

@@ -568,6 +568,8 @@ class FeatureStore:
         for key, spec in wanted.items():
             info = self._index["keys"][key]
             specs = spec if isinstance(spec, (list, tuple)) and all(isinstance(s, str) for s in spec) else [spec]
+            if not specs:
+                raise FeatureStoreError(f"layers for '{key}': an empty list; name a subset such as \"6-11\" or \"all\"")
             need: set[int] = set()
             for s in specs:
                 need |= set(self._positions(key, s))
@@ -591,7 +593,7 @@ class FeatureStore:
         try:
             wanted = parse_layers(spec, int(info["stream_layers"]), key)
         except LayerRangeError as e:
-            raise FeatureStoreError(f"layers for '{key}': {e}") from e
+            raise FeatureStoreError(f"{e} (store {self.root})") from e
         model = [int(i) for i in info["model_layers"]]
         odd = [m for m in wanted if m not in model]
         if odd:
