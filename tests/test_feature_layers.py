@@ -190,7 +190,8 @@ def test_cached_expert_maps_layers_and_refuses_a_missing_one(tmp_path):
         p = tmp_path / f"u{i}.wav"
         sf.write(p, (0.1 * rng.standard_normal(n)).astype(np.float32), 16000, subtype="PCM_16")
         paths.append(p)
-    full = cache.build_store(tmp_path / "full", "jooci", str(ckpt), ["content"], paths, dtype="float32")
+    full = cache.build_store(tmp_path / "full", "jooci", str(ckpt), ["content", "hidden_states"], paths,
+                             dtype="float32")
     part = cache.build_store(tmp_path / "part", "jooci", str(ckpt), ["content"], paths, dtype="float32",
                              layers={"content": ["1-2", "2"]})
     assert FeatureStore(tmp_path / "part" / "store").stored_layers("content") == [1, 2]
@@ -215,6 +216,11 @@ def test_cached_expert_maps_layers_and_refuses_a_missing_one(tmp_path):
     with pytest.raises(FeatureStoreError, match=r"-s content: layers? 0\S* of 'content' (is|are) not stored"):
         cache.CachedUpstream(str(part)).check_key("content")          # no -g: every layer wanted
     assert "content" not in cached(wavs)                              # never served from the wrong layers
+    swap = tmp_path / "swap.yaml"                                     # hidden_states served from another stream
+    swap.write_text("hidden_states: other\n")
+    with pytest.raises(FeatureStoreError, match=r"makes 'hidden_states' the other layers, but the store .* holds the "
+                                                r"content\S* layers"):
+        cache.CachedUpstream(str(full), str(swap)).check_key("hidden_states")
 
 
 # ------------------------------------------------------------------- harness run, end to end

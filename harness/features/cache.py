@@ -141,9 +141,18 @@ class CachedUpstream(torch.nn.Module):
     def _model_layers(self, key: str) -> list[int] | None:
         """The model layers the real upstream returns under ``key`` (its `-g layers:` subset), in its
         order; None (every layer) for an upstream that has no layer subsets."""
+        from harness.features.store import FeatureStoreError
         from upstream.expert_base import DuetUpstreamExpert
 
-        return self.real.key_layers(key)[1] if isinstance(self.real, DuetUpstreamExpert) else None
+        if not isinstance(self.real, DuetUpstreamExpert):
+            return None
+        stream, layers = self.real.key_layers(key)
+        stored = self.store.stream(key)
+        if stored is not None and stream != stored:         # e.g. `-g hidden_states: other`
+            raise FeatureStoreError(f"this model config makes '{key}' the {stream} layers, but the store "
+                                    f"{self.spec['store']} holds the {stored} layers under '{key}': use -s {stream} "
+                                    f"or run this cell without the cache (--no-cache)")
+        return layers
 
     def check_key(self, key: str) -> None:
         """Raise unless ``key`` can be served (called by s3prl's Featurizer through the guard): a key

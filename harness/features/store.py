@@ -220,6 +220,10 @@ class FeatureStore:
         """The model layer each position is (a DUET stream's layer index, as ``-g layers:`` counts)."""
         return [int(i) for i in self._key(key)["model_layers"]]
 
+    def stream(self, key: str) -> str | None:
+        """The DUET stream the key's layers are ("content", "other", "content+other", ...; None: unknown)."""
+        return self._key(key).get("stream")
+
     def dim(self, key: str) -> int:
         return int(self._key(key)["dim"])
 
@@ -543,7 +547,7 @@ class FeatureStore:
     def _note_key(self, key: str, upstream, num_layers: int, dim: int) -> None:
         keys = self._index["keys"]
         if key not in keys:
-            model, stream_layers = list(range(num_layers)), num_layers
+            model, stream_layers, stream = list(range(num_layers)), num_layers, None
             from upstream.expert_base import DuetUpstreamExpert
 
             if isinstance(upstream, DuetUpstreamExpert):                # which layers of which stream the key is
@@ -551,7 +555,8 @@ class FeatureStore:
                 stream_layers = int(getattr(upstream, "num_layers", {}).get(stream, len(model)))
             keys[key] = {"num_layers": num_layers, "dim": dim,
                          "downsample_rate": int(upstream.get_downsample_rates(key)),
-                         "model_layers": [int(i) for i in model], "stream_layers": stream_layers, "groups": []}
+                         "model_layers": [int(i) for i in model], "stream_layers": stream_layers, "stream": stream,
+                         "groups": []}
         elif (keys[key]["num_layers"], keys[key]["dim"]) != (num_layers, dim):
             raise FeatureStoreError(f"key '{key}': {num_layers} layers x {dim} dims now, but the store {self.root} "
                                     f"has {keys[key]['num_layers']} x {keys[key]['dim']}; delete it and extract again")
