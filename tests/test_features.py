@@ -143,7 +143,7 @@ def test_duet_batched_equals_one_by_one(tmp_path, tiny_corpus, name):
                                                    batch_seconds=60.0, device="cpu", progress=False)
     single = FeatureStore(tmp_path / "s", dtype="float32").extract(name, None, keys, files, model_config=str(cfg), upstream=up,
                                                   batch_seconds=0.0, device="cpu", progress=False)
-    assert len(json.loads((tmp_path / "b" / "index.json").read_text())["keys"]["content"]["files"]) == len(files)
+    assert len(json.loads((tmp_path / "b" / "index.json").read_text())["keys"]["content"]["groups"][0]["files"]) == len(files)
     for key in keys:
         for f in files:
             a, b = batched.get_all_layers(key, f), single.get_all_layers(key, f)

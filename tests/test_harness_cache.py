@@ -144,7 +144,7 @@ def test_start_up_check_compares_frame_counts(setup):
     first = next(iter(json.loads(open(s["index"]).read()).values()))[0]
     idx = json.loads(saved)
     try:
-        idx["keys"]["content"]["files"][first][2] -= 1
+        idx["keys"]["content"]["groups"][0]["files"][first][2] -= 1
         idx_path.write_text(json.dumps(idx))
         with pytest.raises(RuntimeError, match=r"disagrees with the live upstream.*frames"):
             CachedUpstream(str(spec))

@@ -72,8 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fast.add_argument("--no-fast", dest="fast", action="store_false", help="run every cell through s3prl's runner")
     p.add_argument("--cache-dir", default="cache/features", help="feature cache root (default ./cache/features)")
     p.add_argument("--cache-max-gb", type=float, default=50.0,
-                   help="refuse (before extracting) a feature store estimated above this size; stores are float16 "
-                        "(default 50)")
+                   help="refuse (before extracting) new features estimated above this size; a store holds only the "
+                        "layers the cells read (--layers), as float16 (default 50)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16",
                    help="how a new feature store keeps its features (reads are float32 either way; default float16)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")

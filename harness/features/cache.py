@@ -6,7 +6,10 @@ How it plugs into s3prl without touching s3prl's dataset code: `run_downstream.p
 `register`) hashes each waveform it is given (blake2b of its float32 samples) and looks the hash up in
 an index built from the very same files at extraction time:
 
-* hit  -> every layer of KEY read from the memory-mapped FeatureStore (subset by `-g layers`);
+* hit  -> the layers of KEY the real upstream would return (its `-g layers` subset, else all) read
+  from the memory-mapped FeatureStore, mapped from model layer to stored slot by the store's index;
+  a layer the store lacks is an error naming it and the fix (`check_key`, which s3prl's Featurizer
+  calls through the guard), never another layer;
 * miss -> the waveform differs from every file on disk (a random crop, sox effects / silence
   trimming, the Featurizer's 1 s random probe): the real upstream runs on it, exactly as plain s3prl.
 
@@ -57,9 +60,12 @@ def store_root(cache_dir: Path, upstream: str, ckpt_hash: str, corpus_id: str) -
 
 
 def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], audio: list[Path],
-                device: str = "cpu", max_gb: float | None = None, dtype: str = "float16") -> Path:
-    """Extract every layer of `keys` for `audio` into `root` (resumable) and write the waveform-hash
-    index + the spec file the `duet_cached` expert reads. Returns the spec path.
+                device: str = "cpu", max_gb: float | None = None, dtype: str = "float16",
+                layers: dict[str, object] | None = None) -> Path:
+    """Extract the layers of `keys` the cells use (``layers``: key -> a `-g layers:` subset such as
+    "6-11", or a list of them for their union; a key not named: every layer) for `audio` into `root`
+    (resumable; a store missing some wanted layer extracts just those, see FeatureStore.extract) and
+    write the waveform-hash index + the spec file the `duet_cached` expert reads. Returns the spec path.
 
     ``wavhash.json`` maps a content hash to ``[file id, path, other paths with that content...]``:
     the first path seen names the features for good, and any later path with the same samples (a
@@ -87,7 +93,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
             atomic_write_text(index_path, json.dumps(index))
         files = {v[0]: next((q for q in v[1:] if Path(q).is_file()), v[1]) for v in index.values()}
         store = FeatureStore(root / "store", dtype=dtype)
-        store.extract(upstream, ckpt, keys, files, device=device, max_gb=max_gb)
+        store.extract(upstream, ckpt, keys, files, device=device, max_gb=max_gb, layers=layers)
         spec = {"format": SPEC_FORMAT, "upstream": upstream, "ckpt": ckpt, "store": str((root / "store").resolve()),
                 "index": str(index_path.resolve()), "keys": sorted(set(keys) | set(store.keys()))}
         spec_path = root / "spec.json"
@@ -114,7 +120,7 @@ class CachedUpstream(torch.nn.Module):
 
     def __init__(self, ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs):
         super().__init__()
-        from harness.features.store import FeatureStore, load_upstream
+        from harness.features.store import FeatureStore, FeatureStoreError, load_upstream
 
         spec = read_spec(ckpt)
         self.spec = spec
@@ -122,18 +128,42 @@ class CachedUpstream(torch.nn.Module):
         self.store = FeatureStore(spec["store"])
         self.index = {h: v[0] for h, v in json.loads(Path(spec["index"]).read_text()).items()}
         self.keys = [k for k in spec["keys"] if k in self.store.keys()]
-        self.selection = {k: self._layers_of(k, model_config) for k in self.keys}
+        self.selection: dict[str, list[int]] = {}    # key -> stored positions served, in the real upstream's order
+        self.unavailable: dict[str, str] = {}        # key -> why it cannot be served (a layer not stored)
+        for k in self.keys:
+            try:
+                self.selection[k] = self.store.layer_positions(k, self._model_layers(k))
+            except FeatureStoreError as e:
+                self.unavailable[k] = str(e)
         self.hits = self.misses = 0
         self._verify(json.loads(Path(spec["index"]).read_text()))
 
-    def _layers_of(self, key: str, model_config) -> list[int]:
-        n = self.store.num_layers(key)
-        if key in ("content", "other") and model_config:
-            from upstream.expert_base import ExpertOptions, parse_layers
-            opts = ExpertOptions.load(model_config)
-            if key in opts.layers:
-                return parse_layers(opts.layers[key], n, key)
-        return list(range(n))
+    def _model_layers(self, key: str) -> list[int] | None:
+        """The model layers the real upstream returns under ``key`` (its `-g layers:` subset), in its
+        order; None (every layer) for an upstream that has no layer subsets."""
+        from harness.features.store import FeatureStoreError
+        from upstream.expert_base import DuetUpstreamExpert
+
+        if not isinstance(self.real, DuetUpstreamExpert):
+            return None
+        stream, layers = self.real.key_layers(key)
+        stored = self.store.stream(key)
+        if stored is not None and stream != stored:         # e.g. `-g hidden_states: other`
+            raise FeatureStoreError(f"this model config makes '{key}' the {stream} layers, but the store "
+                                    f"{self.spec['store']} holds the {stored} layers under '{key}': use -s {stream} "
+                                    f"or run this cell without the cache (--no-cache)")
+        return layers
+
+    def check_key(self, key: str) -> None:
+        """Raise unless ``key`` can be served (called by s3prl's Featurizer through the guard): a key
+        whose wanted layers are not all stored names them and the fix."""
+        if key in self.unavailable:
+            from harness.features.store import FeatureStoreError
+
+            raise FeatureStoreError(f"-u duet_cached -s {key}: {self.unavailable[key]}")
+        if key not in self.selection:
+            raise KeyError(f"duet_cached ({self.spec['upstream']}) has no feature key {key!r} in the store "
+                           f"{self.spec['store']}; valid keys (-s): {', '.join(self.selection) or 'none'}")
 
     def _verify(self, index: dict) -> None:
         """One stored file against a live forward: a stale or mismatched cache fails here."""
@@ -146,7 +176,7 @@ class CachedUpstream(torch.nn.Module):
         dev = next(self.real.parameters(), torch.zeros(())).device
         with torch.no_grad():
             live = self.real([torch.from_numpy(read_wav(Path(path))).to(dev)])
-        for key in self.keys:
+        for key in self.selection:
             cached = self._cached_item(key, fid)
             ref = torch.stack([t[0].float().cpu() for t in live[key]])
             if ref.shape != cached.shape:
@@ -163,8 +193,7 @@ class CachedUpstream(torch.nn.Module):
         return self.real.get_downsample_rates(key)
 
     def _cached_item(self, key: str, fid: str):
-        arr = self.store.get_all_layers(key, fid)                 # (L, T, D) memmap
-        return torch.from_numpy(np.ascontiguousarray(arr[self.selection[key]]))
+        return torch.from_numpy(self.store.get_layers(key, self.selection[key], fid))   # (L, T, D)
 
     def forward(self, wavs):
         hashes = [wav_hash(w.detach().float().cpu().numpy()) for w in wavs]
@@ -176,15 +205,15 @@ class CachedUpstream(torch.nn.Module):
         COUNTS["misses"] += len(wavs) - n_hit
         if n_hit == 0:                            # e.g. random crops: plain s3prl behaviour
             out = self.real(wavs)
-            return {k: out[k] for k in self.keys if k in out}
+            return {k: out[k] for k in self.selection if k in out}
         device = wavs[0].device
         live = {}
         for i, f in enumerate(fids):
             if f is None:                         # exact per-item forward for the few misses
                 o = self.real([wavs[i]])
-                live[i] = {k: torch.stack([t[0] for t in o[k]]) for k in self.keys}
+                live[i] = {k: torch.stack([t[0] for t in o[k]]) for k in self.selection}
         feats = {}
-        for key in self.keys:
+        for key in self.selection:
             items = [live[i][key].float().cpu() if f is None else self._cached_item(key, f) for i, f in enumerate(fids)]
             t_max = max(x.shape[1] for x in items)
             L, D = items[0].shape[0], items[0].shape[2]
@@ -202,6 +231,10 @@ def duet_cached(ckpt: str = None, model_config: str = None, refresh: bool = Fals
 
 
 def register(hub_module) -> list[str]:
-    """Put `duet_cached` on s3prl.hub (called by run_downstream.py after upstream.hub.register)."""
+    """Put `duet_cached` on s3prl.hub (called by run_downstream.py after upstream.hub.register), with
+    the Featurizer guard calling its `check_key` (a missing layer or key fails at start-up, by name)."""
+    from harness.s3prl.featurizer_guard import guard_upstream_class
+
     setattr(hub_module, "duet_cached", duet_cached)
+    guard_upstream_class(CachedUpstream)
     return ["duet_cached"]

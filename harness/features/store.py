@@ -1,11 +1,24 @@
-"""FeatureStore: every layer of chosen keys of an s3prl upstream, extracted once, on disk.
+"""FeatureStore: chosen layers of chosen keys of an s3prl upstream, extracted once, on disk.
 
 Layout of a store directory ``ROOT``::
 
-    ROOT/index.json                 identity of the upstream + per-key file index (written atomically)
-    ROOT/<key>/shard-00000.npy      float16 array (L, F, D): L layers, F frames of the shard's files
-                                    (float32 for stores made with dtype="float32" or before float16)
-                                    concatenated, D dims (one array per key per shard, memory-mapped)
+    ROOT/index.json                 identity of the upstream + per-key layer groups and file index
+                                    (written atomically)
+    ROOT/<key>/shard-00000.npy      float16 array (L, F, D): the L layers of the key's first layer
+                                    group, F frames of the shard's files concatenated, D dims (one
+                                    array per key per group per shard, memory-mapped; float32 for
+                                    stores made with dtype="float32" or before float16)
+    ROOT/<key>/shard-00007-g1.npy   the same for the key's layer group 1 (added by a later extraction)
+
+Layers. A key's layers are numbered as the upstream returns them (``num_layers(key)`` of them, the
+positions 0..L-1 of its list); ``model_layers(key)`` says which model layer each position is (for a
+DUET expert the stream's layer index that ``-g layers:`` uses, e.g. content layer 6). A store need not
+hold every layer: ``extract(..., layers={"content": "6-11"})`` stores only those, and a later call that
+asks for more adds them as a new *layer group* (extracting only the new layers, for every file asked
+for), so re-running with the same needs does no work. Each group holds its layers for every file it
+lists; ``index.json`` records, per key, each group's layer positions and its files. Readers
+(``get``, ``get_layers``, ``layer_positions``) refuse a layer that is not stored with an error that
+names it and the fix (extract it: ``harness run`` with that layer in ``--layers``).
 
 A store holds ONE upstream identity (name, checkpoint, model config; a checkpoint is its weights
 hash and architecture, wherever the directory lies); asking an existing store to extract a
@@ -30,6 +43,8 @@ Example::
     store.extract("fbank", None, ["hidden_states"], {"utt1": "a.wav"})
     x = store.get("hidden_states", 0, "utt1")      # (T, D) np.memmap slice
     store.rate("hidden_states")                    # 100.0 frames per second
+    store.extract("jooci", ck, ["content"], files, layers={"content": "6-11"})   # only 6 layers on disk
+    store.layer_positions("content", "6-7")        # [6, 7]; a layer not stored raises FeatureStoreError
 """
 from __future__ import annotations
 
@@ -41,83 +56,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
-from upstream.facts import HASH_LEN, SAMPLE_RATE, atomic_save_npy, atomic_write_json, weights_hash
+from harness.features.loading import (FeatureStoreError, load_upstream,  # noqa: F401  (re-exported)
+                                      same_upstream, upstream_identity)
+from upstream.facts import HASH_LEN, SAMPLE_RATE, LayerRangeError, atomic_save_npy, atomic_write_json, parse_layers
 
-FORMAT = "duet-features/1"
-
-
-class FeatureStoreError(RuntimeError):
-    """Bad store directory, missing features or a wrong request; the message names the fix."""
-
-
-# ----------------------------------------------------------------------------------------------
-# upstream loading (s3prl built-ins and DUET's own names)
-
-# s3prl built-ins that live in one light hubconf (importing all of s3prl.hub pulls transformers & co.)
-_LIGHT_HUBCONFS = {n: "s3prl.upstream.baseline.hubconf"
-                   for n in ("fbank", "fbank_no_cmvn", "mfcc", "mel", "linear", "spectrogram")}
-
-
-def load_upstream(name: str, ckpt: str | None = None, model_config: str | None = None):
-    """Build the s3prl upstream ``name`` exactly as ``run_downstream.py -u name -k ckpt -g cfg``.
-
-    DUET names come from ``upstream.hub.UPSTREAMS`` and s3prl's baseline front-ends from their
-    hubconf: the very factories ``s3prl.hub`` exposes, without importing all of it (seconds
-    faster); anything else goes through ``s3prl.hub`` with DUET's names registered.
-    """
-    import importlib
-
-    from harness.s3prl import compat
-    from upstream import hub as duet_hub
-
-    compat.install()
-    if name in duet_hub.UPSTREAMS:
-        factory = duet_hub.UPSTREAMS[name]
-    elif name in _LIGHT_HUBCONFS:
-        factory = getattr(importlib.import_module(_LIGHT_HUBCONFS[name]), name)
-    else:
-        import s3prl.hub as hub
-
-        from harness.s3prl.hub import register
-
-        register(hub)
-        factory = getattr(hub, name, None)
-        if factory is None or not callable(factory):
-            import difflib
-
-            names = [n for n in dir(hub) if not n.startswith("_") and callable(getattr(hub, n))]
-            close = difflib.get_close_matches(name, names, n=5)
-            raise FeatureStoreError(f"unknown upstream '{name}' on s3prl.hub"
-                                    + (f"; did you mean: {', '.join(close)}?" if close else ""))
-    kwargs = {}
-    if ckpt is not None:
-        kwargs["ckpt"] = str(ckpt)
-    if model_config is not None:
-        kwargs["model_config"] = str(model_config)
-    return factory(**kwargs)
-
-
-def upstream_identity(name: str, ckpt: str | None, model_config: str | None) -> dict:
-    """What makes two extractions the same: name, checkpoint (weights hash + its config.json's model
-    and config; the path is recorded but not compared), model config text."""
-    ident = {"upstream": name, "ckpt": None, "ckpt_hash": None, "ckpt_config": None, "model_config": None}
-    if ckpt is not None:
-        p = Path(ckpt)
-        ident["ckpt"] = str(p.resolve())
-        w = p / "model.safetensors" if p.is_dir() else p
-        if w.is_file():
-            ident["ckpt_hash"] = weights_hash(w)
-        cfg = p / "config.json" if p.is_dir() else None
-        if cfg is not None and cfg.is_file():
-            try:
-                c = json.loads(cfg.read_text())
-                ident["ckpt_config"] = json.dumps({"model": c.get("model"), "config": c.get("config")}, sort_keys=True)
-            except json.JSONDecodeError:
-                ident["ckpt_config"] = cfg.read_text()
-    if model_config is not None:
-        p = Path(model_config)
-        ident["model_config"] = p.read_text() if p.is_file() else str(model_config)
-    return ident
+FORMAT = "duet-features/2"
+# a /1 store holds every layer of each key in one group: read as such, rewritten as /2 by its next extraction
+OLD_FORMATS = ("duet-features/1",)
 
 
 def store_name(upstream: str, ckpt_hash: str | None = None, corpus_id: str | None = None,
@@ -133,18 +78,6 @@ def store_name(upstream: str, ckpt_hash: str | None = None, corpus_id: str | Non
     if corpus_id:
         parts.append(corpus_id)
     return "-".join(parts)
-
-
-def same_upstream(a: dict, b: dict) -> bool:
-    """Two identities extract the same features: same upstream and model config, and the same
-    checkpoint — by weights hash and architecture when both have one (a copied or moved checkpoint
-    directory is the same checkpoint), else by path."""
-    if a.get("upstream") != b.get("upstream") or a.get("model_config") != b.get("model_config"):
-        return False
-    if a.get("ckpt_hash") and b.get("ckpt_hash"):
-        ca, cb = a.get("ckpt_config"), b.get("ckpt_config")      # None: a store written before it was recorded
-        return a["ckpt_hash"] == b["ckpt_hash"] and (ca is None or cb is None or ca == cb)
-    return a.get("ckpt") == b.get("ckpt") and a.get("ckpt_hash") == b.get("ckpt_hash")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,16 +105,42 @@ def normalize_wav_paths(wav_paths: Mapping[str, str | Path] | Iterable[str | Pat
 
 DTYPES = ("float16", "float32")
 DEFAULT_MAX_GB = 50.0             # a store estimated larger is refused unless the caller raises the limit
+EXTEND_FIX = "rerun `harness run` with that layer in --layers (e.g. --layers {key}={layer}), which extends the store"
 
 
-def estimate_bytes(probe: dict[str, tuple[int, int, float]], seconds: float, dtype: str) -> int:
-    """Disk a store needs: ``probe`` key -> (layers, dims, frames per second), for ``seconds`` of audio."""
+def estimate_bytes(parts: Iterable[tuple[int, int, float, float]], dtype: str) -> int:
+    """Disk new features need: ``parts`` of (layers, dims, frames per second, seconds of audio)."""
     size = np.dtype(dtype).itemsize
-    return int(sum(L * D * fps * seconds * size for L, D, fps in probe.values()))
+    return int(sum(L * D * fps * seconds * size for L, D, fps, seconds in parts))
+
+
+def layer_span(layers: Iterable[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (the --layers syntax, for messages)."""
+    out: list[str] = []
+    for i in sorted(layers):
+        if out and "-" not in out[-1][1:] and int(out[-1]) == i - 1:
+            out[-1] = f"{out[-1]}-{i}"
+        elif out and "-" in out[-1][1:] and int(out[-1].split("-")[-1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out) or "none"
+
+
+def _upgrade_index(idx: dict) -> dict:
+    """A ``duet-features/1`` index (one file table per key, every layer) as a /2 one: one group."""
+    for info in idx["keys"].values():
+        if "groups" not in info:
+            n = int(info["num_layers"])
+            info["groups"] = [{"layers": list(range(n)), "files": info.pop("files")}]
+            info.setdefault("model_layers", list(range(n)))
+            info.setdefault("stream_layers", n)
+    idx["format"] = FORMAT
+    return idx
 
 
 class FeatureStore:
-    """Every layer of chosen keys of one s3prl upstream, memory-mapped; see the module docstring.
+    """Chosen layers of chosen keys of one s3prl upstream, memory-mapped; see the module docstring.
 
     ``dtype`` (a new store only; an existing one keeps what its index says): float16 by default,
     half the disk of float32; readers always get float32 arrays (tests/test_features.py checks that a
@@ -194,7 +153,7 @@ class FeatureStore:
         self.root = Path(root)
         self._index_path = self.root / "index.json"
         self._index: dict | None = None
-        self._mmaps: dict[tuple[str, int], np.ndarray] = {}
+        self._mmaps: dict[tuple[str, int, int], np.ndarray] = {}
         if self._index_path.exists():
             self._load_index()
 
@@ -205,6 +164,8 @@ class FeatureStore:
         except (json.JSONDecodeError, OSError) as e:
             raise FeatureStoreError(f"{self._index_path} is unreadable ({e}); delete {self.root} "
                                     "and extract again") from e
+        if idx.get("format") in OLD_FORMATS:
+            idx = _upgrade_index(idx)
         if idx.get("format") != FORMAT:
             raise FeatureStoreError(f"{self._index_path}: format {idx.get('format')!r} is not {FORMAT!r}; "
                                     f"delete {self.root} and extract again")
@@ -229,14 +190,39 @@ class FeatureStore:
                                     f"(it holds: {', '.join(keys) or 'nothing'})")
         return keys[key]
 
+    def _complete_files(self, key: str) -> set[str]:
+        """Files that hold every stored layer of ``key`` (every group lists them)."""
+        if self._index is None or key not in self._index["keys"]:
+            return set()
+        groups = self._index["keys"][key]["groups"]
+        if not groups:
+            return set()
+        return set(groups[0]["files"]).intersection(*(g["files"] for g in groups[1:]))
+
     def file_ids(self, key: str) -> list[str]:
-        return list(self._key(key)["files"])
+        """Files holding every stored layer of ``key``."""
+        done = self._complete_files(key)
+        groups = self._key(key)["groups"]
+        return [f for f in (groups[0]["files"] if groups else []) if f in done]
 
     def has(self, key: str, file_id: str) -> bool:
-        return self._index is not None and key in self._index["keys"] and file_id in self._index["keys"][key]["files"]
+        return file_id in self._complete_files(key)
 
     def num_layers(self, key: str) -> int:
+        """Layers the key has (stored or not): positions 0..num_layers-1 of the upstream's list."""
         return int(self._key(key)["num_layers"])
+
+    def stored_layers(self, key: str) -> list[int]:
+        """Positions of the key's layers on disk (sorted)."""
+        return sorted(i for g in self._key(key)["groups"] for i in g["layers"])
+
+    def model_layers(self, key: str) -> list[int]:
+        """The model layer each position is (a DUET stream's layer index, as ``-g layers:`` counts)."""
+        return [int(i) for i in self._key(key)["model_layers"]]
+
+    def stream(self, key: str) -> str | None:
+        """The DUET stream the key's layers are ("content", "other", "content+other", ...; None: unknown)."""
+        return self._key(key).get("stream")
 
     def dim(self, key: str) -> int:
         return int(self._key(key)["dim"])
@@ -250,24 +236,63 @@ class FeatureStore:
         return SAMPLE_RATE / self.downsample_rate(key)
 
     def num_frames(self, key: str, file_id: str) -> int:
-        return int(self._entry(key, file_id).length)
+        for g in self._key(key)["groups"]:
+            if file_id in g["files"]:
+                return int(g["files"][file_id][2])
+        return int(self._entry(key, 0, file_id).length)           # raises, naming the file
 
-    def _entry(self, key: str, file_id: str) -> _Entry:
-        files = self._key(key)["files"]
+    def _entry(self, key: str, group: int, file_id: str) -> _Entry:
+        groups = self._key(key)["groups"]
+        files = groups[group]["files"] if group < len(groups) else {}
         if file_id not in files:
             raise FeatureStoreError(f"no '{key}' features for file '{file_id}' in {self.root}: "
                                     "extract it (FeatureStore.extract / harness abx re-runs extraction)")
         return _Entry(*files[file_id])
 
+    def _not_stored(self, key: str, positions: list[int]) -> FeatureStoreError:
+        model = self.model_layers(key)
+        names = [model[p] for p in positions]
+        return FeatureStoreError(
+            f"layer{'s' if len(names) > 1 else ''} {layer_span(names)} of '{key}' "
+            f"{'are' if len(names) > 1 else 'is'} not stored in {self.root} (it holds layers "
+            f"{layer_span(model[p] for p in self.stored_layers(key))} of '{key}'); "
+            + EXTEND_FIX.format(key=key, layer=layer_span(names)))
+
+    def _locate(self, key: str, layer: int) -> tuple[int, int]:
+        """(group, row in that group's arrays) of a stored layer position."""
+        self.check_layer(key, layer)
+        for gi, g in enumerate(self._key(key)["groups"]):
+            if layer in g["layers"]:
+                return gi, g["layers"].index(layer)
+        raise self._not_stored(key, [layer])
+
     def check_layer(self, key: str, layer: int) -> None:
+        """``layer`` is a valid position of ``key`` and stored."""
         n = self.num_layers(key)
         if not 0 <= layer < n:
             raise FeatureStoreError(f"layer {layer} is out of range for key '{key}': valid layers are 0-{n - 1}")
+        if layer not in self.stored_layers(key):
+            raise self._not_stored(key, [layer])
 
-    def _shard(self, key: str, shard: int) -> np.ndarray:
-        k = (key, shard)
+    def layer_positions(self, key: str, spec=None) -> list[int]:
+        """Positions of the model layers ``spec`` names (``-g layers:`` numbering: "6-11", [6, 7]; None
+        or "all": every layer of the key), in that order, each checked to be stored: a layer the
+        store lacks raises FeatureStoreError naming it and the fix (never another layer instead)."""
+        self._key(key)
+        pos = self._positions(key, spec)
+        stored = set(self.stored_layers(key))
+        missing = [p for p in pos if p not in stored]
+        if missing:
+            raise self._not_stored(key, missing)
+        return pos
+
+    def _shard_path(self, key: str, group: int, shard: int) -> Path:
+        return self.root / key / (f"shard-{shard:05d}.npy" if group == 0 else f"shard-{shard:05d}-g{group}.npy")
+
+    def _shard(self, key: str, shard: int, group: int = 0) -> np.ndarray:
+        k = (key, group, shard)
         if k not in self._mmaps:
-            path = self.root / key / f"shard-{shard:05d}.npy"
+            path = self._shard_path(key, group, shard)
             if not path.exists():
                 raise FeatureStoreError(f"{path} is missing although {self._index_path} lists it; "
                                         f"delete {self.root} and extract again")
@@ -284,28 +309,40 @@ class FeatureStore:
         return a if a.dtype == np.float32 else a.astype(np.float32)
 
     def get(self, key: str, layer: int, file_id: str) -> np.ndarray:
-        """Features of one layer of one file: (T, D) float32 (a read-only memory-mapped view of a
-        float32 store; a float32 copy of a float16 one)."""
-        self.check_layer(key, layer)
-        e = self._entry(key, file_id)
-        return self._as_float32(self._shard(key, e.shard)[layer, e.offset:e.offset + e.length])
+        """Features of one layer (a position, see the module docstring) of one file: (T, D) float32 (a
+        read-only memory-mapped view of a float32 store; a float32 copy of a float16 one)."""
+        group, row = self._locate(key, layer)
+        e = self._entry(key, group, file_id)
+        return self._as_float32(self._shard(key, e.shard, group)[row, e.offset:e.offset + e.length])
+
+    def get_layers(self, key: str, layers: Iterable[int], file_id: str) -> np.ndarray:
+        """(len(layers), T, D) float32: the given positions of one file, in that order."""
+        layers = list(layers)
+        if not layers:
+            raise FeatureStoreError(f"get_layers('{key}', [], '{file_id}'): ask for at least one layer")
+        return np.stack([self.get(key, i, file_id) for i in layers])
 
     def get_all_layers(self, key: str, file_id: str) -> np.ndarray:
-        """(L, T, D) float32 for one file."""
-        e = self._entry(key, file_id)
-        return self._as_float32(self._shard(key, e.shard)[:, e.offset:e.offset + e.length])
+        """(L, T, D) float32 for one file: every stored layer (``stored_layers(key)``, in that order)."""
+        return self.get_layers(key, self.stored_layers(key), file_id)
 
     def missing(self, key: str, file_ids: Iterable[str]) -> list[str]:
-        files = self._index["keys"].get(key, {}).get("files", {}) if self._index else {}
-        return [f for f in file_ids if f not in files]
+        """Files that lack some stored layer of ``key`` (or the key)."""
+        done = self._complete_files(key)
+        return [f for f in file_ids if f not in done]
 
     # -- extraction -----------------------------------------------------------------------------
     def extract(self, upstream_name: str, ckpt: str | None, keys: Iterable[str],
                 wav_paths: Mapping[str, str | Path] | Iterable[str | Path], model_config: str | None = None,
                 batch_seconds: float = 60.0, shard_seconds: float = 1800.0, device: str | None = None,
-                upstream=None, progress: bool = True, max_gb: float | None = DEFAULT_MAX_GB) -> "FeatureStore":
-        """Run the upstream once over every file not yet stored and store every layer of ``keys``.
+                upstream=None, progress: bool = True, max_gb: float | None = DEFAULT_MAX_GB,
+                layers: Mapping[str, object] | None = None) -> "FeatureStore":
+        """Run the upstream once over every file not yet stored and store the wanted layers of ``keys``.
 
+        ``layers``: key -> the model layers to store, as ``-g layers:`` names them ("6-11", [6, 7], a
+        list of such subsets for their union, or "all"); a key not named: every layer. Layers already
+        stored are kept; layers not yet stored become a new layer group, extracted for every file of
+        ``wav_paths``; an existing group that holds some wanted layer is completed for files it lacks.
         ``upstream``: an already-built s3prl upstream module (else built by :func:`load_upstream`).
         ``max_gb``: refuse (before extracting anything) when the estimated size of what is still to
         store exceeds it; None: no limit. Returns self. Re-running with the same arguments does no work.
@@ -316,36 +353,52 @@ class FeatureStore:
 
         keys = list(keys)
         files = normalize_wav_paths(wav_paths)
+        wanted = {k: (layers or {}).get(k, "all") for k in keys}
+        unknown = sorted(set(layers or {}) - set(keys))
+        if unknown:
+            raise FeatureStoreError(f"layers= names key(s) {', '.join(unknown)} that are not among the keys "
+                                    f"to extract ({', '.join(keys)})")
         ident = upstream_identity(upstream_name, ckpt, model_config)
         if self._index is not None and not same_upstream(self._index["identity"], ident):
             raise FeatureStoreError(
                 f"the store {self.root} holds features of {self._index['identity']['upstream']} "
                 f"(ckpt {self._index['identity']['ckpt']}), not of {upstream_name} (ckpt {ckpt}) with this "
                 "model config: use another directory per upstream/checkpoint, or delete it")
-        todo = [f for f in files if any(f not in self._key_files(k) for k in keys)]
-        if not todo:
-            return self
-        missing_audio = [str(files[f]) for f in todo if not files[f].is_file()]
-        if missing_audio:
-            raise FeatureStoreError(f"{len(missing_audio)} audio file(s) not found, e.g. {missing_audio[:3]}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        if self._index is None:
-            self._index = {"format": FORMAT, "identity": ident, "keys": {}, "num_shards": 0, "dtype": self.new_dtype}
+        if self._index is not None and all(k in self._index["keys"] for k in keys):
+            new_groups, todo = self._plan(wanted, files)
+            if not any(todo.values()):
+                return self
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if upstream is None:
             upstream = load_upstream(upstream_name, ckpt, model_config)
         upstream = upstream.to(device).eval()
+        if self._index is None:
+            self._index = {"format": FORMAT, "identity": ident, "keys": {}, "num_shards": 0, "dtype": self.new_dtype}
+        probe = self._probe(upstream, upstream_name, keys, device)
+        new_groups, todo = self._plan(wanted, files)
+        need = {f for per_group in todo.values() for fs in per_group.values() for f in fs}
+        if not need:
+            return self
+        missing_audio = [str(files[f]) for f in need if not files[f].is_file()]
+        if missing_audio:
+            raise FeatureStoreError(f"{len(missing_audio)} audio file(s) not found, e.g. {missing_audio[:3]}")
 
         from upstream.expert_base import DuetUpstreamExpert
 
         with_lengths = isinstance(upstream, DuetUpstreamExpert)
-        lengths = {f: sf.info(str(files[f])).frames for f in todo}
-        self._check_size(upstream, upstream_name, keys, sum(lengths.values()) / SAMPLE_RATE, max_gb, device)
-        todo.sort(key=lambda f: lengths[f])
+        lengths = {f: sf.info(str(files[f])).frames for f in need}
+        self._check_size(upstream_name, probe, new_groups, todo, lengths, max_gb)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for k, pos in new_groups.items():
+            if pos:
+                self._index["keys"][k]["groups"].append({"layers": pos, "files": {}})
+        group_layers = {(k, gi): self._index["keys"][k]["groups"][gi]["layers"] for k in todo for gi in todo[k]}
+        todo_sets = {(k, gi): set(fs) for k in todo for gi, fs in todo[k].items()}
+        order = sorted(need, key=lambda f: lengths[f])
         batches: list[list[str]] = []
         cur: list[str] = []
-        for f in todo:
+        for f in order:
             if cur and (not with_lengths or (len(cur) + 1) * lengths[f] > batch_seconds * SAMPLE_RATE):
                 batches.append(cur)
                 cur = []
@@ -353,7 +406,7 @@ class FeatureStore:
         if cur:
             batches.append(cur)
 
-        pending: dict[str, dict[str, np.ndarray]] = {}   # file -> key -> (L, T, D)
+        pending: dict[str, dict[tuple[str, int], np.ndarray]] = {}   # file -> (key, group) -> (L_group, T, D)
         pending_samples = 0
         bar = tqdm(total=sum(lengths.values()) / SAMPLE_RATE, unit="s", desc=f"features {upstream_name}",
                    disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
@@ -372,25 +425,20 @@ class FeatureStore:
                 else:
                     out, valid = upstream(wavs), {}
                 for key in keys:
-                    if key not in out:
-                        raise FeatureStoreError(f"upstream {upstream_name} has no feature key '{key}' "
-                                                f"(it returns: {', '.join(k for k in out if not k.startswith('_'))})")
-                    val = out[key]
-                    layers = list(val) if isinstance(val, (list, tuple)) else [val]
-                    stacked = torch.stack([h.float() for h in layers], 0)   # (L, B, T, D)
-                    if stacked.dim() != 4:
-                        raise FeatureStoreError(f"key '{key}' of {upstream_name} is not a list of (B, T, D)")
+                    stacked = self._stack(out, key, upstream_name)        # (L, B, T, D)
+                    self._note_key(key, upstream, stacked.shape[0], stacked.shape[3])
                     t_pad = stacked.shape[2]
                     arr = stacked.cpu().numpy()
-                    for b, f in enumerate(batch):
-                        if f in self._key_files(key):
-                            continue
-                        n = int(valid[key][b]) if key in valid else t_pad      # one file per forward: all of it
-                        if not 0 <= n <= t_pad:
-                            raise FeatureStoreError(f"{upstream_name} key '{key}': {n} valid frames of {t_pad} "
-                                                    f"for {files[f]}")
-                        pending.setdefault(f, {})[key] = np.ascontiguousarray(arr[:, b, :n])
-                    self._note_key(key, upstream, len(layers), stacked.shape[3])
+                    for gi in todo.get(key, {}):
+                        rows = group_layers[(key, gi)]
+                        for b, f in enumerate(batch):
+                            if f not in todo_sets[(key, gi)]:
+                                continue
+                            n = int(valid[key][b]) if key in valid else t_pad      # one file per forward: all of it
+                            if not 0 <= n <= t_pad:
+                                raise FeatureStoreError(f"{upstream_name} key '{key}': {n} valid frames of {t_pad} "
+                                                        f"for {files[f]}")
+                            pending.setdefault(f, {})[(key, gi)] = np.ascontiguousarray(arr[rows, b, :n])
                 pending_samples += sum(len(w) for w in wavs)
                 bar.update(sum(len(w) for w in wavs) / SAMPLE_RATE)
                 if pending_samples >= shard_seconds * SAMPLE_RATE:
@@ -401,65 +449,145 @@ class FeatureStore:
         bar.close()
         return self
 
-    def _check_size(self, upstream, name: str, keys: list[str], seconds: float, max_gb: float | None,
-                    device: str) -> None:
-        """Estimate the disk the new features need from one 1-s forward; refuse above ``max_gb``."""
+    @staticmethod
+    def _stack(out: dict, key: str, name: str):
+        import torch
+
+        if key not in out:
+            raise FeatureStoreError(f"upstream {name} has no feature key '{key}' "
+                                    f"(it returns: {', '.join(k for k in out if not str(k).startswith('_'))})")
+        val = out[key]
+        layers = list(val) if isinstance(val, (list, tuple)) else [val]
+        stacked = torch.stack([h.float() for h in layers], 0)   # (L, B, T, D)
+        if stacked.dim() != 4:
+            raise FeatureStoreError(f"key '{key}' of {name} is not a list of (B, T, D)")
+        return stacked
+
+    def _probe(self, upstream, name: str, keys: list[str], device: str) -> dict[str, tuple[int, float]]:
+        """One forward on 1 s of silence: each key's layers, width and rate recorded in the index
+        (checked against what the store has); returns key -> (dims, frames per second)."""
         import torch
 
         with torch.no_grad():
             out = upstream([torch.zeros(SAMPLE_RATE, device=device)])
         probe = {}
         for k in keys:
-            layers = out.get(k)
-            if layers is None:
-                continue                       # reported precisely by the extraction loop
-            layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
-            probe[k] = (len(layers), int(layers[0].shape[-1]), SAMPLE_RATE / int(upstream.get_downsample_rates(k)))
-        need = estimate_bytes(probe, seconds, self.dtype)
+            stacked = self._stack(out, k, name)
+            self._note_key(k, upstream, stacked.shape[0], stacked.shape[3])
+            probe[k] = (int(stacked.shape[3]), SAMPLE_RATE / int(upstream.get_downsample_rates(k)))
+        return probe
+
+    def _plan(self, wanted: dict[str, object], files: dict[str, Path]
+              ) -> tuple[dict[str, list[int]], dict[str, dict[int, list[str]]]]:
+        """What an extraction must do, from the index: per key, the positions of wanted layers not
+        stored yet (a new group, index len(groups)), and per group that holds (or will hold) some
+        wanted layer, the files of ``files`` it lacks."""
+        new_groups: dict[str, list[int]] = {}
+        todo: dict[str, dict[int, list[str]]] = {}
+        for key, spec in wanted.items():
+            info = self._index["keys"][key]
+            specs = spec if isinstance(spec, (list, tuple)) and all(isinstance(s, str) for s in spec) else [spec]
+            if not specs:
+                raise FeatureStoreError(f"layers for '{key}': an empty list; name a subset such as \"6-11\" or \"all\"")
+            need: set[int] = set()
+            for s in specs:
+                need |= set(self._positions(key, s))
+            stored = {i for g in info["groups"] for i in g["layers"]}
+            new = sorted(need - stored) if files else []
+            groups = [g["layers"] for g in info["groups"]] + ([new] if new else [])
+            new_groups[key] = new
+            for gi, g_layers in enumerate(groups):
+                if need & set(g_layers):
+                    have = info["groups"][gi]["files"] if gi < len(info["groups"]) else {}
+                    missing = [f for f in files if f not in have]
+                    if missing:
+                        todo.setdefault(key, {})[gi] = missing
+        return new_groups, todo
+
+    def _positions(self, key: str, spec) -> list[int]:
+        """Positions of the model layers ``spec`` names (without checking they are stored)."""
+        info = self._index["keys"][key]
+        if spec is None or (isinstance(spec, str) and spec.strip() == "all"):
+            return list(range(int(info["num_layers"])))
+        try:
+            wanted = parse_layers(spec, int(info["stream_layers"]), key)
+        except LayerRangeError as e:
+            raise FeatureStoreError(f"{e} (store {self.root})") from e
+        model = [int(i) for i in info["model_layers"]]
+        odd = [m for m in wanted if m not in model]
+        if odd:
+            raise FeatureStoreError(f"layer {layer_span(odd)} of '{key}' is not one of the key's layers "
+                                    f"({layer_span(model)}: the layers of one width the upstream returns under "
+                                    f"'{key}'); name it as its own key in the model config to cache it")
+        return [model.index(m) for m in wanted]
+
+    def _check_size(self, name: str, probe: dict[str, tuple[int, float]], new_groups: dict[str, list[int]],
+                    todo: dict[str, dict[int, list[str]]], lengths: dict[str, int], max_gb: float | None) -> None:
+        """Estimate the disk the new features need (only the layers to be stored); refuse above ``max_gb``."""
+        parts, what = [], []
+        for key, per_group in todo.items():
+            groups = self._index["keys"][key]["groups"]
+            for gi, fs in per_group.items():
+                rows = groups[gi]["layers"] if gi < len(groups) else new_groups[key]
+                dims, fps = probe[key]
+                parts.append((len(rows), dims, fps, sum(lengths[f] for f in fs) / SAMPLE_RATE))
+            stored = sorted({i for gi in per_group
+                             for i in (groups[gi]["layers"] if gi < len(groups) else new_groups[key])})
+            what.append(f"'{key}' layers {layer_span(stored)} of {self._index['keys'][key]['num_layers']}")
+        need = estimate_bytes(parts, self.dtype)
         self.estimated_gb = need / 1e9
+        seconds = sum(lengths.values())
         if max_gb is not None and need > max_gb * 1e9:
             raise FeatureStoreError(
-                f"caching every layer of {', '.join(keys)} of {name} for {seconds / 3600:.1f} h of audio needs about "
+                f"caching {'; '.join(what)} of {name} for {seconds / SAMPLE_RATE / 3600:.1f} h of audio needs about "
                 f"{need / 1e9:.1f} GB ({self.dtype}) in {self.root}, above the {max_gb:g} GB limit: raise it with "
-                f"--cache-max-gb {int(need / 1e9) + 1}, choose fewer --features / a smaller corpus, or run without "
-                f"the cache (--no-cache)")
-
-    def _key_files(self, key: str) -> dict:
-        if self._index is None or key not in self._index["keys"]:
-            return {}
-        return self._index["keys"][key]["files"]
+                f"--cache-max-gb {int(need / 1e9) + 1}, choose fewer --features / --layers / a smaller corpus, or "
+                f"run without the cache (--no-cache)")
 
     def _note_key(self, key: str, upstream, num_layers: int, dim: int) -> None:
         keys = self._index["keys"]
         if key not in keys:
+            model, stream_layers, stream = list(range(num_layers)), num_layers, None
+            from upstream.expert_base import DuetUpstreamExpert
+
+            if isinstance(upstream, DuetUpstreamExpert):                # which layers of which stream the key is
+                stream, model = upstream.key_layers(key)
+                stream_layers = int(getattr(upstream, "num_layers", {}).get(stream, len(model)))
             keys[key] = {"num_layers": num_layers, "dim": dim,
-                         "downsample_rate": int(upstream.get_downsample_rates(key)), "files": {}}
+                         "downsample_rate": int(upstream.get_downsample_rates(key)),
+                         "model_layers": [int(i) for i in model], "stream_layers": stream_layers, "stream": stream,
+                         "groups": []}
         elif (keys[key]["num_layers"], keys[key]["dim"]) != (num_layers, dim):
             raise FeatureStoreError(f"key '{key}': {num_layers} layers x {dim} dims now, but the store {self.root} "
                                     f"has {keys[key]['num_layers']} x {keys[key]['dim']}; delete it and extract again")
 
-    def _flush(self, pending: dict[str, dict[str, np.ndarray]]) -> None:
+    def _flush(self, pending: dict[str, dict[tuple[str, int], np.ndarray]]) -> None:
         shard = self._index["num_shards"]
-        by_key: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for f, per_key in pending.items():
-            for key, arr in per_key.items():
-                by_key.setdefault(key, []).append((f, arr))
-        for key, items in by_key.items():
+        by_group: dict[tuple[str, int], list[tuple[str, np.ndarray]]] = {}
+        for f, per_group in pending.items():
+            for kg, arr in per_group.items():
+                by_group.setdefault(kg, []).append((f, arr))
+        for (key, gi), items in by_group.items():
             (self.root / key).mkdir(parents=True, exist_ok=True)
             bad = [f for f, a in items if not np.isfinite(a).all()]
             if bad:
                 raise FeatureStoreError(f"key '{key}' is NaN/Inf for {len(bad)} file(s): {bad[:5]}; check that audio "
                                         f"(harness.preflight) and the model; nothing of this shard was stored")
+            for f, a in items:
+                n = next((g["files"][f][2] for g in self._index["keys"][key]["groups"] if f in g["files"]), None)
+                if n is not None and n != a.shape[1]:
+                    raise FeatureStoreError(f"key '{key}': {a.shape[1]} frames for '{f}' now, {n} in {self.root}; "
+                                            f"the upstream changed: delete the store and extract again")
             stored = np.concatenate([a for _, a in items], axis=1).astype(self.dtype, copy=False)
             if not np.isfinite(stored).all():
                 raise FeatureStoreError(f"key '{key}' has values beyond {self.dtype}'s range (largest |x| "
                                         f"{max(float(np.abs(a).max()) for _, a in items):.3g}); make the store with "
                                         f"dtype='float32' (harness run --cache-dtype float32)")
-            atomic_save_npy(self.root / key / f"shard-{shard:05d}.npy", stored)
-        for key, items in by_key.items():
+            atomic_save_npy(self._shard_path(key, gi, shard), stored)
+        for (key, gi), items in by_group.items():
             off = 0
             for f, a in items:
-                self._index["keys"][key]["files"][f] = [shard, off, int(a.shape[1])]
+                self._index["keys"][key]["groups"][gi]["files"][f] = [shard, off, int(a.shape[1])]
                 off += int(a.shape[1])
         self._index["num_shards"] = shard + 1
         atomic_write_json(self._index_path, self._index, sort_keys=False)

@@ -3,6 +3,16 @@ a key the upstream does not return; for DUET experts it must refuse (a KeyError 
 keys), or a typo would evaluate the wrong stream. A patch of s3prl, so it lives in the compat layer."""
 from __future__ import annotations
 
+# upstream classes besides DUET's experts whose ``check_key(key)`` the guard calls (the feature cache's
+# `duet_cached` expert registers itself here: harness.features.cache.register)
+GUARDED: list[type] = []
+
+
+def guard_upstream_class(cls: type) -> None:
+    """Have the Featurizer guard also call ``cls.check_key(feature_selection)`` (idempotent)."""
+    if cls not in GUARDED:
+        GUARDED.append(cls)
+
 
 def install_featurizer_guard() -> None:
     """Make s3prl's Featurizer refuse an unknown ``-s`` key for DUET experts (KeyError listing the
@@ -19,7 +29,7 @@ def install_featurizer_guard() -> None:
 
     def __init__(self, upstream, feature_selection="hidden_states", *args, **kwargs):
         inner = getattr(upstream, "module", upstream)  # DDP-wrapped
-        if isinstance(inner, DuetUpstreamExpert):
+        if isinstance(inner, (DuetUpstreamExpert, *GUARDED)):
             inner.check_key(feature_selection)
         original(self, upstream, feature_selection, *args, **kwargs)
 

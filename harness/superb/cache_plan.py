@@ -1,5 +1,6 @@
 """Which feature stores a sweep needs: one per (DUET upstream, checkpoint, corpus), holding every
-file the sweep's cells read, built (or reused) before the first cell runs."""
+file the sweep's cells read and, per key, the union of the layers they read (a store extends itself
+when a later sweep reads more), built (or reused) before the first cell runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,9 +22,10 @@ def prepare_cache(cells, data, cache_dir: Path, device: str = "cpu", max_gb: flo
     out = {}
     for (upstream, ckpt, h), group in groups.items():
         keys = sorted({c.feature for c in group})
+        layers = {k: sorted({c.layers for c in group if c.feature == k}) for k in keys}   # only what cells read
         audio = sorted({p for c in group for p in taskview.audio_files(c.task, data)})
         spec = build_store(store_root(Path(cache_dir).resolve(), upstream, h, data.corpus_id), upstream, ckpt, keys,
-                           audio, device, max_gb=max_gb, dtype=dtype)
+                           audio, device, max_gb=max_gb, dtype=dtype, layers=layers)
         for c in group:
             out[c.id] = spec
     return out

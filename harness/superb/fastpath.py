@@ -456,10 +456,14 @@ def run_fast_cell(plan: FastPlan, progress=None):
 
 
 def _layer_selection(source: FeatureSource, pooled: PooledFeatures) -> list[int] | None:
-    if not source.store or source.layers == "all":
+    """Rows of the pooled sums that the cell's layers are (None: all rows): the store maps the cell's
+    `-g layers` subset (model layers; "all": every layer of the key) to stored positions and refuses a
+    layer it does not hold, naming it and the fix."""
+    if not source.store:
         return None
-    from upstream.facts import parse_layers
-    return parse_layers(source.layers, pooled.sums.shape[1], source.key)
+    from harness.features.store import FeatureStore
+    rows = pooled.rows(FeatureStore(source.store).layer_positions(source.key, source.layers))
+    return None if rows == list(range(pooled.sums.shape[1])) else rows
 
 
 def plan_for_cell(cell, cell_plan, cache_spec: Path | None, pooled_dir: Path | None) -> FastPlan:

@@ -132,15 +132,16 @@ class FeatureSource:
     upstream: str
     key: str
     ckpt: str | None = None
-    model_config: str | None = None     # -g file (live upstream only; a store holds every layer)
+    model_config: str | None = None     # -g file (live upstream only; a store holds the layers cells read)
     store: str | None = None
-    layers: str = "all"                 # subset of the store's layers (s3prl sees only those)
+    layers: str = "all"                 # the cell's -g layers subset of the key (s3prl sees only those)
     cache_spec: str | None = None       # the duet_cached spec s3prl's runner would read (its -k)
 
     def ident(self) -> str:
         if self.store:
             from harness.features.store import FeatureStore
-            ident = FeatureStore(self.store).identity
+            store = FeatureStore(self.store)
+            ident = dict(store.identity, stored_layers=store.stored_layers(self.key))   # a store extended later re-pools
         else:
             from harness.features.store import upstream_identity
             ident = upstream_identity(self.upstream, self.ckpt, self.model_config)
@@ -157,6 +158,17 @@ class PooledFeatures:
     frames: np.ndarray          # (N,) int64
     expected: np.ndarray        # (N,) int64
     rate: int
+    layers: list[int] | None = None    # the store's layer position of each of the L rows (None: no store)
+
+    def rows(self, positions: list[int]) -> list[int]:
+        """Rows of ``sums`` holding the given store layer positions."""
+        if self.layers is None:
+            return list(positions)
+        missing = [p for p in positions if p not in self.layers]
+        if missing:
+            raise FastPathError(f"pooled features hold store layers {self.layers}, not {missing}: delete the "
+                                f"pooled cache file and rerun")
+        return [self.layers.index(p) for p in positions]
 
     def take(self, paths: list[str], layers: list[int] | None = None):
         try:
@@ -186,8 +198,9 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
             if str(z["format"]) == POOLED_FORMAT and str(z["ident"]) == source.ident() and bool(z["normalize"]) == normalize:
                 have = [str(p) for p in z["paths"]]
                 if set(want) <= set(have):
+                    layers = [int(i) for i in z["layers"]] if "layers" in z.files else None
                     return PooledFeatures({p: i for i, p in enumerate(have)}, z["sums"], z["frames"], z["expected"],
-                                          int(z["rate"]))
+                                          int(z["rate"]), layers)
     if source.store:
         from harness.features.store import FeatureStore
         store = FeatureStore(source.store)
@@ -199,6 +212,7 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
                 for q in paths:
                     by_path.setdefault(str(Path(q).resolve()), fid)
         rate = store.downsample_rate(source.key)
+        layers = store.stored_layers(source.key)          # every stored layer, once for all the cells
 
         def frames_of(path: str) -> np.ndarray:
             if path not in by_path:
@@ -209,6 +223,7 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
         from harness.features.store import load_upstream
         up = load_upstream(source.upstream, source.ckpt, source.model_config).eval()
         rate = int(up.get_downsample_rates(source.key))
+        layers = None
 
         def frames_of(path: str) -> np.ndarray:
             with torch.no_grad():
@@ -230,12 +245,13 @@ def pool_features(source: FeatureSource, paths: list[str], cache: Path | None = 
         frames.append(h.shape[1])
         expected.append(n)
     pooled = PooledFeatures({p: i for i, p in enumerate(want)}, np.stack(sums), np.asarray(frames, np.int64),
-                            np.asarray(expected, np.int64), rate)
+                            np.asarray(expected, np.int64), rate, layers)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        extra = {} if layers is None else {"layers": np.asarray(layers, np.int64)}
         with atomic_open(cache, fsync=False) as f:
             np.savez(f, format=POOLED_FORMAT, ident=source.ident(), normalize=normalize, paths=np.asarray(want),
-                     sums=pooled.sums, frames=pooled.frames, expected=pooled.expected, rate=rate)
+                     sums=pooled.sums, frames=pooled.frames, expected=pooled.expected, rate=rate, **extra)
     return pooled
 
 
