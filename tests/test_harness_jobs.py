@@ -83,3 +83,39 @@ def test_dry_run_accepts_jobs(tiny_corpus, tmp_path, jobs, capsys):
     assert _run(tiny_corpus, tmp_path, "x", "--tasks", "sid", "--upstreams", "fbank", "--jobs", str(jobs),
                 "--dry-run") == 0
     assert "todo" in capsys.readouterr().out
+
+
+def test_sigterm_with_two_cells_running_kills_both_children_and_leaves_no_row(tiny_corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    res = tmp_path / "res"
+    args = ["run", "--tasks", "pr,asr", "--upstreams", "fbank", "--corpus", tiny_corpus, "--steps", "500",
+            "--results", res, "--name", "t", "--device", "cpu", "--jobs", "2"]
+    err = tmp_path / "err.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, args)], env=cli_env(), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=err.open("w"))
+    try:
+        deadline = time.time() + 400
+        logs = []
+        while len(logs) < 2:                     # both s3prl children are training
+            assert proc.poll() is None and time.time() < deadline, err.read_text()[-2000:]
+            time.sleep(0.3)
+            logs = [q for q in (res / "t" / "runs").glob("*/cell.log")
+                    if "[harness-cell] train" in q.read_text(errors="replace")]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in err.read_text()
+    sizes = {q: q.stat().st_size for q in logs}
+    time.sleep(2)
+    assert {q: q.stat().st_size for q in logs} == sizes                  # both children died with it
+    assert not list(res.rglob("cells/*.json")) and not list(res.rglob("*.tmp"))   # no row, no half file
+    for q in logs:
+        assert "[harness-cell] done" not in q.read_text(errors="replace")
