@@ -119,3 +119,22 @@ def test_sigterm_with_two_cells_running_kills_both_children_and_leaves_no_row(ti
     assert not list(res.rglob("cells/*.json")) and not list(res.rglob("*.tmp"))   # no row, no half file
     for q in logs:
         assert "[harness-cell] done" not in q.read_text(errors="replace")
+
+
+
+def test_long_cells_start_first(tiny_corpus, tmp_path):
+    """ASR, then PR (through s3prl's runner), then SID/ER (fast path); the same without the fast path."""
+    from harness.superb.execute import SweepExecutor
+    from harness.superb.results import ResultStore, RunContext
+
+    data = sw.resolve_corpus(str(tiny_corpus), tmp_path, make=False)
+    sweep = sw.build_sweep(["sid", "er", "pr", "asr"], ["fbank"], [], None, None, data, None, folds=None)
+    ctx = RunContext(corpus="tiny", corpus_path=str(tiny_corpus), device="cpu", machine="m", git_commit="c",
+                     command="x", layout=data.layout)
+
+    def order(fast: bool) -> list[str]:
+        ex = SweepExecutor(sweep, ResultStore(tmp_path, "x"), ctx, {}, None, fast=fast)
+        return [c.task for c in sorted(sweep.cells, key=ex.expected_cost, reverse=True)]
+
+    assert order(True)[:2] == ["asr", "pr"] and sorted(order(True)[2:]) == ["er", "sid"]
+    assert order(False)[:2] == ["asr", "pr"]
