@@ -16,10 +16,16 @@ rate, channels, length, finiteness; cached by size and mtime); a problem stops t
 2 and a list of the files and their fixes (--no-preflight skips the check, at your own risk).
 A feature cache that cannot be built is an error naming the cause (exit 2; what was extracted is
 kept for the next run); --no-cache runs the upstream at every step instead.
+
+--jobs N (default 2, at most the number of CPUs) runs N things at once: the feature stores of
+different upstreams/checkpoints build side by side, and cells run side by side, each waiting only
+for its own store (long s3prl cells start first, fast SID/ER cells fill the gaps). The rows are the
+same as with --jobs 1, which runs everything one after another.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -76,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "layers the cells read (--layers), as float16 (default 50)")
     p.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16",
                    help="how a new feature store keeps its features (reads are float32 either way; default float16)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run up to N feature-store builds and cells at once (default 2, capped at the CPU count; "
+                        "1 = one after another); the rows do not depend on it")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells, train nothing")
     p.add_argument("--no-preflight", action="store_true",
                    help="skip the pre-flight audio check (bad audio then fails mid-run or gives a wrong result)")
@@ -119,6 +128,9 @@ def _run(args: argparse.Namespace) -> int:
         tasks = sw.resolve_tasks(sw.split_list(args.tasks))
         upstreams = sw.resolve_upstreams(sw.split_list(args.upstreams))
         sw.check_steps(args.steps)
+        jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
+        if jobs < 1:
+            raise sw.SweepError(f"--jobs {args.jobs}: must be 1 or more (1 runs everything one after another)")
         if not args.cache_max_gb > 0:
             raise sw.SweepError(f"--cache-max-gb {args.cache_max_gb}: must be a number > 0")
         sw.check_folds(args.folds, tasks)
@@ -167,9 +179,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {'done' if store.has(c.id) else 'todo'}  {c.id}")
         return 0
 
-    cache_specs = {}
-    if args.cache and todo:
-        from harness.superb.cache_plan import prepare_cache
+    def cache_error(e: BaseException, where=args.cache_dir) -> int:
+        print(f"harness run: error: the feature cache under {where} could not be built "
+              f"({type(e).__name__}: {e}). What was extracted is kept and the next run continues from it; "
+              f"fix the cause, or pass --no-cache to run the upstream at every step", file=sys.stderr)
+        return 2
+
+    from harness.superb.cache_plan import StoreBuildError, plan_stores, prepare_cache
+    cache_specs, stores = {}, []
+    if args.cache and todo and jobs > 1:            # built beside the cells by run_concurrent
+        stores = plan_stores(todo, data, Path(args.cache_dir))
+    elif args.cache and todo:
         try:
             cache_specs = prepare_cache(todo, data, Path(args.cache_dir), device=device, max_gb=args.cache_max_gb,
                                         dtype=args.cache_dtype)
@@ -178,17 +198,14 @@ def _run(args: argparse.Namespace) -> int:
                   "and the next run continues", file=sys.stderr)
             return 130
         except Exception as e:  # noqa: BLE001 - never fall back silently: name the cause, keep the partial store
-            print(f"harness run: error: the feature cache under {args.cache_dir} could not be built "
-                  f"({type(e).__name__}: {e}). What was extracted is kept and the next run continues from it; "
-                  f"fix the cause, or pass --no-cache to run the upstream at every step", file=sys.stderr)
-            return 2
+            return cache_error(e)
 
     ctx = RunContext(corpus=data.name, corpus_path=str(data.root), device=device, machine=machine(device),
                      git_commit=git_commit(), command=command, layout=data.layout)
     overall = tqdm(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True)
 
-    def make_bar(desc: str, total: int):
-        return tqdm(total=total, desc=desc, unit="step", position=1, leave=False, dynamic_ncols=True)
+    def make_bar(desc: str, total: int, position: int = 1):
+        return tqdm(total=total, desc=desc, unit="step", position=position, leave=False, dynamic_ncols=True)
 
     def on_report(r: CellReport) -> None:
         label = {"ok": "ok  ", "n/a": "n/a ", "failed": "FAIL", "wait": "wait", "done": "done"}[r.status]
@@ -199,11 +216,20 @@ def _run(args: argparse.Namespace) -> int:
     executor = SweepExecutor(sweep, store, ctx, cache_specs, args.folds, force=args.force, make_bar=make_bar,
                              fast=args.fast, pooled_dir=Path(args.cache_dir) / "pooled")
     try:
-        reports = executor.run(todo, on_report)
+        if jobs == 1:
+            reports = executor.run(todo, on_report)
+        else:
+            reports = executor.run_concurrent(todo, on_report, jobs=jobs, stores=stores, say=tqdm.write,
+                                              build=dict(device=device, max_gb=args.cache_max_gb,
+                                                         dtype=args.cache_dtype))
     except KeyboardInterrupt:
         overall.close()
-        print("\nharness run: interrupted; finished cells are kept, the interrupted one will be redone", file=sys.stderr)
+        print("\nharness run: interrupted; finished cells are kept, the interrupted one will be redone"
+              + (" (and a feature store from what was extracted)" if jobs > 1 else ""), file=sys.stderr)
         return 130
+    except StoreBuildError as e:
+        overall.close()
+        return cache_error(e.cause, e.job.root)
     overall.close()
 
     df = store.frame()

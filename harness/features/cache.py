@@ -61,7 +61,7 @@ def store_root(cache_dir: Path, upstream: str, ckpt_hash: str, corpus_id: str) -
 
 def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], audio: list[Path],
                 device: str = "cpu", max_gb: float | None = None, dtype: str = "float16",
-                layers: dict[str, object] | None = None) -> Path:
+                layers: dict[str, object] | None = None, progress: bool = True) -> Path:
     """Extract the layers of `keys` the cells use (``layers``: key -> a `-g layers:` subset such as
     "6-11", or a list of them for their union; a key not named: every layer) for `audio` into `root`
     (resumable; a store missing some wanted layer extracts just those, see FeatureStore.extract) and
@@ -71,7 +71,8 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
     the first path seen names the features for good, and any later path with the same samples (a
     hard link, e.g. the generated corpus's VoxCeleb1 and IEMOCAP views of one LibriSpeech file) is
     recorded as an alias, never re-extracted. The index is written before extraction starts, so a
-    killed build re-hashes nothing and re-extracts only the shard that was in progress."""
+    killed build re-hashes nothing and re-extracts only the shard that was in progress.
+    ``progress=False``: no bars (a build running beside others, whose bars would interleave)."""
     from tqdm import tqdm
 
     from harness.features.store import FeatureStore
@@ -85,7 +86,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
         index: dict[str, list[str]] = json.loads(index_path.read_text()) if index_path.is_file() else {}
         known = {p for v in index.values() for p in v[1:]}
         new = [p for p in audio if str(p) not in known]
-        for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=len(new) < 50):
+        for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=not progress or len(new) < 50):
             entry = index.setdefault(wav_hash(read_wav(p)), [str(p)])
             if str(p) not in entry[1:]:
                 entry.append(str(p))
@@ -93,7 +94,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
             atomic_write_text(index_path, json.dumps(index))
         files = {v[0]: next((q for q in v[1:] if Path(q).is_file()), v[1]) for v in index.values()}
         store = FeatureStore(root / "store", dtype=dtype)
-        store.extract(upstream, ckpt, keys, files, device=device, max_gb=max_gb, layers=layers)
+        store.extract(upstream, ckpt, keys, files, device=device, max_gb=max_gb, layers=layers, progress=progress)
         spec = {"format": SPEC_FORMAT, "upstream": upstream, "ckpt": ckpt, "store": str((root / "store").resolve()),
                 "index": str(index_path.resolve()), "keys": sorted(set(keys) | set(store.keys()))}
         spec_path = root / "spec.json"

@@ -87,10 +87,11 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGKIL
 
 
 def stream_subprocess(cmd: list[str], log: Path, env: dict, on_progress=None, cwd: Path | None = None,
-                      progress_file: Path | None = None) -> int:
+                      progress_file: Path | None = None, stop=None) -> int:
     """Run `cmd`, appending stdout+stderr to `log`; while it runs, call on_progress(step, total) as
     the child's ``progress_file`` (see harness.s3prl.progress) moves. Returns the exit code. The child
-    runs in its own process group and is killed with it if we are interrupted."""
+    runs in its own process group and is killed with it if we are interrupted, or when ``stop`` (a
+    threading.Event, for a caller running this in a thread) is set: then KeyboardInterrupt is raised."""
     from harness.s3prl.progress import read_progress
 
     with open(log, "ab") as logf:
@@ -106,6 +107,8 @@ def stream_subprocess(cmd: list[str], log: Path, env: dict, on_progress=None, cw
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt("stopped")
                 if on_progress is not None and progress_file is not None:
                     state = read_progress(progress_file)
                     if state and state.get("total"):
@@ -150,9 +153,9 @@ class CellOutcome:
     extra: dict = field(default_factory=dict)   # second metrics, mean over runs (asr: {"cer": x})
 
 
-def run_cell(plan: CellPlan, pbar=None) -> CellOutcome:
+def run_cell(plan: CellPlan, pbar=None, stop=None) -> CellOutcome:
     """Train + test in one subprocess (harness.superb.cell_main running the repo's run_downstream.py),
-    which reports back through its result.json."""
+    which reports back through its result.json. ``stop``: see :func:`stream_subprocess`."""
     import json
 
     import yaml
@@ -184,7 +187,8 @@ def run_cell(plan: CellPlan, pbar=None) -> CellOutcome:
                  "test_extra": ["--device", plan.device]}
     (plan.run_dir / "plan.json").write_text(json.dumps(cell_plan, indent=1))
     cmd = [sys.executable, "-m", "harness.superb.cell_main", str(plan.run_dir / "plan.json")]
-    rc = stream_subprocess(cmd, plan.log, env, progress, progress_file=plan.run_dir / "progress.json")
+    rc = stream_subprocess(cmd, plan.log, env, progress, progress_file=plan.run_dir / "progress.json",
+                           stop=stop)
     result = read_result(plan.run_dir / "result.json")
     if result is None:
         raise CellFailed(f"the cell process ended without a result (exit {rc})", plan.log)
