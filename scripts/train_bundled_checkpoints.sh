@@ -1,8 +1,10 @@
 #!/bin/bash
 # The exact commands that trained the bundled checkpoints and measured their model cards' numbers
-# (CPU, 2 cores; see each checkpoints/*/MODEL_CARD.md). About 45 min of training (measured with the
-# recipes before the method fixes; not re-measured with these) and 60 min of
-# downstream runs on an otherwise idle 2-core machine.
+# (CPU, 2 cores; see each checkpoints/*/MODEL_CARD.md). Measured 2026-12-02 (commit 1cba629's recipes):
+# hubert-compact beside barlow-twins-compact, then learn2diss-compact beside jooci-compact, one thread
+# each, while other jobs shared the 2 cores (load 4-8): about 70 min of wall time in all; each card
+# has its own training minutes. The cards' SUPERB-mini numbers come from the README's main command
+# (results/superb_small_main.csv) and their scorecard from `harness scorecard` (results/scorecard_small.csv).
 #   bash scripts/train_bundled_checkpoints.sh            # train, bundle, evaluate, write the cards
 # Jobs run two at a time with one thread each (on 2 cores that beats one job with two threads).
 # Recipes as of the method-fidelity fixes (compact = log-mel front-end + pre-LN; hubert-compact's
@@ -20,10 +22,10 @@ pre() { $PY -m harness.cli pretrain --corpus "$CORPUS" --no-progress "$@"; }
 
 # 1. hubert-compact (the backbone / initialisation of the next two) beside barlow-twins-compact
 pre --recipe hubert-compact --out runs/hubert-compact data.crop_s=2.0 data.batch_size=8 kmeans_frames=100000 \
-  k_mfcc=50 k_layer=100 iter1.steps=1000 iter1.lr=1e-3 iter1.warmup_steps=80 iter1.ckpt_every=100 \
-  iter2.steps=500 iter2.lr=5e-4 iter2.warmup_steps=40 iter2.ckpt_every=100 speaker_perturb.prob=0.8 &
+  k_mfcc=50 k_layer=100 iter1.steps=700 iter1.lr=1e-3 iter1.warmup_steps=60 iter1.ckpt_every=100 \
+  iter2.steps=400 iter2.lr=5e-4 iter2.warmup_steps=40 iter2.ckpt_every=100 speaker_perturb.prob=0.8 &
 pre --recipe barlow-twins-compact --out runs/barlow-twins-compact data.crop_s=2.0 data.batch_size=8 \
-  utt_rows=segments train.steps=400 train.lr=1e-3 train.warmup_steps=40 train.ckpt_every=50 &
+  utt_rows=segments train.steps=800 train.lr=1e-3 train.warmup_steps=40 train.ckpt_every=50 &
 wait
 $PY scripts/bundle_checkpoint.py hubert-compact barlow-twins-compact \
   --budget-note "Two training jobs shared the 2 cores, one thread each (hubert-compact beside barlow-twins-compact)."
@@ -31,22 +33,20 @@ $PY scripts/bundle_checkpoint.py hubert-compact barlow-twins-compact \
 # 2. learn2diss-compact (frozen hubert-compact backbone) beside jooci-compact (initialised from it)
 pre --recipe learn2diss-compact --out runs/learn2diss-compact backbone_ckpt=checkpoints/hubert-compact \
   data.crop_s=2.0 data.batch_size=8 k_frame=100 q_utt=50 kmeans_frames=100000 \
-  stage1.steps=400 stage1.lr=5e-4 stage1.warmup_steps=40 stage1.ckpt_every=100 \
-  stage2.steps=200 stage2.lr=2e-4 stage2.warmup_steps=20 stage2.ckpt_every=100 stage2.aux_steps=5 \
+  stage1.steps=300 stage1.lr=5e-4 stage1.warmup_steps=30 stage1.ckpt_every=100 \
+  stage2.steps=150 stage2.lr=2e-4 stage2.warmup_steps=15 stage2.ckpt_every=50 stage2.aux_steps=5 \
   club_weight=0.01 data.disjoint_views=true &
 pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert-compact teacher=resemblyzer \
   data.crop_s=2.0 data.batch_size=8 k=100 kmeans_frames=100000 \
-  teacher_whiten=true stage1.steps=300 stage1.lr=5e-4 stage1.warmup_steps=30 stage1.ckpt_every=100 \
-  stage2.steps=300 stage2.lr=1e-4 stage2.warmup_steps=30 stage2.ckpt_every=100 &
+  teacher_whiten=true stage1.steps=250 stage1.lr=5e-4 stage1.warmup_steps=25 stage1.ckpt_every=50 \
+  stage2.steps=250 stage2.lr=1e-4 stage2.warmup_steps=25 stage2.ckpt_every=50 &
 wait
 $PY scripts/bundle_checkpoint.py learn2diss-compact jooci-compact \
   --budget-note "Two training jobs shared the 2 cores, one thread each (learn2diss-compact beside jooci-compact)."
 
-# 3. SID and PR of every stream through s3prl's run_downstream.py (mini configs, test split), then the cards
-run() { $PY -m harness.cli run --tasks sid,pr --corpus "$CORPUS" --name models_small --device cpu "$@"; }
-run --upstreams barlow_twins --ckpt barlow_twins=checkpoints/barlow-twins-compact --features content,other
-run --upstreams hubert_compact --ckpt hubert_compact=checkpoints/hubert-compact --features hidden_states
-run --upstreams learn2diss --ckpt learn2diss=checkpoints/learn2diss-compact --features content,other
-run --upstreams jooci --ckpt jooci=checkpoints/jooci-compact --features content,other
+# 3. The cards' numbers: the README's main command (SID/ER/ASR of every stream with both fbank controls)
+#    and the validity scorecard on the corpus's unseen voices (streams, random-init twins, fbank/MFCC)
+$PY -m harness.cli run --tasks sid,asr,er --corpus "$CORPUS" --name superb_small_main --device cpu
+$PY -m harness.cli scorecard --corpus "$CORPUS" --out results/scorecard_small
 $PY scripts/bundle_checkpoint.py hubert-compact barlow-twins-compact learn2diss-compact jooci-compact \
-  --results results/models_small.csv
+  --results results/superb_small_main.csv --scorecard results/scorecard_small.csv
