@@ -11,30 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
+from fake_upstreams import CountingUpstream
 from harness.features.store import FeatureStore, FeatureStoreError
 
 
-class FakeUpstream(torch.nn.Module):
-    """A fake s3prl upstream: 4 layers of (B, T, 3) at 160 samples per frame, layer l = base + l;
-    counts forwards (one file per forward: it returns no lengths)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def get_downsample_rates(self, key):
-        return 160
-
-    def forward(self, wavs):
-        self.calls += 1
-        t = max(len(w) for w in wavs) // 160
-        out = torch.zeros(len(wavs), t, 3)
-        for b, w in enumerate(wavs):
-            n = len(w) // 160
-            out[b, :n, 0] = w[: n * 160].view(n, 160).mean(1)
-            out[b, :n, 1] = torch.arange(n, dtype=torch.float32)
-            out[b, :n, 2] = float(len(w))
-        return {"hidden_states": [out + layer for layer in range(4)]}
+def FakeUpstream():
+    """4 layers of (B, T, 3), layer l = base + l, no other key (tests/fake_upstreams.py)."""
+    return CountingUpstream(n_layers=4, dim=3, other=False)
 
 
 @pytest.fixture

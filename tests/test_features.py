@@ -8,29 +8,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from fake_upstreams import CountingUpstream
 from harness.features.store import FeatureStore, FeatureStoreError
 
 
-class CountingUpstream(torch.nn.Module):
-    """A fake s3prl upstream: 3 layers of (B, T, 4) at 160 samples per frame; counts forwards."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def get_downsample_rates(self, key):
-        return 160
-
-    def forward(self, wavs):
-        self.calls += 1
-        t = max(len(w) for w in wavs) // 160
-        out = torch.zeros(len(wavs), t, 4)
-        for b, w in enumerate(wavs):
-            n = len(w) // 160
-            out[b, :n, 0] = w[: n * 160].view(n, 160).mean(1)
-            out[b, :n, 1] = torch.arange(n, dtype=torch.float32)
-            out[b, :n, 2] = float(len(w))
-        return {"hidden_states": [out, out + 1, out + 2], "other": [out * 2]}
 
 
 @pytest.fixture
