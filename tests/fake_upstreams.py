@@ -29,3 +29,18 @@ class CountingUpstream(torch.nn.Module):
         if self.other:
             res["other"] = [out * 2]
         return res
+
+
+def write_wavs(root) -> dict:
+    """Four seeded noise files (1, 0.5, 0.75 and 1.5 s at 16 kHz) under ``root/wav``: {file id: path}."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for i, n in enumerate([16000, 8000, 12000, 24000]):
+        p = root / "wav" / f"utt{i}.wav"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(p, rng.standard_normal(n).astype("float32") * 0.1, 16000)
+        paths[f"utt{i}"] = p
+    return paths

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from fake_upstreams import CountingUpstream
+from fake_upstreams import CountingUpstream, write_wavs
 from harness.features.store import FeatureStore, FeatureStoreError
 
 
@@ -22,14 +22,7 @@ def FakeUpstream():
 
 @pytest.fixture
 def wavs(tmp_path):
-    rng = np.random.default_rng(0)
-    paths = {}
-    for i, n in enumerate([16000, 8000, 12000, 24000]):
-        p = tmp_path / "wav" / f"utt{i}.wav"
-        p.parent.mkdir(exist_ok=True)
-        sf.write(p, rng.standard_normal(n).astype("float32") * 0.1, 16000)
-        paths[f"utt{i}"] = p
-    return paths
+    return write_wavs(tmp_path)
 
 
 def _shards(root, key="hidden_states"):
