@@ -425,3 +425,20 @@ def test_encode_wav16_matches_libsndfile():
         assert encode_wav16(a, 16000) == buf.getvalue()
     with pytest.raises(ValueError):
         encode_wav16(np.zeros((4, 2), np.int16), 16000)
+
+
+def test_record_and_json_readers_name_the_bad_file_and_the_fix(tmp_path):
+    import json
+
+    from harness.corpus.layout import CorpusError, read_json, read_records
+
+    good, bad, odd = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    good.write_text(json.dumps({"speaker": "a", "utterances": {"a-1": {"n": 1}}}))
+    bad.write_text("{not json")
+    odd.write_text(json.dumps({"speaker": "c"}))
+    assert read_records([good], "fix it") == {"a-1": {"n": 1}}
+    for p in (bad, odd):
+        with pytest.raises(CorpusError, match=rf"speaker record {p} is unreadable .*; delete it"):
+            read_records([good, p], "delete it")
+    with pytest.raises(CorpusError, match=rf"{tmp_path / 'none.json'} is unreadable .*; remove it"):
+        read_json(tmp_path / "none.json", "remove it")

@@ -24,7 +24,7 @@ from upstream.facts import unwritable_dir
 
 from .fileio import atomic_write_json
 from .iemocap import write_iemocap
-from .layout import FORMAT, LIBRI_SPLITS, SPLITS, CorpusError, CorpusLayout
+from .layout import FORMAT, LIBRI_SPLITS, SPLITS, CorpusError, CorpusLayout, read_records
 from .librispeech import write_librispeech
 from .manifest import write_manifest
 from .plan import Plan, make_plan
@@ -104,14 +104,8 @@ def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, sto
 
 
 def _load_records(lay: CorpusLayout, plan: Plan) -> dict[str, dict]:
-    records: dict[str, dict] = {}
-    for spk in dict.fromkeys(u.libri_spk for u in plan.utts):
-        p = lay.speaker_record(spk)
-        try:
-            records.update(json.loads(p.read_text())["utterances"])
-        except (OSError, json.JSONDecodeError, KeyError) as e:
-            raise CorpusError(f"speaker record {p} is unreadable ({e}); delete it and rerun "
-                              f"`harness corpus make --size {plan.spec.name} --out {lay.root}`") from None
+    records = read_records([lay.speaker_record(spk) for spk in dict.fromkeys(u.libri_spk for u in plan.utts)],
+                           f"delete it and rerun `harness corpus make --size {plan.spec.name} --out {lay.root}`")
     missing = [u.utt_id for u in plan.utts if u.utt_id not in records]
     if missing:
         raise CorpusError(f"{len(missing)} utterances (e.g. {missing[0]}) have no record under {lay.utterances}; "

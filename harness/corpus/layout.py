@@ -85,6 +85,25 @@ class CorpusError(RuntimeError):
     """A corpus directory that is missing, half-written or not a DUET corpus."""
 
 
+def read_json(path: Path, fix: str, what: str = ""):
+    """``path`` parsed as JSON, or a CorpusError naming it (``what`` before it) and the ``fix``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CorpusError(f"{what}{path} is unreadable ({e}); {fix}") from None
+
+
+def read_records(paths, fix: str, what: str = "speaker record ") -> dict[str, dict]:
+    """The ``utterances`` of per-speaker record files, merged; a CorpusError naming the bad file and ``fix``."""
+    out: dict[str, dict] = {}
+    for p in paths:
+        rec = read_json(p, fix, what)
+        if not isinstance(rec, dict) or "utterances" not in rec:
+            raise CorpusError(f"{what}{p} is unreadable ('utterances' missing); {fix}")
+        out.update(rec["utterances"])
+    return out
+
+
 def make_hint(root: Path, size: str = "small") -> str:
     return f"run `harness corpus make --size {size} --out {root}`"
 
@@ -211,11 +230,7 @@ class CorpusLayout:
                 else "empty"
             raise CorpusError(f"corpus directory {self.root} is {what}: {self.corpus_json.name} is missing; "
                               f"{make_hint(self.root, self._size_hint())} (it resumes where it stopped)")
-        try:
-            info = json.loads(self.corpus_json.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CorpusError(f"{self.corpus_json} is unreadable ({e}); remove it and "
-                              f"{make_hint(self.root, self._size_hint())}") from None
+        info = read_json(self.corpus_json, f"remove it and {make_hint(self.root, self._size_hint())}")
         if info.get("format") != FORMAT:
             raise CorpusError(f"{self.corpus_json} is not a {FORMAT} corpus (format {info.get('format')!r}); "
                               f"regenerate: {make_hint(self.root)}")
@@ -235,11 +250,7 @@ class CorpusLayout:
         if not self.unseen_info_json.is_file():
             raise CorpusError(f"corpus {self.root} has no (complete) unseen-voices set: {self.unseen_info_json} is "
                               f"missing; {make_hint(self.root, info.get('size', 'small'))} (adds it, corpus unchanged)")
-        try:
-            unseen = json.loads(self.unseen_info_json.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CorpusError(f"{self.unseen_info_json} is unreadable ({e}); remove it and "
-                              f"{make_hint(self.root, info.get('size', 'small'))}") from None
+        unseen = read_json(self.unseen_info_json, f"remove it and {make_hint(self.root, info.get('size', 'small'))}")
         missing = [p for p in (self.unseen_manifest, self.unseen_item, self.unseen_voices_json) if not p.is_file()]
         if missing:
             raise CorpusError(f"unseen-voices set of {self.root} is incomplete: {missing[0]} is missing; remove "

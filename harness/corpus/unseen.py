@@ -17,7 +17,7 @@ import json
 
 from .abx import HEADER, item_rows
 from .fileio import atomic_write_json, atomic_write_text, encode_wav16, write_bytes
-from .layout import UNSEEN_MANIFEST_COLUMNS, CorpusError, CorpusLayout
+from .layout import UNSEEN_MANIFEST_COLUMNS, CorpusError, CorpusLayout, read_records
 from .plan import UnseenPlan, UnseenUtt, make_unseen_plan
 from .spec import SAMPLE_RATE, CorpusSpec
 from .text import UNSEEN_SENTENCES_PATH, transcript
@@ -50,15 +50,8 @@ def _synthesize_speaker(lay: CorpusLayout, voice: Voice, utts: list[UnseenUtt]) 
 
 
 def _records(lay: CorpusLayout, plan: UnseenPlan) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for spk in dict.fromkeys(u.spk for u in plan.utts):
-        p = lay.unseen_record(spk)
-        try:
-            out.update(json.loads(p.read_text())["utterances"])
-        except (OSError, json.JSONDecodeError, KeyError) as e:
-            raise CorpusError(f"unseen speaker record {p} is unreadable ({e}); delete it and rerun "
-                              f"`harness corpus make` with the same --size/--out") from None
-    return out
+    return read_records([lay.unseen_record(spk) for spk in dict.fromkeys(u.spk for u in plan.utts)],
+                        "delete it and rerun `harness corpus make` with the same --size/--out", "unseen speaker record ")
 
 
 def _manifest(lay: CorpusLayout, plan: UnseenPlan, records: dict[str, dict]) -> str:
