@@ -442,3 +442,19 @@ def test_record_and_json_readers_name_the_bad_file_and_the_fix(tmp_path):
             read_records([good, p], "delete it")
     with pytest.raises(CorpusError, match=rf"{tmp_path / 'none.json'} is unreadable .*; remove it"):
         read_json(tmp_path / "none.json", "remove it")
+
+
+def test_yaml_mapping_reader_names_the_file_and_the_fix(tmp_path):
+    from harness.corpus.prepare import read_yaml_mapping
+
+    ok, bad, lst, empty = (tmp_path / f"{n}.yaml" for n in ("ok", "bad", "lst", "empty"))
+    ok.write_text("voxceleb1: /data/VoxCeleb1\n")
+    bad.write_text("a: [1\n")
+    lst.write_text("- a\n- b\n")
+    empty.write_text("")
+    assert read_yaml_mapping(ok, ValueError, "fix") == {"voxceleb1": "/data/VoxCeleb1"}
+    assert read_yaml_mapping(empty, ValueError, "fix") == {}
+    with pytest.raises(ValueError, match=rf"(?s){bad} is not valid YAML .*; fix it"):
+        read_yaml_mapping(bad, ValueError, "fix it")
+    with pytest.raises(KeyError, match=rf"{lst} is not a mapping; fix it"):
+        read_yaml_mapping(lst, KeyError, "fix it")

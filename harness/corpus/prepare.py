@@ -71,6 +71,19 @@ class PrepareError(RuntimeError):
     """A missing corpus root, a wrong layout or a bad input file (``harness prepare`` exits 2)."""
 
 
+def read_yaml_mapping(path: Path, error: type[Exception], fix: str) -> dict:
+    """A YAML file that must hold a mapping ({} when empty); ``error`` names the file and ``fix`` otherwise."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise error(f"{path} is not valid YAML ({e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a mapping; {fix}")
+    return data
+
+
 def _bar(it, progress: bool, **kw):
     from tqdm import tqdm
 
@@ -105,12 +118,7 @@ def update_datasets_yaml(out: Path, entries: dict[str, Path]) -> Path:
     path = out / DATASETS_YAML
     old = {}
     if path.is_file():
-        try:
-            old = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise PrepareError(f"{path} is not valid YAML ({e}); fix or delete it and rerun") from None
-        if not isinstance(old, dict):
-            raise PrepareError(f"{path} is not a mapping of dataset keys; fix or delete it and rerun")
+        old = read_yaml_mapping(path, PrepareError, "it should map dataset keys to paths: fix or delete it and rerun")
     merged = {**old, **{k: str(v) for k, v in entries.items()}}
     atomic_write_text(path, "# written by `harness prepare`; use with `harness run --data-config` "
                             "(keys: harness/superb/real_data.py)\n" + yaml.safe_dump(merged, sort_keys=True))

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from harness.corpus.prepare import read_yaml_mapping
 
 ROOT_KEYS = {"voxceleb1": ("sid", "asv"), "librispeech": ("pr", "asr"), "iemocap": ("er",)}
 # explicit file/dir keys: (layout attribute, root key, default relative path, tasks that need it)
@@ -55,12 +55,7 @@ class RealData:
         if not path.is_file():
             raise FileNotFoundError(f"--data-config {path}: no such file; copy "
                                     f"downstream_configs/real/datasets.example.yaml and set your corpus roots")
-        try:
-            entries = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from e
-        if not isinstance(entries, dict):
-            raise ValueError(f"{path}: expected a mapping like 'voxceleb1: /data/VoxCeleb1'")
+        entries = read_yaml_mapping(path, ValueError, "expected a mapping like 'voxceleb1: /data/VoxCeleb1'")
         unknown = sorted(set(entries) - set(ROOT_KEYS) - set(FILE_KEYS))
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; valid: {sorted(ROOT_KEYS) + sorted(FILE_KEYS)}")
