@@ -66,6 +66,34 @@ def test_pooled_head_equals_s3prl_featurizer_and_downstream_on_padded_frames():
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
 
 
+def test_multi_tensor_optimizer_step_is_bitwise_the_runners_loop():
+    """train_head's foreach update (the speed-up) leaves exactly the states of the per-tensor loop
+    s3prl's runner uses on CPU: same selected step, same tensors, bit for bit."""
+    rng = np.random.default_rng(0)
+    L, D, C = 3, 8, 40
+
+    def split(n):
+        return fastpath.Split(rng.normal(size=(n, L, D)) * 5, rng.integers(3, 9, n), rng.integers(3, 9, n),
+                              rng.integers(0, C, n))
+
+    train, dev = split(64), split(16)
+    runner = {"total_steps": 60, "gradient_clipping": 1, "eval_step": 20, "save_step": 20}
+    datarc = {"train_batch_size": 8, "eval_batch_size": 4}
+    states = []
+    for foreach in (False, True):
+        torch.manual_seed(3)
+        head = fastpath.build_head(L, D, C, MODELRC)
+        head.build_downstream()
+        states.append(fastpath.train_head(head, train, dev, runner, {"name": "TorchOptim", "torch_optim_name": "Adam",
+                                                                      "lr": 1e-2}, datarc, seed=3, foreach=foreach))
+    loop, multi = states
+    assert (loop.step, loop.selected, loop.dev_curve) == (multi.step, multi.selected, multi.dev_curve)
+    assert loop.state.keys() == multi.state.keys()
+    for k in loop.state:
+        assert torch.equal(loop.state[k], multi.state[k]), k
+    assert not torch.equal(loop.state["Featurizer.weights"], torch.zeros(L))      # it did train
+
+
 def test_overrides_are_applied_as_s3prl_applies_them(tiny_corpus):
     import argparse
 
