@@ -60,12 +60,12 @@ PYEOF
     then
       $VPY -m pip uninstall -q -y torch torchaudio
     fi
-    run $VPY -m pip --isolated install -q ${DUET_TORCH_INDEX:+--index-url "$DUET_TORCH_INDEX"} torch==2.13.0
+    run $VPY -m pip --isolated install -q --no-compile ${DUET_TORCH_INDEX:+--index-url "$DUET_TORCH_INDEX"} torch==2.13.0
   else
-    run $VPY -m pip install -q torch==2.13.0
+    run $VPY -m pip install -q --no-compile torch==2.13.0
   fi
-  run $VPY -m pip install -q -c scripts/constraints.txt -r scripts/requirements.txt
-  run $VPY -m pip install -q -c scripts/constraints.txt --no-deps --no-build-isolation -e .
+  run $VPY -m pip install -q --no-compile -c scripts/constraints.txt -r scripts/requirements.txt
+  run $VPY -m pip install -q --no-compile -c scripts/constraints.txt --no-deps --no-build-isolation -e .
   if [ "$CUDA" = 1 ]; then
     # torchaudio 2.11's extension uses torch's stable C ABI and CUDA 13: it loads on torch 2.13 cu13
     run $VPY -c 'import torch, torchaudio; print(f"setup.sh: torch {torch.__version__} (CUDA {torch.version.cuda}), torchaudio {torchaudio.__version__}, GPUs visible: {torch.cuda.device_count()}")'
@@ -77,5 +77,8 @@ PYEOF
     rm -f .venv/.duet-setup-*; touch "$stamp"
   fi
 fi
+# --no-compile above: byte-compiling every installed file was ~110 s of ~180 s; this writes the
+# bytecode of just the modules DUET's processes import (harness/warm.py; quick when it exists)
+run $VPY -m harness.warm
 run $VPY -m harness.s3prl.compat --check
 [ "$DRY" = 1 ] || echo "setup.sh: ready (.venv, $variant)"

@@ -28,10 +28,11 @@ def test_default_is_the_cpu_install():
     assert p.returncode == 0, p.stderr
     assert commands(p.stdout) == [
         '.venv/bin/python -m pip install -q --upgrade pip<26.2',
-        '.venv/bin/python -m pip install -q torch==2.13.0',
-        '.venv/bin/python -m pip install -q -c scripts/constraints.txt -r scripts/requirements.txt',
-        '.venv/bin/python -m pip install -q -c scripts/constraints.txt --no-deps --no-build-isolation -e .',
+        '.venv/bin/python -m pip install -q --no-compile torch==2.13.0',
+        '.venv/bin/python -m pip install -q --no-compile -c scripts/constraints.txt -r scripts/requirements.txt',
+        '.venv/bin/python -m pip install -q --no-compile -c scripts/constraints.txt --no-deps --no-build-isolation -e .',
         '.venv/bin/python -m harness.s3prl.compat --fix-torchaudio',
+        '.venv/bin/python -m harness.warm',
         '.venv/bin/python -m harness.s3prl.compat --check']
 
 
@@ -39,7 +40,7 @@ def test_cuda_installs_pypi_torch_and_keeps_torchaudio_extension():
     p = setup_sh("--cuda", "--print")
     assert p.returncode == 0, p.stderr
     cmds = commands(p.stdout)
-    assert ".venv/bin/python -m pip --isolated install -q torch==2.13.0" in cmds
+    assert ".venv/bin/python -m pip --isolated install -q --no-compile torch==2.13.0" in cmds
     assert not any("--fix-torchaudio" in c for c in cmds)
     assert cmds[-1] == ".venv/bin/python -m harness.s3prl.compat --check"
     assert "variant cuda" in p.stdout
