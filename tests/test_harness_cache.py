@@ -2,6 +2,7 @@
 waveforms it has on disk, a live forward for any other waveform (random crops, effects, probes)."""
 from __future__ import annotations
 
+from pathlib import Path
 import json
 import numpy as np
 import pytest
@@ -104,10 +105,15 @@ def test_hard_linked_paths_are_one_file_and_a_killed_build_resumes_without_rewor
         raise KeyboardInterrupt("killed mid-extraction")
 
     monkeypatch.setattr(FeatureStore, "extract", killed)
+    read = []
+    real_read = cache.read_wav
+    monkeypatch.setattr(cache, "read_wav", lambda p: read.append(Path(p).name) or real_read(p))
     with pytest.raises(KeyboardInterrupt):
         cache.build_store(root, "jooci", str(ckpt), ["content"], [a, link, b])
     index = json.loads((root / "wavhash.json").read_text())
     assert sorted(map(len, index.values())) == [2, 3]                # a and its link: one entry, two paths
+    assert sorted(read) == ["a.wav", "b.wav"]                        # the link is not read again (same inode)
+    monkeypatch.setattr(cache, "read_wav", real_read)
     monkeypatch.setattr(FeatureStore, "extract", real_extract)
 
     hashed = []

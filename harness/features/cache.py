@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,13 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
         index: dict[str, list[str]] = json.loads(index_path.read_text()) if index_path.is_file() else {}
         known = {p for v in index.values() for p in v[1:]}
         new = [p for p in audio if str(p) not in known]
+        by_inode: dict[tuple, str] = {}     # hard links (the corpus's VoxCeleb1/IEMOCAP views) are read once
         for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=not progress or len(new) < 50):
-            entry = index.setdefault(wav_hash(read_wav(p)), [str(p)])
+            st = os.stat(p)
+            inode = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if inode not in by_inode:
+                by_inode[inode] = wav_hash(read_wav(p))
+            entry = index.setdefault(by_inode[inode], [str(p)])
             if str(p) not in entry[1:]:
                 entry.append(str(p))
         if new:
