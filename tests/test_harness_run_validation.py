@@ -99,3 +99,24 @@ def test_cells_folder_that_cannot_be_written_is_found_before_training(run_cli, t
                 "--corpus", tiny_corpus, "--steps", "2", "--no-preflight", check=False, cwd=tmp_path)
     assert p.returncode == 2 and "cells" in p.stderr and "row would be lost" in p.stderr
     assert not (res / "n" / "runs").exists() or not any((res / "n" / "runs").iterdir())
+
+
+def test_bare_run_gives_each_task_its_own_controls(run_cli, tmp_path, tiny_corpus):
+    """No --upstreams: DUET's models everywhere, fbank_no_cmvn (the SID/ER positive control) only where
+    it is a control, not on ASR; naming it in --upstreams runs it on every task."""
+    from harness.superb.tasks import TASKS
+    from harness.superb.upstreams import DEFAULT_MODELS, TASK_CONTROLS, default_upstreams
+
+    assert set(TASK_CONTROLS) == set(TASKS)
+    assert default_upstreams("asr") == ("fbank", *DEFAULT_MODELS)
+    bare = run_cli("run", "--tasks", "sid,asr", "--corpus", tiny_corpus, "--results", tmp_path, "--dry-run",
+                   "--device", "cpu").stdout
+    cells = [w for w in bare.split() if w.startswith(("sid-", "asr-"))]
+    assert any(c.startswith("sid-fbank_no_cmvn-") for c in cells) and any(c.startswith("sid-fbank-") for c in cells)
+    assert any(c.startswith("asr-fbank-") for c in cells)
+    assert not any(c.startswith("asr-fbank_no_cmvn-") for c in cells)
+    for model in DEFAULT_MODELS:
+        assert any(c.startswith(f"asr-{model}-") for c in cells) and any(c.startswith(f"sid-{model}-") for c in cells)
+    named = run_cli("run", "--tasks", "sid,asr", "--upstreams", "fbank_no_cmvn", "--corpus", tiny_corpus,
+                    "--results", tmp_path, "--dry-run", "--device", "cpu").stdout
+    assert "asr-fbank_no_cmvn-hidden_states-Lall-" in named and "sid-fbank_no_cmvn-hidden_states-Lall-" in named

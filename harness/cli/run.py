@@ -6,7 +6,7 @@ repo's run_downstream.py (log per cell). Finished cells are skipped on re-run (-
 them); rows go to RESULTS/NAME/cells/*.json and RESULTS/NAME.csv.
 
 Examples:
-  harness run --tasks sid,asr,er                                # fbank, fbank_no_cmvn + 3 DUET upstreams, small corpus
+  harness run --tasks sid,asr,er                                # 3 DUET upstreams + each task's controls, small corpus
   harness run --tasks sid,pr --upstreams jooci --features content,other --layers all 6-11
   harness run --tasks sid --upstreams jooci --ckpt jooci=runs/jooci/final --steps 200
   harness run --tasks sid,er --data-config my_datasets.yaml     # real VoxCeleb1 / IEMOCAP (see README)
@@ -36,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.add_argument("--tasks", required=True, help="comma list of: sid, asv, er, pr, asr")
     p.add_argument("--upstreams", default=None,
-                   help="comma list (default fbank,fbank_no_cmvn,learn2diss,jooci,barlow_twins): DUET's upstreams or any s3prl "
-                        "hub name (fbank_no_cmvn, mfcc, mel, hubert, ...); see `harness list`")
+                   help="comma list: DUET's upstreams or any s3prl hub name (fbank_no_cmvn, mfcc, mel, hubert, ...), "
+                        "each run on every task; see `harness list`. Default: learn2diss,jooci,barlow_twins and each "
+                        "task's controls (fbank and fbank_no_cmvn for sid/asv/er, fbank for pr/asr)")
     p.add_argument("--features", default=None,
                    help="comma list of feature keys for DUET upstreams (default content,other; fbank always "
                         "uses hidden_states)")
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             data = sw.resolve_corpus(args.corpus, Path(args.corpora_dir), make=not args.dry_run)
         sweep = sw.build_sweep(tasks, upstreams, features, args.layers, args.ckpt, data, args.steps, args.seed,
-                               folds=args.folds)
+                               folds=args.folds, per_task_defaults=not sw.split_list(args.upstreams))
     except (sw.SweepError, ValueError, FileNotFoundError) as e:
         print(f"harness run: error: {e}", file=sys.stderr)
         return 2

@@ -326,7 +326,10 @@ def steps_overrides(config: Path, steps: int | None) -> str:
 
 def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], layers: list[str] | None,
                 ckpt_args: list[str] | None, data: DataSource, steps: int | None, seed: int = 1337,
-                folds: int | None = None) -> Sweep:
+                folds: int | None = None, per_task_defaults: bool = False) -> Sweep:
+    """Every cell of tasks x upstreams x features x layer subsets; ``per_task_defaults`` (a bare
+    `harness run`): each task gets only its own controls (upstreams.default_upstreams) among them."""
+    from harness.superb.upstreams import default_upstreams
     check_feature_names(features)
     check_steps(steps)
     check_folds(folds, tasks)
@@ -347,6 +350,8 @@ def build_sweep(tasks: list[str], upstreams: list[str], features: list[str], lay
         cfg_id = hashlib.sha1(configs[t].read_bytes() + steps_overrides(configs[t], steps).encode()
                               + repr(runs).encode()).hexdigest()[:10]
         for u in upstreams:
+            if per_task_defaults and u not in default_upstreams(t):
+                continue
             info = upstream_info(u)
             h = ckpt_hash_of(u, ckpts[u])
             for f in resolve_features(u, features):

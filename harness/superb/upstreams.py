@@ -47,9 +47,20 @@ UPSTREAMS: dict[str, UpstreamInfo] = {
                                    layered=("content", "hidden_states")),
 }
 
-# fbank (per-utterance CMVN) is the SID/ER negative control and the ASR/PR baseline; fbank_no_cmvn the
-# SID/ER positive control (results/calibration.md)
-DEFAULT_UPSTREAMS = ("fbank", "fbank_no_cmvn", "learn2diss", "jooci", "barlow_twins")
+# A bare `harness run` (no --upstreams): DUET's three models on every task, beside each task's controls
+# (results/calibration.md). fbank normalises every utterance (CMVN): for SID, ASV and ER the negative
+# control (chance by construction), for PR and ASR the baseline; fbank_no_cmvn is the SID/ASV/ER
+# positive control, and no control at all for PR/ASR, so it does not run there. An explicit
+# --upstreams runs every name on every task.
+DEFAULT_MODELS = ("learn2diss", "jooci", "barlow_twins")
+TASK_CONTROLS = {"sid": ("fbank", "fbank_no_cmvn"), "asv": ("fbank", "fbank_no_cmvn"), "er": ("fbank", "fbank_no_cmvn"),
+                 "pr": ("fbank",), "asr": ("fbank",)}
+DEFAULT_UPSTREAMS = tuple(dict.fromkeys([c for cs in TASK_CONTROLS.values() for c in cs] + list(DEFAULT_MODELS)))
+
+
+def default_upstreams(task: str) -> tuple[str, ...]:
+    """What a bare `harness run` evaluates on ``task``: its controls, then DUET's models."""
+    return TASK_CONTROLS[task] + DEFAULT_MODELS
 
 # s3prl's baseline front-ends, known without importing s3prl.hub (which pulls transformers & co.)
 S3PRL_BASELINES = ("fbank", "fbank_no_cmvn", "mfcc", "mel", "linear", "spectrogram")
