@@ -144,7 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.data_config:
             data = sw.resolve_real_data(Path(args.data_config), tasks)
         else:
-            data = sw.resolve_corpus(args.corpus, Path(args.corpora_dir), make=not args.dry_run)
+            data = sw.resolve_corpus(args.corpus, Path(args.corpora_dir), make=not args.dry_run,
+                                     workers=jobs)     # generated on first use with --jobs processes (same bytes)
         sweep = sw.build_sweep(tasks, upstreams, features, args.layers, args.ckpt, data, args.steps, args.seed,
                                folds=args.folds, per_task_defaults=not sw.split_list(args.upstreams))
     except (sw.SweepError, ValueError, FileNotFoundError) as e:
