@@ -154,7 +154,7 @@ class AudioBank:
         it = files
         if progress:
             from tqdm import tqdm
-            it = tqdm(files, desc="decode audio", leave=False)
+            it = tqdm(files, desc="decode audio", leave=False, disable=None)
         off = 0
         with atomic_open(cache_dir / "audio.int16") as out:
             for f in it:

@@ -116,7 +116,7 @@ class KMeans:
         it_range = range(cfg.max_iter)
         if progress:
             from tqdm import tqdm
-            it_range = tqdm(it_range, desc=f"k-means K={cfg.k}", leave=False)
+            it_range = tqdm(it_range, desc=f"k-means K={cfg.k}", leave=False, disable=None)
         n_iter = 0
         for it in it_range:
             c_sq = (c * c).sum(1)

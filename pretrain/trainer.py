@@ -235,7 +235,8 @@ class Trainer:
             self._tb = None
         if self.cfg.progress:
             from tqdm import tqdm
-            self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.name, dynamic_ncols=True)
+            self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.name, dynamic_ncols=True,
+                             disable=None)   # a terminal only; the log has the rows
 
     def _rewrite_csv(self) -> None:
         f = io.StringIO(newline="")

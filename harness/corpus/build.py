@@ -71,7 +71,8 @@ def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, sto
     if not todo:
         return 0
     total = sum(len(by_speaker[i]) for i in todo)
-    bar = tqdm(total=total, desc=f"corpus {plan.spec.name}", unit="utt", disable=not progress, smoothing=0.1)
+    bar = tqdm(total=total, desc=f"corpus {plan.spec.name}", unit="utt", smoothing=0.1,
+               disable=None if progress else True)   # None: only on a terminal
     done = 0
     try:
         if workers <= 1:

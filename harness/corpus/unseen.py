@@ -100,7 +100,7 @@ def make_unseen(lay: CorpusLayout, spec: CorpusSpec, seed: int, progress: bool =
     todo = [i for i, us in by_speaker.items() if not lay.unseen_record(us[0].spk).is_file()]
     from tqdm import tqdm
 
-    for i in tqdm(todo, desc=f"unseen voices {spec.name}", unit="speaker", disable=not progress or not todo):
+    for i in tqdm(todo, desc=f"unseen voices {spec.name}", unit="speaker", disable=None if progress and todo else True):  # None: a terminal only
         _synthesize_speaker(lay, plan.voices[i], by_speaker[i])
     records = _records(lay, plan)
     rows = [r for u in plan.utts for r in item_rows(u.utt_id, u.spk, records[u.utt_id]["phones"])]

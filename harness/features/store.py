@@ -409,7 +409,7 @@ class FeatureStore:
         pending: dict[str, dict[tuple[str, int], np.ndarray]] = {}   # file -> (key, group) -> (L_group, T, D)
         pending_samples = 0
         bar = tqdm(total=sum(lengths.values()) / SAMPLE_RATE, unit="s", desc=f"features {upstream_name}",
-                   disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+                   disable=None if progress else True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
         with torch.no_grad():
             for batch in batches:
                 wavs = []

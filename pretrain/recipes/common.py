@@ -214,7 +214,7 @@ def kmeans_labels(ctx: RunContext, specs: dict[str, int], bank: AudioBank, featu
         todo = [n for n in specs if not (FrameLabels.exists(paths[n]) and FrameLabels.load(paths[n]).audio == bank.fingerprint)]
         feats: dict[str, list] = {n: [] for n in todo}
         for i in tqdm(range(len(bank)), desc=f"features for {', '.join(todo)}", leave=False,
-                      disable=not ctx.progress):
+                      disable=None if ctx.progress else True):
             out = featurize(i)
             for n in todo:
                 f = out[n]
