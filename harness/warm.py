@@ -10,7 +10,9 @@ writing switched on in this process whatever ``PYTHONDONTWRITEBYTECODE`` says, s
 here still imports; it is compiled when first imported (and, under ``PYTHONDONTWRITEBYTECODE``, at
 every import), which costs time, never correctness.
 
-    python -m harness.warm            # prints how many modules it imported and how long it took
+    python -m harness.warm     # exit 1 (and what failed) when a module cannot be imported
+
+It is also set-up's import check: it runs ``harness.s3prl.compat``'s check first.
 """
 from __future__ import annotations
 
@@ -38,10 +40,13 @@ WARM_MODULES = (
 
 
 def warm(modules=WARM_MODULES) -> tuple[int, list[str]]:
-    """Import ``modules`` with bytecode writing on; returns (modules now loaded, names that failed)."""
+    """Import ``modules`` with bytecode writing on, after s3prl's shims and the stack check that
+    ``python -m harness.s3prl.compat --check`` does (a broken torchaudio or a missing package exits
+    with the fix); returns (modules now loaded, names that failed)."""
     from harness.s3prl import compat
 
     sys.dont_write_bytecode = False
+    compat.check()
     compat.install()
     failed = []
     for name in modules:
@@ -57,8 +62,12 @@ def main() -> int:
     loaded, failed = warm()
     for f in failed:
         print(f"harness.warm: could not import {f}", file=sys.stderr)
-    print(f"harness.warm: bytecode written for {loaded} modules in {time.time() - t0:.0f} s")
-    return 0        # what cannot import is for `python -m harness.s3prl.compat --check` to explain
+    if failed:
+        print("harness.warm: the environment is incomplete; re-run bash scripts/setup.sh", file=sys.stderr)
+        return 1
+    print(f"harness.warm: torch, torchaudio, s3prl and DUET import OK; bytecode of {loaded} modules "
+          f"written or found in {time.time() - t0:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

@@ -77,8 +77,8 @@ PYEOF
     rm -f .venv/.duet-setup-*; touch "$stamp"
   fi
 fi
-# --no-compile above: byte-compiling every installed file was ~110 s of ~180 s; this writes the
-# bytecode of just the modules DUET's processes import (harness/warm.py; quick when it exists)
+# --no-compile above: byte-compiling every installed file was ~110 s of ~180 s. This checks that the
+# stack imports (as `python -m harness.s3prl.compat --check` does) and writes the bytecode of just the
+# modules DUET's processes import (harness/warm.py; quick when it exists)
 run $VPY -m harness.warm
-run $VPY -m harness.s3prl.compat --check
 [ "$DRY" = 1 ] || echo "setup.sh: ready (.venv, $variant)"
