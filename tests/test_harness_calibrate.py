@@ -11,7 +11,7 @@ from harness.superb.tasks import TASKS
 def test_every_task_has_a_positive_and_a_negative_control():
     assert set(CONTROLS) == set(TASKS)
     for task, (pos, neg) in CONTROLS.items():
-        assert pos.upstream != neg.upstream or pos.ckpt != neg.ckpt
+        assert pos.upstream != neg.upstream or pos.ckpt != neg.ckpt or pos.shuffled_labels != neg.shuffled_labels
         assert pos.why and neg.why
 
 
@@ -96,3 +96,22 @@ def test_calibrate_sid_on_tiny_end_to_end(run_cli, tiny_corpus, tmp_path):
     assert md.splitlines()[0] == MARKER and "| sid | positive" in md and "| sid | negative" in md
     # fbank with CMVN + mean pooling sees a constant: the negative control is at chance by construction
     assert "ok: at chance" in md, p.stdout
+
+
+def test_asr_negative_control_trains_on_the_label_shuffled_view(run_cli, tiny_corpus, tmp_path):
+    """The PR/ASR negative control is fbank on the corpus's label-shuffled view: calibrate makes the view
+    beside the corpora, runs the cell there, and reports that row (not the positive control's, which
+    has the same upstream on the real labels)."""
+    import pandas as pd
+
+    from harness.superb.sweep import corpus_id_of
+
+    run_cli("calibrate", "--tasks", "asr", "--controls", "negative", "--corpus", tiny_corpus, "--corpora-dir",
+            tmp_path / "corpora", "--steps", "2", "--results", tmp_path, "--device", "cpu", timeout=900)
+    view = tmp_path / "corpora" / "tiny-shuffled-labels1337"
+    assert (view / "corpus.json").is_file()
+    table = pd.read_csv(tmp_path / "calibration.csv")
+    row = table[(table.task == "asr") & (table.role == "negative")].iloc[0]
+    assert row.upstream == "fbank on shuffled labels" and row.verdict != "not run" and not str(row.verdict).startswith("no row")
+    cells = pd.read_csv(tmp_path / "calibration_tiny.csv")
+    assert set(cells.corpus_id.astype(str)) == {corpus_id_of(view)}

@@ -84,6 +84,11 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
+def shown(c) -> str:
+    """The control's upstream as the report names it (a shuffled-label control says so)."""
+    return f"{c.upstream} on shuffled labels" if c.shuffled_labels else c.upstream
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -114,12 +119,26 @@ def run(args: argparse.Namespace) -> int:
     common = ["--corpus", args.corpus, "--corpora-dir", args.corpora_dir, "--results", args.results, "--name", name,
               "--seed", str(args.seed)] + (["--steps", str(args.steps)] if args.steps else []) + \
         (["--device", args.device] if args.device else [])
+    from harness.superb.sweep import corpus_id_of, resolve_corpus
+    base = None
     plan = []
     for t in tasks:
         for role, c in zip(("positive", "negative"), CONTROLS[t]):
             if role not in roles:
                 continue
             argv = ["run", "--tasks", t, "--upstreams", c.upstream, *common]
+            if c.shuffled_labels:               # the same corpus with its training transcripts permuted
+                from harness.corpus.layout import CorpusError
+                from harness.corpus.shuffled import make_label_shuffled, shuffled_root
+                try:
+                    base = base or resolve_corpus(args.corpus, Path(args.corpora_dir), make=args.run).root
+                    view = shuffled_root(base, Path(args.corpora_dir), args.seed)
+                    if args.run:
+                        view = make_label_shuffled(base, view, args.seed)
+                except (sw.SweepError, CorpusError) as e:
+                    print(f"harness calibrate: error: {e}", file=sys.stderr)
+                    return 2
+                argv[argv.index("--corpus") + 1] = str(view)
             argv += ["--ckpt", c.ckpt] if c.ckpt else []
             argv += ["--features", c.features] if c.features else []
             argv += ["--folds", str(args.folds)] if t == "er" and args.folds else []
@@ -140,15 +159,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"harness calibrate: error: no rows were written ({e})", file=sys.stderr)
             return 1
         df = pd.DataFrame(columns=["task", "upstream", "steps", "finished_utc"])
-    from harness.superb.sweep import resolve_corpus
-    layout = resolve_corpus(args.corpus, Path(args.corpora_dir), make=False).layout
+    data = resolve_corpus(args.corpus, Path(args.corpora_dir), make=False)
+    layout = data.layout
     rows = []
-    for t, role, c, _ in plan:
+    for t, role, c, argv in plan:
+        corpus = Path(argv[argv.index("--corpus") + 1])
+        cid = data.corpus_id if not c.shuffled_labels else \
+            (corpus_id_of(corpus) if (corpus / "corpus.json").is_file() else None)
         sub = df[(df["task"] == t) & (df["upstream"] == c.upstream)]
+        if "corpus_id" in sub.columns:      # a shuffled-label control shares its upstream with the positive one
+            sub = sub[sub["corpus_id"].astype(str) == str(cid)]
         if "steps" in sub.columns:
             sub = sub[sub["steps"].isna()] if args.steps is None else sub[sub["steps"] == args.steps]
         if not len(sub):
-            rows.append({"task": t, "role": role, "upstream": c.upstream, "ckpt": c.ckpt or "", "why": c.why,
+            rows.append({"task": t, "role": role, "upstream": shown(c), "ckpt": c.ckpt or "", "why": c.why,
                          "verdict": "not run" if codes[(t, role)] is None else f"no row (exit {codes[(t, role)]})"})
             continue
         r = sub.sort_values("finished_utc").iloc[-1].to_dict()
@@ -156,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         if role == "positive" and args.probe:
             p = probe_for(t, layout, c.upstream)
             probe, probe_mean = (p["probe"], p["probe_mean"]) if p else (None, None)
-        rows.append({"task": t, "role": role, "upstream": c.upstream, "feature": r.get("feature"),
+        rows.append({"task": t, "role": role, "upstream": shown(c), "feature": r.get("feature"),
                      "ckpt": c.ckpt or "", "why": c.why, "metric": r.get("metric"), "value": r.get("value"),
                      "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "chance": r.get("chance"),
                      "chance_kind": r.get("chance_kind"), "n_test": r.get("n_test"), "learned": r.get("learned"),

@@ -1,0 +1,127 @@
+"""A label-shuffled view of a generated corpus: the negative control of the phone and character tasks.
+
+``make_label_shuffled(SRC, DST, seed)`` writes DST as a copy of the corpus SRC in which every
+file is a hard link to SRC's (a copy where the file system has none), except the transcripts of
+LibriSpeech's training split: there each utterance gets the words (and phones) of another training
+utterance, drawn by a seeded permutation. dev-clean and test-clean keep their true transcripts. A
+downstream trained on DST can learn nothing from the audio that carries over to the test split, only
+the label prior, so PR and ASR must land at their chance level (the best constant output) -- the
+CTC counterpart of per-utterance CMVN for the utterance tasks (harness/superb/calibration.py). A
+random-init model is no such control: its features are a fixed function of the log-mel and keep
+the phones (results/calibration_pr_asr_asv.md).
+
+DST's ``corpus.json`` records where it came from and the seed (so its corpus id, and every cell and
+cache that depends on it, differs from SRC's); it is written last, so a half-written DST is redone.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+from .fileio import atomic_write_text
+from .layout import LIBRI_SPLITS, CorpusError, CorpusLayout
+
+SHUFFLED_SPLIT = "train"
+
+
+def shuffled_root(src: Path, corpora_dir: Path, seed: int = 0) -> Path:
+    """Where the label-shuffled view of ``src`` goes: ``corpora_dir/<src name>-shuffled-labels<seed>``."""
+    return Path(corpora_dir) / f"{Path(src).name}-shuffled-labels{seed}"
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _permutation(utts: list[str], seed: int) -> dict[str, str]:
+    """utt -> the utterance whose transcript it gets (a seeded derangement where possible)."""
+    order = sorted(utts)
+    donors = order[:]
+    random.Random(seed).shuffle(donors)
+    if len(order) > 1:                      # no utterance keeps its own transcript
+        for i in range(len(order)):
+            if donors[i] == order[i]:
+                j = (i + 1) % len(order)
+                donors[i], donors[j] = donors[j], donors[i]
+    return dict(zip(order, donors))
+
+
+def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path:
+    """Write (or reuse) the label-shuffled view of the corpus ``src`` at ``dst``; returns ``dst``."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    lay = CorpusLayout(src)
+    meta = lay.check()                            # a complete corpus (raises CorpusError naming the fix)
+    source = {"corpus": str(src), "seed": seed, "split": LIBRI_SPLITS[SHUFFLED_SPLIT],
+              "what": "LibriSpeech training transcripts (words, phones) permuted across utterances"}
+    marker = dst / "corpus.json"
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()).get("label_shuffled") == source:
+                return dst
+        except ValueError:
+            pass
+    if dst.exists():
+        shutil.rmtree(dst)
+    split_dir = lay.libri_split_dir(SHUFFLED_SPLIT)
+    trans = sorted(split_dir.rglob("*.trans.txt"))
+    words: dict[str, str] = {}
+    for t in trans:
+        for line in t.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                utt, _, text = line.strip().partition(" ")
+                words[utt] = text
+    if len(words) < 2:
+        raise CorpusError(f"{split_dir}: {len(words)} training transcript(s); nothing to shuffle")
+    donor = _permutation(list(words), seed)
+    phones_path = lay.phone_transcripts(SHUFFLED_SPLIT)
+    phones = {}
+    if phones_path.is_file():
+        for line in phones_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                utt, _, ph = line.partition(" ")
+                phones[utt] = ph
+    rewritten = {p.resolve() for p in trans} | {phones_path.resolve(), lay.libriphone_csv(SHUFFLED_SPLIT).resolve(),
+                                                (src / "corpus.json").resolve()}
+    for dirpath, _, files in os.walk(src):
+        d = Path(dirpath)
+        out = dst / d.relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            p = d / f
+            if p.resolve() in rewritten:
+                continue
+            _link(p, out / f)
+    for t in trans:
+        lines = []
+        for line in t.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                utt = line.strip().partition(" ")[0]
+                lines.append(f"{utt} {words[donor[utt]]}")
+        atomic_write_text(dst / t.relative_to(src), "\n".join(lines) + "\n")
+    if phones:
+        atomic_write_text(dst / phones_path.relative_to(src),
+                          "".join(f"{u} {phones[donor[u]] if donor.get(u) in phones else phones[u]}\n" for u in phones))
+    lp = lay.libriphone_csv(SHUFFLED_SPLIT)
+    if lp.is_file():
+        rows = list(csv.DictReader(io.StringIO(lp.read_text(encoding="utf-8"))))
+        by_utt = {Path(r["wav_path"]).name.split(".")[0]: r for r in rows}
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()) if rows else ["wav_path", "transcription", "phones"],
+                           lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            u = Path(r["wav_path"]).name.split(".")[0]
+            d = by_utt.get(donor.get(u, u), r)
+            w.writerow(dict(r, transcription=d["transcription"], phones=d.get("phones", r.get("phones", ""))))
+        atomic_write_text(dst / lp.relative_to(src), buf.getvalue())
+    meta = dict(meta, label_shuffled=source)
+    atomic_write_text(marker, json.dumps(meta, indent=1, sort_keys=True))     # last: the view is complete
+    return dst
