@@ -52,3 +52,34 @@ def test_training_transcripts_are_permuted_and_nothing_else_changes(tiny_corpus,
     assert (dst / "corpus.json").stat().st_mtime_ns == stamp
     other = make_label_shuffled(tiny_corpus, shuffled_root(tiny_corpus, tmp_path, seed=1), seed=1)
     assert _trans(other, "train-clean-100") != dst_train                                  # the seed matters
+
+
+def test_speaker_shuffled_view_moves_training_utterances_between_speakers(tiny_corpus, tmp_path):
+    from collections import Counter
+
+    from harness.corpus.shuffled import make_speaker_shuffled, speaker_shuffled_root
+
+    dst = make_speaker_shuffled(tiny_corpus, speaker_shuffled_root(tiny_corpus, tmp_path, 0), seed=0)
+    lay, src_lay = CorpusLayout(dst), CorpusLayout(tiny_corpus)
+    lay.check()
+    assert corpus_id_of(dst) != corpus_id_of(tiny_corpus)
+    src_files = sorted(src_lay.vox_wav_dir("dev").rglob("*.wav"))
+    new_files = sorted(lay.vox_wav_dir("dev").rglob("*.wav"))
+    assert len(new_files) == len(src_files) > 10
+    spk = lambda root, files: [f.relative_to(root).parts[0] for f in files]        # noqa: E731
+    new_spk, src_spk = spk(lay.vox_wav_dir("dev"), new_files), spk(src_lay.vox_wav_dir("dev"), src_files)
+    assert Counter(new_spk) == Counter(src_spk)                                 # same speakers, same counts
+    old_of = [f.relative_to(lay.vox_wav_dir("dev")).parts[1].split("-")[0] for f in new_files]
+    moved = sum(a != b for a, b in zip(new_spk, old_of))
+    assert moved > len(new_files) // 2                                          # most now under another speaker
+    inodes = {os.stat(f).st_ino for f in src_files}
+    assert all(os.stat(f).st_ino in inodes for f in new_files)                  # the same audio, linked
+    test_rel = lambda root: sorted(p.relative_to(root) for p in root.rglob("*.wav"))   # noqa: E731
+    assert test_rel(lay.vox_wav_dir("test")) == test_rel(src_lay.vox_wav_dir("test"))   # ASV test untouched
+    assert lay.veri_test.read_text() == src_lay.veri_test.read_text()
+    for line in lay.iden_split.read_text().splitlines():                      # every listed path exists
+        rel = line.split()[1]
+        assert (lay.vox_wav_dir("dev") / rel).is_file() or (lay.vox_wav_dir("test") / rel).is_file(), rel
+    for line in lay.veri_dev.read_text().splitlines():
+        _, a, b = line.split()
+        assert (lay.vox_wav_dir("dev") / a).is_file() and (lay.vox_wav_dir("dev") / b).is_file()

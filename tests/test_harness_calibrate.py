@@ -11,7 +11,7 @@ from harness.superb.tasks import TASKS
 def test_every_task_has_a_positive_and_a_negative_control():
     assert set(CONTROLS) == set(TASKS)
     for task, (pos, neg) in CONTROLS.items():
-        assert pos.upstream != neg.upstream or pos.ckpt != neg.ckpt or pos.shuffled_labels != neg.shuffled_labels
+        assert pos.upstream != neg.upstream or pos.ckpt != neg.ckpt or pos.shuffled != neg.shuffled
         assert pos.why and neg.why
 
 
@@ -112,6 +112,6 @@ def test_asr_negative_control_trains_on_the_label_shuffled_view(run_cli, tiny_co
     assert (view / "corpus.json").is_file()
     table = pd.read_csv(tmp_path / "calibration.csv")
     row = table[(table.task == "asr") & (table.role == "negative")].iloc[0]
-    assert row.upstream == "fbank on shuffled labels" and row.verdict != "not run" and not str(row.verdict).startswith("no row")
+    assert row.upstream == "fbank on shuffled transcripts" and row.verdict != "not run" and not str(row.verdict).startswith("no row")
     cells = pd.read_csv(tmp_path / "calibration_tiny.csv")
     assert set(cells.corpus_id.astype(str)) == {corpus_id_of(view)}

@@ -86,7 +86,7 @@ def targets(rows: list[dict]) -> list[str]:
 
 def shown(c) -> str:
     """The control's upstream as the report names it (a shuffled-label control says so)."""
-    return f"{c.upstream} on shuffled labels" if c.shuffled_labels else c.upstream
+    return f"{c.upstream} on shuffled {c.shuffled}" if c.shuffled else c.upstream
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,14 +127,15 @@ def run(args: argparse.Namespace) -> int:
             if role not in roles:
                 continue
             argv = ["run", "--tasks", t, "--upstreams", c.upstream, *common]
-            if c.shuffled_labels:               # the same corpus with its training transcripts permuted
+            if c.shuffled:                      # the same corpus with its training labels permuted
                 from harness.corpus.layout import CorpusError
-                from harness.corpus.shuffled import make_label_shuffled, shuffled_root
+                from harness.corpus.shuffled import VIEWS
+                where, make = VIEWS[c.shuffled]
                 try:
                     base = base or resolve_corpus(args.corpus, Path(args.corpora_dir), make=args.run).root
-                    view = shuffled_root(base, Path(args.corpora_dir), args.seed)
+                    view = where(base, Path(args.corpora_dir), args.seed)
                     if args.run:
-                        view = make_label_shuffled(base, view, args.seed)
+                        view = make(base, view, args.seed)
                 except (sw.SweepError, CorpusError) as e:
                     print(f"harness calibrate: error: {e}", file=sys.stderr)
                     return 2
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for t, role, c, argv in plan:
         corpus = Path(argv[argv.index("--corpus") + 1])
-        cid = data.corpus_id if not c.shuffled_labels else \
+        cid = data.corpus_id if not c.shuffled else \
             (corpus_id_of(corpus) if (corpus / "corpus.json").is_file() else None)
         sub = df[(df["task"] == t) & (df["upstream"] == c.upstream)]
         if "corpus_id" in sub.columns:      # a shuffled-label control shares its upstream with the positive one

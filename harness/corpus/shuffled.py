@@ -1,4 +1,5 @@
-"""A label-shuffled view of a generated corpus: the negative control of the phone and character tasks.
+"""Label-shuffled views of a generated corpus: the negative controls of PR/ASR (transcripts) and ASV
+(speakers; ``make_speaker_shuffled`` below).
 
 ``make_label_shuffled(SRC, DST, seed)`` writes DST as a copy of the corpus SRC in which every
 file is a hard link to SRC's (a copy where the file system has none), except the transcripts of
@@ -54,6 +55,36 @@ def _permutation(utts: list[str], seed: int) -> dict[str, str]:
     return dict(zip(order, donors))
 
 
+def _link_tree(src: Path, dst: Path, skip: set[Path], moved: dict[Path, Path] | None = None) -> None:
+    """Hard-link every file of ``src`` into ``dst`` at the same place, except ``skip`` (written by the
+    caller) and ``moved`` (source file -> its new path under ``dst``)."""
+    skip = {p.resolve() for p in skip}
+    moved = {k.resolve(): v for k, v in (moved or {}).items()}
+    for dirpath, _, files in os.walk(src):
+        d = Path(dirpath)
+        for f in files:
+            p = (d / f).resolve()
+            if p in skip:
+                continue
+            target = moved.get(p, dst / d.relative_to(src) / f)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link(d / f, target)
+
+
+def _fresh(dst: Path, source: dict, key: str) -> bool:
+    """True when ``dst`` is already the complete view described by ``source``; else clears it."""
+    marker = dst / "corpus.json"
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()).get(key) == source:
+                return True
+        except ValueError:
+            pass
+    if dst.exists():
+        shutil.rmtree(dst)
+    return False
+
+
 def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path:
     """Write (or reuse) the label-shuffled view of the corpus ``src`` at ``dst``; returns ``dst``."""
     src, dst = Path(src).resolve(), Path(dst).resolve()
@@ -62,14 +93,8 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
     source = {"corpus": str(src), "seed": seed, "split": LIBRI_SPLITS[SHUFFLED_SPLIT],
               "what": "LibriSpeech training transcripts (words, phones) permuted across utterances"}
     marker = dst / "corpus.json"
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("label_shuffled") == source:
-                return dst
-        except ValueError:
-            pass
-    if dst.exists():
-        shutil.rmtree(dst)
+    if _fresh(dst, source, "label_shuffled"):
+        return dst
     split_dir = lay.libri_split_dir(SHUFFLED_SPLIT)
     trans = sorted(split_dir.rglob("*.trans.txt"))
     words: dict[str, str] = {}
@@ -88,17 +113,7 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
             if line.strip():
                 utt, _, ph = line.partition(" ")
                 phones[utt] = ph
-    rewritten = {p.resolve() for p in trans} | {phones_path.resolve(), lay.libriphone_csv(SHUFFLED_SPLIT).resolve(),
-                                                (src / "corpus.json").resolve()}
-    for dirpath, _, files in os.walk(src):
-        d = Path(dirpath)
-        out = dst / d.relative_to(src)
-        out.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            p = d / f
-            if p.resolve() in rewritten:
-                continue
-            _link(p, out / f)
+    _link_tree(src, dst, {*trans, phones_path, lay.libriphone_csv(SHUFFLED_SPLIT), src / "corpus.json"})
     for t in trans:
         lines = []
         for line in t.read_text(encoding="utf-8").splitlines():
@@ -125,3 +140,56 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
     meta = dict(meta, label_shuffled=source)
     atomic_write_text(marker, json.dumps(meta, indent=1, sort_keys=True))     # last: the view is complete
     return dst
+
+
+def speaker_shuffled_root(src: Path, corpora_dir: Path, seed: int = 0) -> Path:
+    """Where the speaker-shuffled view of ``src`` goes: ``corpora_dir/<src name>-shuffled-speakers<seed>``."""
+    return Path(corpora_dir) / f"{Path(src).name}-shuffled-speakers{seed}"
+
+
+def make_speaker_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path:
+    """The ASV (and SID) negative control's view: VoxCeleb1's training speakers (``dev/wav``) permuted
+    across utterances. s3prl's ``sv_voxceleb1`` reads a training utterance's speaker from its
+    directory, so each file is re-linked under another utterance's speaker
+    (``dev/wav/<new speaker>/<old speaker>-<video>/<file>``; the speakers keep their utterance
+    counts), and ``iden_split.txt`` / the dev trials name the new paths. The test speakers
+    (``test/wav``, the ASV trials) are untouched, so the test EER stays meaningful: a model trained
+    on these labels can learn nothing about speakers that carries over to it."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    lay = CorpusLayout(src)
+    meta = lay.check()
+    source = {"corpus": str(src), "seed": seed, "split": "VoxCeleb1/dev/wav",
+              "what": "VoxCeleb1 training speakers permuted across utterances"}
+    if _fresh(dst, source, "speaker_shuffled"):
+        return dst
+    wav_root = lay.vox_wav_dir("dev")
+    files = sorted(wav_root.rglob("*.wav"))
+    rel = [f.relative_to(wav_root) for f in files]
+    speakers = [r.parts[0] for r in rel]
+    if len(set(speakers)) < 2:
+        raise CorpusError(f"{wav_root}: {len(set(speakers))} training speaker(s); nothing to shuffle")
+    new_spk = speakers[:]
+    random.Random(seed).shuffle(new_spk)
+    new_rel = {r.as_posix(): f"{s}/{r.parts[0]}-{r.parts[1]}/{r.name}" for r, s in zip(rel, new_spk)}
+    dst_wav = dst / wav_root.relative_to(src)
+    meta_files = [lay.iden_split, lay.veri_dev]
+    _link_tree(src, dst, {*meta_files, src / "corpus.json"},
+               {f: dst_wav / new_rel[r.as_posix()] for f, r in zip(files, rel)})
+    for path, cols in ((lay.iden_split, (1,)), (lay.veri_dev, (1, 2))):
+        if not path.is_file():
+            continue
+        lines = []
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            for c in cols:
+                if c < len(parts):
+                    parts[c] = new_rel.get(parts[c], parts[c])
+            lines.append(" ".join(parts))
+        atomic_write_text(dst / path.relative_to(src), "\n".join(lines) + "\n")
+    atomic_write_text(dst / "corpus.json", json.dumps(dict(meta, speaker_shuffled=source), indent=1, sort_keys=True))
+    return dst
+
+
+# the label-shuffled views by what they shuffle: (where it goes, how it is made)
+VIEWS = {"transcripts": (shuffled_root, make_label_shuffled),
+         "speakers": (speaker_shuffled_root, make_speaker_shuffled)}

@@ -12,7 +12,10 @@ Per task (``CONTROLS``):
   ``fbank`` trained on the label-shuffled view of the corpus (harness/corpus/shuffled.py: training
   transcripts permuted across utterances, dev/test true), which leaves only the label prior to learn.
   A seeded random-init DUET model is *not* a negative control there: its features are a fixed
-  function of the log-mel and keep the phones (on ``small``: PER 54.7 %, chance 96.4 %);
+  function of the log-mel and keep the phones (on ``small``: PER 54.7 %, chance 96.4 %); for ASV
+  ``fbank_no_cmvn`` on the speaker-shuffled view (training utterances re-filed under other
+  speakers). CMVN is no ASV control: the x-vector is non-linear before its pooling and CMVN'd fbank
+  reaches EER 12.0 % on ``small`` (fbank_no_cmvn 16.5 %);
 * probe -- for SID and ER, softmax regression (analysis.probes) trained on the task's train split and
   tested on its test split, twice: on the positive control's frame *means* (``probe_mean``: exactly
   what s3prl's utterance downstream can see, since it is linear up to the mean pooling; the mini
@@ -37,21 +40,23 @@ class Control:
     ckpt: str | None = None          # --ckpt NAME=... item
     features: str | None = None      # --features for a DUET upstream
     why: str = ""
-    shuffled_labels: bool = False    # trained on the corpus's label-shuffled view (harness/corpus/shuffled.py)
+    shuffled: str = ""               # trained on a label-shuffled view of the corpus (harness/corpus/shuffled.py):
+                                     # "transcripts" (LibriSpeech training) or "speakers" (VoxCeleb1 training)
 
 
 CONTROLS: dict[str, tuple[Control, Control]] = {
     "sid": (Control("fbank_no_cmvn", why="frame mean keeps the speaker's long-term spectrum"),
             Control("fbank", why="per-utterance CMVN: every utterance's frame mean is 0, chance by construction")),
     "asv": (Control("fbank_no_cmvn", why="frame statistics keep the speaker's long-term spectrum"),
-            Control("fbank", why="per-utterance CMVN removes the long-term spectrum")),
+            Control("fbank_no_cmvn", shuffled="speakers",
+                    why="training speakers shuffled across utterances: nothing about speakers to learn")),
     "er": (Control("fbank_no_cmvn", why="frame mean keeps level and spectral tilt of the speaking style"),
            Control("fbank", why="per-utterance CMVN: every utterance's frame mean is 0, chance by construction")),
     "pr": (Control("fbank", why="log-mel frames carry the phones"),
-           Control("fbank", shuffled_labels=True,
+           Control("fbank", shuffled="transcripts",
                    why="training transcripts shuffled across utterances: only the label prior to learn")),
     "asr": (Control("fbank", why="log-mel frames carry the characters"),
-            Control("fbank", shuffled_labels=True,
+            Control("fbank", shuffled="transcripts",
                     why="training transcripts shuffled across utterances: only the label prior to learn")),
 }
 
