@@ -1,7 +1,9 @@
 """Benchmark: training throughput of each recipe's objective (utterance-seconds per wall second).
 
 One optimiser step = forward + backward + AdamW on a batch of random-speech-like crops, for each
-recipe objective, after ``--warmup`` untimed steps. Reference measured in the same run: a
+recipe objective, after ``--warmup`` untimed steps; the objectives take turns, one step each per
+round for ``--steps`` rounds, and each reports its median step (so a load spike on a shared machine
+cannot land on one side of a ratio). Reference measured in the same run: a
 transformers ``HubertModel`` of the same shape (hubert_compact's config) with a linear
 masked-prediction head, on the same batch — the ratio says how our HuBERT-shaped model trains
 against HF's implementation. For log-mel presets (compact, tiny) the reference is torchaudio's
@@ -15,6 +17,7 @@ FLOPs counted by ``torch.utils.flop_counter`` for one step / step time / ``--pea
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -63,49 +66,64 @@ def main() -> int:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
     print(f"device {dev}, {args.threads} threads, batch {B} x {args.crop:g} s, preset {args.preset}, "
           f"torch {torch.__version__}")
-    results = {}
+    # every objective on the device at once, timed round-robin (one step of each per round) and
+    # summarised by the median step: a load spike on a shared machine hits every objective alike,
+    # where timing them one after another let it land on one side of the ratio
+    b = batch()
+    steps, flops = {}, {}
     for name, obj in objectives.items():
         obj.to(dev).train()
-        params = [p for p in obj.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-4)
-        aux = obj.aux_parameters() if hasattr(obj, "aux_parameters") else []
-
-        def step(b):
-            opt.zero_grad(set_to_none=True)
-            with amp:
-                out = obj(b)
-            out.loss.float().backward()
-            opt.step()
-            if aux:
-                obj.aux_loss(out.cache).backward()
-
-        b = batch()
+        steps[name] = make_step(obj, amp)
         for _ in range(args.warmup):
-            step(b)
-        flops = None
+            steps[name](b)
         if dev.type == "cuda":
             with FlopCounterMode(display=False) as fc:
-                step(b)
-            flops = fc.get_total_flops()
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            step(b)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        dt = (time.perf_counter() - t) / args.steps
+                steps[name](b)
+            flops[name] = fc.get_total_flops()
+    times: dict[str, list[float]] = {name: [] for name in objectives}
+    for _ in range(args.steps):
+        for name in objectives:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            steps[name](b)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t)
+    results = {}
+    for name, obj in objectives.items():
+        dt = statistics.median(times[name])
         uts = B * args.crop / dt
         results[name] = uts
         n_par = sum(p.numel() for p in obj.parameters()) / 1e6
-        line = f"{name:40s} {n_par:6.2f} M params  {dt:7.3f} s/step  {uts:8.2f} utt-s/s"
-        if flops:
-            line += f"  {flops / dt / 1e12:7.1f} TFLOP/s  MFU {flops / dt / (args.peak_tflops * 1e12):.1%}"
+        line = (f"{name:40s} {n_par:6.2f} M params  {dt:7.3f} s/step (median of {args.steps}; "
+                f"min {min(times[name]):.3f}, max {max(times[name]):.3f})  {uts:8.2f} utt-s/s")
+        if flops.get(name):
+            line += f"  {flops[name] / dt / 1e12:7.1f} TFLOP/s  MFU {flops[name] / dt / (args.peak_tflops * 1e12):.1%}"
         print(line, flush=True)
-        obj.cpu()
     ref = results.pop("reference: transformers HubertModel")
     if "hubert-compact" in results:
         print(f"hubert-compact vs transformers HubertModel (same shape): {results['hubert-compact'] / ref:.2f}x throughput")
     return 0
+
+
+def make_step(obj, amp):
+    """One optimiser step of ``obj`` on a batch (AdamW; the objective's auxiliary estimator after)."""
+    import torch
+
+    params = [p for p in obj.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    aux = obj.aux_parameters() if hasattr(obj, "aux_parameters") else []
+
+    def step(b):
+        opt.zero_grad(set_to_none=True)
+        with amp:
+            out = obj(b)
+        out.loss.float().backward()
+        opt.step()
+        if aux:
+            obj.aux_loss(out.cache).backward()
+    return step
 
 
 def build_objectives(preset: str, names: list[str]):
