@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from upstream.facts import SAMPLE_RATE, atomic_write_json
+from upstream.facts import SAMPLE_RATE, atomic_write_json, same_file_key
 from upstream.validation import MIN_SAMPLES, SOX_FIX
 
 CACHE_FORMAT = "duet-preflight/1"
@@ -263,7 +263,7 @@ def check_audio(paths: Iterable[str | os.PathLike] | FileList, *, expected_rate:
         if hit is not None and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
             facts[name] = hit
         else:
-            todo.setdefault((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), []).append(name)
+            todo.setdefault(same_file_key(st), []).append(name)
     decoded = 0
     if todo:
         from tqdm import tqdm

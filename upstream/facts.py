@@ -38,6 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]      # the checkout (for provenance a
 
 # ------------------------------------------------------------------------------------ hashing
 
+def same_file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What makes two paths one unchanged file: (device, inode, size, mtime). Hard links share it, so
+    the generated corpus's VoxCeleb1/IEMOCAP views of a LibriSpeech file are read once."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Full hex sha256 of a file's bytes."""
     h = hashlib.sha256()

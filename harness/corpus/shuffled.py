@@ -24,7 +24,7 @@ import random
 import shutil
 from pathlib import Path
 
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, link_or_copy
 from .layout import LIBRI_SPLITS, CorpusError, CorpusLayout
 
 SHUFFLED_SPLIT = "train"
@@ -33,13 +33,6 @@ SHUFFLED_SPLIT = "train"
 def shuffled_root(src: Path, corpora_dir: Path, seed: int = 0) -> Path:
     """Where the label-shuffled view of ``src`` goes: ``corpora_dir/<src name>-shuffled-labels<seed>``."""
     return Path(corpora_dir) / f"{Path(src).name}-shuffled-labels{seed}"
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _permutation(utts: list[str], seed: int) -> dict[str, str]:
@@ -66,9 +59,7 @@ def _link_tree(src: Path, dst: Path, skip: set[Path], moved: dict[Path, Path] | 
             p = (d / f).resolve()
             if p in skip:
                 continue
-            target = moved.get(p, dst / d.relative_to(src) / f)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _link(d / f, target)
+            link_or_copy(d / f, moved.get(p, dst / d.relative_to(src) / f))
 
 
 def _fresh(dst: Path, source: dict, key: str) -> bool:

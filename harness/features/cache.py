@@ -78,7 +78,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
 
     from harness.features.store import FeatureStore
     from harness.locks import CellLock
-    from upstream.facts import atomic_write_text
+    from upstream.facts import atomic_write_text, same_file_key
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -89,8 +89,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
         new = [p for p in audio if str(p) not in known]
         by_inode: dict[tuple, str] = {}     # hard links (the corpus's VoxCeleb1/IEMOCAP views) are read once
         for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=not progress or len(new) < 50):
-            st = os.stat(p)
-            inode = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            inode = same_file_key(os.stat(p))
             if inode not in by_inode:
                 by_inode[inode] = wav_hash(read_wav(p))
             entry = index.setdefault(by_inode[inode], [str(p)])
