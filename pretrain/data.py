@@ -18,7 +18,9 @@ Pieces (each a small stateful object the trainer or a recipe names):
 Batch keys: ``wav`` (B, S) float32, ``wav_len`` (B,) long, ``utt`` (B,) long index into the bank,
 ``labels.<name>`` (B, T) long (-100 = padding), ``utt_labels.<name>`` (B,) long,
 ``teacher`` (B, D) float, ``start`` (B,) long (crop start in the utterance, samples), and with two
-views ``wav_b``/``wav_b_len``/``start_b`` (+ ``labels_b.<name>``).
+views ``wav_b``/``wav_b_len``/``start_b`` (+ ``labels_b.<name>``). With an ``aligned_augment``,
+``wav_a2`` (B, S): a second perturbation of view A's crop, sample-aligned with it (same start and
+length ``wav_len``), e.g. a formant-warped copy whose frames pair with A's frame by frame.
 
 Two views (``views=2``): the same crop (``same_crop``, then perturbed: Barlow Twins), or two crops
 that share no sample of the utterance (``disjoint_views``, Learn2Diss's InfoNCE: otherwise the
@@ -243,13 +245,14 @@ class CropBatches:
 
     def __init__(self, bank: AudioBank, cfg: DataConfig, seed: int, *, labels: dict[str, FrameLabels] | None = None,
                  utt_labels: dict[str, np.ndarray] | None = None, teacher: np.ndarray | None = None,
-                 augment=None, view_augment=None):
+                 augment=None, view_augment=None, aligned_augment=None):
         self.bank, self.cfg, self.seed = bank, cfg, int(seed)
         self.labels = labels or {}
         self.utt_labels = utt_labels or {}
         self.teacher = teacher
         self.augment = augment            # callable(wav (S,), gen) -> wav, applied to every view (prob inside)
         self.view_augment = view_augment  # callable(wav, gen) -> wav, the two-view perturbation (BT)
+        self.aligned_augment = aligned_augment  # callable(wav, gen) -> wav: ``wav_a2`` from view A's clean crop
         self.crop = max(WIN, int(round(cfg.crop_s * SAMPLE_RATE / HOP)) * HOP)
         self.position = 0
         self._perm_cache: dict[int, np.ndarray] = {}
@@ -318,11 +321,14 @@ class CropBatches:
         T = frames(self.crop)
         wavs, lens, starts = [], [], []
         wavs_b, lens_b, starts_b = [], [], []
+        wavs_a2: list[Tensor] = []
         for i in idx:
             if self.cfg.views == 2 and not self.cfg.same_crop and self.cfg.disjoint_views:
                 (w, s, n), (wb, sb, nb) = self._disjoint_crops(i, gen)
             else:
                 w, s, n = self._crop(i, gen)
+            if self.aligned_augment is not None:
+                wavs_a2.append(self.aligned_augment(w, gen))
             if self.cfg.views == 2:
                 if self.cfg.same_crop:
                     wb, sb, nb = w.clone(), s, n
@@ -346,6 +352,8 @@ class CropBatches:
             batch[f"utt_labels.{name}"] = torch.as_tensor(arr[idx], dtype=torch.long)
         if self.teacher is not None:
             batch["teacher"] = torch.as_tensor(self.teacher[idx], dtype=torch.float32)
+        if self.aligned_augment is not None:
+            batch["wav_a2"] = _pad(wavs_a2, self.crop)
         if self.cfg.views == 2:
             batch["wav_b"] = _pad(wavs_b, self.crop)
             batch["wav_b_len"] = torch.tensor(lens_b, dtype=torch.long)

@@ -85,3 +85,25 @@ def test_speaker_perturbed_student_input_keeps_clean_labels():
         clean = bank[i][s0:s0 + n].astype(np.float32) / 32768.0
         assert not np.allclose(pert["wav"][j, :n].numpy(), clean, atol=1e-3)        # the voice changed
         assert pert["labels.k"][j, :frames(n)].tolist() == lab[i][s0 // HOP: s0 // HOP + frames(n)].tolist()
+
+
+def test_aligned_view_is_a_perturbation_of_view_a_crop_and_changes_nothing_else():
+    """``aligned_augment`` gets view A's clean crop (same samples, same length) and its output is
+    ``wav_a2``; the other keys are those of a source without it (Barlow Twins' split mode)."""
+    bank = fake_bank(LENGTHS)
+    cfg = DataConfig(crop_s=2.0, batch_size=len(LENGTHS), views=2)
+    seen = []
+
+    def double(w, gen):
+        seen.append(w.clone())
+        return 2 * w
+
+    plain = CropBatches(bank, cfg, seed=5).get(3, 0)
+    b = CropBatches(bank, cfg, seed=5, aligned_augment=double).get(3, 0)
+    assert b["wav_a2"].shape == b["wav"].shape
+    torch.testing.assert_close(b["wav_a2"], 2 * b["wav"], rtol=0, atol=0)
+    for j, w in enumerate(seen):
+        assert torch.equal(w, b["wav"][j, :len(w)]) and len(w) == int(b["wav_len"][j])
+    for k in ("wav", "wav_b", "start", "start_b", "wav_len", "wav_b_len", "utt"):
+        assert torch.equal(plain[k], b[k]), k
+    assert "wav_a2" not in plain

@@ -154,3 +154,42 @@ def test_resemblyzer_teacher_survives_an_utterance_that_vad_empties():
     assert len(preprocess_wav(w, source_sr=SAMPLE_RATE)) < SAMPLE_RATE * 0.5
     x = untrimmed(w)
     assert len(x) == SAMPLE_RATE and np.isfinite(x).all() and np.abs(x).max() > np.abs(w).max()
+
+
+def test_barlow_twins_split_mode_pairs_other_words_for_the_other_stream_and_warped_frames_for_content():
+    """views_mode=split (default): the utterance term sees two crops that share no sample, and the
+    frame term pairs view A with its aligned copy ``wav_a2``, not with view B (before: one crop
+    perturbed twice fed both terms, so the other stream's positives shared their words)."""
+    from pretrain.data import CropBatches
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsObjective, BarlowTwinsRecipeConfig, check
+    from tests.test_pretrain_data import LENGTHS, fake_bank
+
+    cfg = BarlowTwinsRecipeConfig(preset="tiny")
+    cfg.data.batch_size = 8
+    check(cfg)
+    assert cfg.views_mode == "split" and not cfg.data.same_crop and cfg.data.disjoint_views
+    b = CropBatches(fake_bank(LENGTHS[2:]), cfg.data, seed=0, aligned_augment=lambda w, g: w).get(0, 0)
+    for j in range(len(b["utt"])):
+        a0, a1 = int(b["start"][j]), int(b["start"][j] + b["wav_len"][j])
+        b0, b1 = int(b["start_b"][j]), int(b["start_b"][j] + b["wav_b_len"][j])
+        assert a1 <= b0 or b1 <= a0
+    torch.manual_seed(0)
+    obj = BarlowTwinsObjective(build_model("barlow_twins", cfg.preset).eval(), cfg)
+    obj.w_utt = 0.0                                                    # the frame term alone
+    with torch.no_grad():
+        same = obj(b).parts["bt_frame"]                                # wav_a2 == wav: perfect pairs
+        other = obj({**b, "wav_a2": b["wav_b"]}).parts["bt_frame"]     # partner from the other crop
+        moved_b = obj({**b, "wav_b": b["wav_b"].flip(1)}).parts["bt_frame"]
+    assert float(same) < float(other)
+    torch.testing.assert_close(same, moved_b)                         # view B does not enter it
+
+
+def test_barlow_twins_check_refuses_inconsistent_views():
+    import pytest
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsRecipeConfig, check
+    from pretrain.recipes.common import RecipeError, apply_overrides
+    with pytest.raises(RecipeError, match="data.same_crop=True"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=perturb"]))
+    with pytest.raises(RecipeError, match="frame_layer=9"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["frame_layer=9"]))
+    check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=perturb", "data.same_crop=true", "frame_layer=-1"]))

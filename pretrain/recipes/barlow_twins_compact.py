@@ -12,6 +12,16 @@ crop (z: masked mean of the last layer), the original, which needs a batch large
 projector's output size: the correlation of N rows has rank <= N - 1, so at 8 crops the 512-wide
 term sat at its floor ≈ λD²/(N-1) (bt_utt plateaued at 220-250). ``check`` refuses a config whose
 rows cannot fill the projector's output dimensions.
+
+``views_mode``: which pairs the two terms see.
+  * "split" (default): the utterance term pairs two crops of one utterance that share no sample
+    (same speaker and channel family, different words), so the other stream is pushed towards what
+    stays constant across an utterance; the frame term pairs view A with a formant-warped (+gain,
+    perturbed) copy of the same crop, frame t with frame t (same words, another vocal tract), on
+    encoder layer ``frame_layer``, so the content layers are pushed towards what survives a change
+    of speaker (as ContentVec/Spin do with their targets). Three encoder passes per step.
+  * "perturb": the original — one crop perturbed twice; both terms on it (the other stream's rows
+    then share their words as well as their speaker, so it learns content as much as speaker).
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pretrain.augment import AugmentBank, AugmentConfig, TwoViews, ViewConfig
+from pretrain.augment import AugmentBank, AugmentConfig, SpeakerPerturb, SpeakerPerturbConfig, TwoViews, ViewConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import BarlowTwins, LossOutput
 from pretrain.recipes.common import required_train_split
@@ -34,7 +44,10 @@ MODEL = "barlow_twins"
 @dataclass
 class BarlowTwinsRecipeConfig:
     preset: str = "compact"
-    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, same_crop=True))
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, same_crop=False))
+    views_mode: str = "split"        # "split" | "perturb" (see the module docstring)
+    frame_layer: int = 2             # encoder layer the frame term shapes (-1: the last)
+    speaker_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=1.0))
     views: ViewConfig = field(default_factory=ViewConfig)
     bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble/RIR bank (prob unused)
     lambd: float = 0.0051
@@ -53,6 +66,8 @@ class BarlowTwinsObjective(nn.Module):
         self.bt = BarlowTwins(cfg.lambd, cfg.normalize)
         self.w_utt, self.w_frame, self.max_frames = cfg.w_utt, cfg.w_frame, cfg.max_frames
         self.utt_rows = cfg.utt_rows
+        self.split = cfg.views_mode == "split"
+        self.frame_layer = cfg.frame_layer
 
     def utt_pairs(self, a, b):
         """The paired rows (N, D) of the utterance term, projected (see ``utt_rows``)."""
@@ -74,6 +89,7 @@ class BarlowTwinsObjective(nn.Module):
 
         a = self._encode(batch["wav"], batch["wav_len"])
         b = self._encode(batch["wav_b"], batch["wav_b_len"])
+        fb_out = self._encode(batch["wav_a2"], batch["wav_len"]) if self.split else b   # frame term's partner
         loss = a.utterance.sum() * 0.0
         parts = {}
         if self.w_utt > 0:
@@ -81,9 +97,10 @@ class BarlowTwinsObjective(nn.Module):
             loss = loss + self.w_utt * l_u
             parts["bt_utt"] = l_u.detach()
         if self.w_frame > 0:
-            ha, hb = a.content[-1], b.content[-1]
+            ha, hb = a.content[self.frame_layer], fb_out.content[self.frame_layer]
             T = min(ha.shape[1], hb.shape[1])
-            valid = (lengths_to_mask(a.content_len, ha.shape[1])[:, :T] & lengths_to_mask(b.content_len, hb.shape[1])[:, :T])
+            valid = (lengths_to_mask(a.content_len, ha.shape[1])[:, :T]
+                     & lengths_to_mask(fb_out.content_len, hb.shape[1])[:, :T])
             fa, fb = ha[:, :T][valid], hb[:, :T][valid]
             if fa.shape[0] > self.max_frames:
                 idx = torch.randperm(fa.shape[0])[: self.max_frames].to(fa.device)
@@ -107,6 +124,16 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
         raise RecipeError("the utterance-level Barlow Twins term needs data.batch_size >= 2")
     if cfg.w_utt <= 0 and cfg.w_frame <= 0:
         raise RecipeError("w_utt and w_frame are both 0: nothing to train")
+    if cfg.views_mode not in ("split", "perturb"):
+        raise RecipeError(f"views_mode must be split or perturb, got {cfg.views_mode!r}")
+    if cfg.data.same_crop != (cfg.views_mode == "perturb"):
+        raise RecipeError(f"views_mode={cfg.views_mode} needs data.same_crop={cfg.views_mode == 'perturb'} "
+                          f"(split: two disjoint crops; perturb: one crop perturbed twice)")
+    if cfg.views_mode == "split" and not cfg.data.disjoint_views:
+        raise RecipeError("views_mode=split needs data.disjoint_views=true: the utterance term's crops must share no sample")
+    n_layers = preset_config(MODEL, cfg.preset).encoder.num_layers + 1
+    if not -n_layers <= cfg.frame_layer < n_layers:
+        raise RecipeError(f"frame_layer={cfg.frame_layer}: the {cfg.preset} encoder has layers 0..{n_layers - 1}")
     if cfg.utt_rows not in ("segments", "utterances"):
         raise RecipeError(f"utt_rows must be segments or utterances, got {cfg.utt_rows!r}")
     if cfg.w_utt > 0:
@@ -134,9 +161,22 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
     obj = BarlowTwinsObjective(model, cfg)
-    batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=TwoViews(aug_bank, cfg.views))
+    views = TwoViews(aug_bank, cfg.views)
+    aligned = None
+    if cfg.views_mode == "split":
+        warp = SpeakerPerturb(cfg.speaker_perturb)
+        aligned = lambda w, gen: views(warp(w, gen), gen)   # noqa: E731  view A's crop, another vocal tract
+    batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=views, aligned_augment=aligned)
     run_phase(ctx, "train", cfg.train, obj, batches)
-    method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
-              f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
-              f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
+    if cfg.views_mode == "split":
+        method = (f"Utterance term: BT between {cfg.utt_rows} projections of two disjoint {cfg.data.crop_s:g}-s crops of "
+                  f"each utterance (same speaker, other words), each perturbed (gain, band-limiting, noise/babble, reverb, "
+                  f"time masking). Frame term: BT between aligned frames of layer {cfg.frame_layer} of crop A and of a "
+                  f"formant-warped (alpha {cfg.speaker_perturb.alpha[0]}-{cfg.speaker_perturb.alpha[1]}) perturbed copy of "
+                  f"it (<= {cfg.max_frames} pairs). Loss {cfg.w_utt} x utterance + {cfg.w_frame} x frame, "
+                  f"lambda={cfg.lambd}, normalize={cfg.normalize}.")
+    else:
+        method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
+                  f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
+                  f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
     return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")
