@@ -22,6 +22,7 @@ from .layout import SPLITS, CorpusLayout
 from .plan import Plan
 from .synth import SIL
 from .text import transcript
+from .transcripts import write_chapter_transcripts
 
 
 # --- file writers (plain data in, one file out, atomically) -------------------------------
@@ -70,11 +71,6 @@ def write_libriphone_table(path: Path, rows: Iterable[tuple[str, str, str, list[
     w.writerow(["wav_path", "transcription", "phones"])
     w.writerows((wav, text, " ".join(ph)) for _, wav, text, ph in sorted(rows))
     atomic_write_text(path, buf.getvalue())
-
-
-def write_chapter_transcripts(path: Path, lines: Iterable[tuple[str, str]]) -> None:
-    """LibriSpeech ``SPK-CHAP.trans.txt``: ``UTT_ID TRANSCRIPT`` sorted by id."""
-    atomic_write_text(path, "".join(sorted(f"{u} {t}\n" for u, t in lines)))
 
 
 # --- the generated corpus -------------------------------------------------------------------

@@ -55,6 +55,7 @@ from .iemocap import er_entry, write_er_meta
 from .layout import ER_FOLDS, IEMOCAP_FILES, LIBRI_FILES, VOX_FILES
 from .librispeech import (char_counts, espeak_lexicon, write_bucket_csv, write_char_dict,
                           write_libriphone_table, write_lexicon, write_phone_transcripts, write_phone_vocab)
+from .transcripts import TranscriptError, chapter_transcript_path, read_chapter_transcripts
 from .voxceleb import make_trials, write_trials
 
 CORPORA = ("librispeech", "voxceleb1", "iemocap")
@@ -64,7 +65,6 @@ LIBRI_ALL_SPLITS = ("train-clean-100", "train-clean-360", "train-other-500", "de
                     "test-clean", "test-other")
 DATASETS_YAML = "datasets.yaml"
 VOX_META_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta"
-_UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
 class PrepareError(RuntimeError):
@@ -132,13 +132,10 @@ def _libri_utts(root: Path, split: str) -> list[tuple[str, str, str]]:
     d = root / split
     trans: dict[str, str] = {}
     for tf in sorted(d.glob("*/*/*.trans.txt")):
-        for n, line in enumerate(tf.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            utt, _, text = line.strip().partition(" ")
-            if not _UTT_RE.match(utt) or not text.strip():
-                raise PrepareError(f"{tf}:{n}: expected 'SPK-CHAP-NNNN TRANSCRIPT', got {line[:80]!r}")
-            trans[utt] = " ".join(text.split())
+        try:
+            trans.update(read_chapter_transcripts(tf))
+        except TranscriptError as e:
+            raise PrepareError(str(e)) from None
     flacs = sorted(p for p in d.glob("*/*/*.flac") if not p.name.startswith("."))
     if not flacs:
         raise PrepareError(f"{d} holds no SPK/CHAP/SPK-CHAP-NNNN.flac files (LibriSpeech layout expected)")
@@ -146,8 +143,7 @@ def _libri_utts(root: Path, split: str) -> list[tuple[str, str, str]]:
     for f in flacs:
         utt = f.name[:-len(".flac")]
         if utt not in trans:
-            raise PrepareError(f"{f} has no transcript: expected a line '{utt} ...' in "
-                               f"{f.parent / (utt.rsplit('-', 1)[0] + '.trans.txt')}")
+            raise PrepareError(f"{f} has no transcript: expected a line '{utt} ...' in {chapter_transcript_path(f)}")
         out.append((utt, f"{split}/{f.relative_to(d).as_posix()}", trans[utt]))
     return out
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .fileio import atomic_write_text, link_or_copy
 from .layout import LIBRI_SPLITS, CorpusError, CorpusLayout
+from .transcripts import read_chapter_transcripts, write_chapter_transcripts
 
 SHUFFLED_SPLIT = "train"
 
@@ -88,12 +89,8 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
         return dst
     split_dir = lay.libri_split_dir(SHUFFLED_SPLIT)
     trans = sorted(split_dir.rglob("*.trans.txt"))
-    words: dict[str, str] = {}
-    for t in trans:
-        for line in t.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                utt, _, text = line.strip().partition(" ")
-                words[utt] = text
+    chapters = {t: read_chapter_transcripts(t) for t in trans}
+    words = {utt: text for table in chapters.values() for utt, text in table.items()}
     if len(words) < 2:
         raise CorpusError(f"{split_dir}: {len(words)} training transcript(s); nothing to shuffle")
     donor = _permutation(list(words), seed)
@@ -105,13 +102,8 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
                 utt, _, ph = line.partition(" ")
                 phones[utt] = ph
     _link_tree(src, dst, {*trans, phones_path, lay.libriphone_csv(SHUFFLED_SPLIT), src / "corpus.json"})
-    for t in trans:
-        lines = []
-        for line in t.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                utt = line.strip().partition(" ")[0]
-                lines.append(f"{utt} {words[donor[utt]]}")
-        atomic_write_text(dst / t.relative_to(src), "\n".join(lines) + "\n")
+    for t, table in chapters.items():
+        write_chapter_transcripts(dst / t.relative_to(src), ((utt, words[donor[utt]]) for utt in table))
     if phones:
         atomic_write_text(dst / phones_path.relative_to(src),
                           "".join(f"{u} {phones[donor[u]] if donor.get(u) in phones else phones[u]}\n" for u in phones))

@@ -27,6 +27,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from harness.corpus.lexicon import read_lexicon  # noqa: E402,F401  (the corpus reads it too)
+from harness.corpus.transcripts import chapter_transcript_path, read_chapter_transcripts
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +41,12 @@ class _TranscriptCache:
     def get(self, wav_path: str) -> str:
         wav = Path(wav_path)
         utt = wav.name.split(".")[0]
-        spk_chap = "-".join(utt.split("-")[:2])
-        trans = wav.parent / f"{spk_chap}.trans.txt"
+        trans = chapter_transcript_path(wav)
         if trans not in self._loaded:
             if not trans.is_file():
                 raise FileNotFoundError(f"libriphone: no transcript file {trans} for {wav} (LibriSpeech layout "
                                         f"SPK/CHAP/SPK-CHAP.trans.txt expected; set corpus.libri_root)")
-            table = {}
-            for line in trans.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    key, _, words = line.strip().partition(" ")
-                    table[key] = words
-            self._loaded[trans] = table
+            self._loaded[trans] = read_chapter_transcripts(trans)
         try:
             return self._loaded[trans][utt]
         except KeyError:

@@ -38,6 +38,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.corpus.transcripts import read_chapter_transcripts
+
 Z95 = 1.959963984540054
 
 
@@ -124,10 +126,7 @@ def _libri_test_texts(layout) -> list[str]:
     root = Path(layout.librispeech) / "test-clean"
     texts = []
     for trans in sorted(root.rglob("*.trans.txt")):
-        for ln in trans.read_text().splitlines():
-            parts = ln.strip().split(maxsplit=1)
-            if parts:
-                texts.append(parts[1] if len(parts) > 1 else "")
+        texts += read_chapter_transcripts(trans).values()
     return texts
 
 
