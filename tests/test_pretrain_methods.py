@@ -157,17 +157,18 @@ def test_resemblyzer_teacher_survives_an_utterance_that_vad_empties():
 
 
 def test_barlow_twins_split_mode_pairs_other_words_for_the_other_stream_and_warped_frames_for_content():
-    """views_mode=split (default): the utterance term sees two crops that share no sample, and the
-    frame term pairs view A with its aligned copy ``wav_a2``, not with view B (before: one crop
-    perturbed twice fed both terms, so the other stream's positives shared their words)."""
+    """views_mode=split: the utterance term sees two crops that share no sample, and the frame term
+    pairs view A with its aligned copy ``wav_a2``, not with view B (views_mode=perturb: one crop
+    perturbed twice feeds both terms, so the other stream's positives share their words)."""
     from pretrain.data import CropBatches
     from pretrain.recipes.barlow_twins_compact import BarlowTwinsObjective, BarlowTwinsRecipeConfig, check
     from tests.test_pretrain_data import LENGTHS, fake_bank
 
-    cfg = BarlowTwinsRecipeConfig(preset="tiny")
-    cfg.data.batch_size = 8
+    from pretrain.recipes.common import apply_overrides
+    cfg = apply_overrides(BarlowTwinsRecipeConfig(preset="tiny"),
+                          ["views_mode=split", "data.same_crop=false", "frame_layer=2", "data.batch_size=8"])
     check(cfg)
-    assert cfg.views_mode == "split" and not cfg.data.same_crop and cfg.data.disjoint_views
+    assert cfg.data.disjoint_views
     b = CropBatches(fake_bank(LENGTHS[2:]), cfg.data, seed=0, aligned_augment=lambda w, g: w).get(0, 0)
     for j in range(len(b["utt"])):
         a0, a1 = int(b["start"][j]), int(b["start"][j] + b["wav_len"][j])
@@ -188,8 +189,10 @@ def test_barlow_twins_check_refuses_inconsistent_views():
     import pytest
     from pretrain.recipes.barlow_twins_compact import BarlowTwinsRecipeConfig, check
     from pretrain.recipes.common import RecipeError, apply_overrides
+    with pytest.raises(RecipeError, match="data.same_crop=False"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=split"]))
     with pytest.raises(RecipeError, match="data.same_crop=True"):
-        check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=perturb"]))
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["data.same_crop=false"]))
     with pytest.raises(RecipeError, match="frame_layer=9"):
         check(apply_overrides(BarlowTwinsRecipeConfig(), ["frame_layer=9"]))
-    check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=perturb", "data.same_crop=true", "frame_layer=-1"]))
+    check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=split", "data.same_crop=false", "frame_layer=2"]))
