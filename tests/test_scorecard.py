@@ -264,3 +264,25 @@ def test_harness_abx_reads_the_unseen_split(tiny_corpus, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open(out)))
     assert {r["metric"] for r in rows} == {"abx_within", "abx_across"}
     assert all(r["item_file"].endswith("unseen/abx.item") for r in rows)
+
+
+def test_a_probe_verdict_decided_by_one_held_out_item_is_marked_a_close_call():
+    """Two speaker probes on the same 120 test utterances one utterance apart (0.958 vs 0.950: the
+    retrained Learn2Diss's other vs content) get the note; ten apart, or with unknown sizes, do not."""
+    from analysis.scorecard import close_call
+
+    def with_n(summ, n):
+        return {k: {m: Best(b.value, b.layer, b.chance, n_test=n if m.startswith("probe_") else 0)
+                    for m, b in v.items()} for k, v in summ.items()}
+
+    close = with_n(_summary(content=(0.50, 8.0, 12.0, 115 / 120), other=(0.10, 40.0, 45.0, 116 / 120)), 120)
+    cr = {c.name: c for c in criteria(close, {"m": {"upstream": "jooci", "twin": None, "rate": 50.0}}, {}, None)}
+    assert cr["other_vs_content_speaker"].passed is True
+    assert cr["other_vs_content_speaker"].measured.endswith("[1 of 120 held-out items apart]")
+    assert "apart" not in cr["other_speaker"].measured            # 0.967 vs 0.90: 8 items
+    far = with_n(_summary(content=(0.50, 8.0, 12.0, 100 / 120), other=(0.10, 40.0, 45.0, 110 / 120)), 120)
+    cr = {c.name: c for c in criteria(far, {"m": {"upstream": "jooci", "twin": None, "rate": 50.0}}, {}, None)}
+    assert "apart" not in cr["other_vs_content_speaker"].measured
+    assert close_call(Best(107 / 120, 0, 0.0, n_test=120), 0.90) == " [1 of 120 held-out items apart]"
+    assert close_call(Best(0.5, 0, 0.0), 0.5) == ""                # no size known: no claim
+    assert close_call(Best(0.5, 0, 0.0, n_test=120), 0.5, 240) == ""  # different test sets

@@ -314,7 +314,7 @@ def _fmt(v, metric: str) -> str:
 
 
 def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: dict, args) -> str:
-    from analysis.scorecard import CRITERIA, METRICS, TITLES, criteria, summarize
+    from analysis.scorecard import CLOSE_ITEMS, CRITERIA, METRICS, TITLES, criteria, summarize
 
     summ = summarize(rows)
     models = {}
@@ -377,8 +377,11 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
         res = "n/a" if cr.passed is None else ("PASS" if cr.passed else "FAIL")
         L.append(f"| {cr.model} | {CRITERIA[cr.name]} | {cr.measured} | **{res}** |")
     n_pass = sum(cr.passed is True for cr in crits)
+    n_close = sum("held-out items apart]" in cr.measured for cr in crits)
     L += ["", f"{n_pass} of {len(crits)} criteria pass. Content/other values are the summary's (best layer for "
-          "what a stream is for, the most-leaking layer for what it should not hold).", ""]
+          "what a stream is for, the most-leaking layer for what it should not hold). "
+          f"\"[k of n held-out items apart]\" marks a probe comparison decided by at most {CLOSE_ITEMS} held-out "
+          f"items ({n_close} of the criteria have one): read it as a tie, not as a pass or a fail.", ""]
     warns = sorted({(r["model"], r["metric"], r["warnings"]) for r in rows if r.get("warnings")})
     if warns:
         L += ["Small-sample warnings (analysis/samples.py):", ""]
