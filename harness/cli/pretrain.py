@@ -53,7 +53,7 @@ POSITIVE = {"steps", "batch_size", "lr", "aux_lr", "crop_s", "clip_s", "views", 
             "n_noise", "n_babble", "n_rir"}
 FRACTIONS = {"mask_prob", "mask_frac", "min_lr_ratio", "prob", "p_filter", "p_gain", "p_mask", "p_noise",
              "p_reverb", "betas"}
-SIGNED = {"snr_db"}
+SIGNED = {"snr_db", "frame_layer"}   # frame_layer: a layer index, -1 = the last (the recipe checks its range)
 
 
 def check_numbers(cfg, prefix: str = "") -> None:
