@@ -274,6 +274,11 @@ class Criterion:
     measured: str      # what was compared, with numbers
     passed: bool | None  # None: not evaluable (a number missing), reported as n/a
 
+    @property
+    def close(self) -> bool:
+        """Whether a probe comparison in it was decided by at most CLOSE_ITEMS held-out items (``close_call``)."""
+        return CLOSE_MARK in self.measured
+
 
 # (id, description) of issue 11's "what must hold"; TWIN is checked column by column
 CRITERIA = {
@@ -298,6 +303,7 @@ TWIN_COLUMNS_TWO_STREAM = (("other", "probe_speaker", True), ("content", "probe_
 # test utterance is 1/120 = 0.008 on the small corpus, inside the run-to-run spread of the same
 # weights on two CPUs (0.717 / 0.733 for one unchanged checkpoint)
 CLOSE_ITEMS = 2
+CLOSE_MARK = "held-out items apart]"
 
 
 def close_call(a: Best, b: float, b_n_test: int | None = None) -> str:
@@ -306,7 +312,7 @@ def close_call(a: Best, b: float, b_n_test: int | None = None) -> str:
     if not a.n_test or (b_n_test is not None and b_n_test != a.n_test) or not (_finite(a.value) and _finite(b)):
         return ""
     k = round(abs(a.value - b) * a.n_test)
-    return f" [{k} of {a.n_test} held-out items apart]" if k <= CLOSE_ITEMS else ""
+    return f" [{k} of {a.n_test} {CLOSE_MARK}" if k <= CLOSE_ITEMS else ""
 
 
 def _cmp(a: Best, b: float, op: str, fmt: str = ".3f", b_n_test: int | None = 0) -> tuple[str, bool | None]:

@@ -279,6 +279,7 @@ def test_a_probe_verdict_decided_by_one_held_out_item_is_marked_a_close_call():
     cr = {c.name: c for c in criteria(close, {"m": {"upstream": "jooci", "twin": None, "rate": 50.0}}, {}, None)}
     assert cr["other_vs_content_speaker"].passed is True
     assert cr["other_vs_content_speaker"].measured.endswith("[1 of 120 held-out items apart]")
+    assert cr["other_vs_content_speaker"].close and not cr["other_speaker"].close
     assert "apart" not in cr["other_speaker"].measured            # 0.967 vs 0.90: 8 items
     far = with_n(_summary(content=(0.50, 8.0, 12.0, 100 / 120), other=(0.10, 40.0, 45.0, 110 / 120)), 120)
     cr = {c.name: c for c in criteria(far, {"m": {"upstream": "jooci", "twin": None, "rate": 50.0}}, {}, None)}

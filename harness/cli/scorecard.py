@@ -377,7 +377,7 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
         res = "n/a" if cr.passed is None else ("PASS" if cr.passed else "FAIL")
         L.append(f"| {cr.model} | {CRITERIA[cr.name]} | {cr.measured} | **{res}** |")
     n_pass = sum(cr.passed is True for cr in crits)
-    n_close = sum("held-out items apart]" in cr.measured for cr in crits)
+    n_close = sum(cr.close for cr in crits)
     L += ["", f"{n_pass} of {len(crits)} criteria pass. Content/other values are the summary's (best layer for "
           "what a stream is for, the most-leaking layer for what it should not hold). "
           f"\"[k of n held-out items apart]\" marks a probe comparison decided by at most {CLOSE_ITEMS} held-out "

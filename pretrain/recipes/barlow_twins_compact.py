@@ -121,7 +121,7 @@ required = required_train_split
 def check(cfg: BarlowTwinsRecipeConfig) -> None:
     from upstream.registry import preset_config
 
-    preset_config(MODEL, cfg.preset)
+    m = preset_config(MODEL, cfg.preset)
     if cfg.data.views != 2:
         raise RecipeError("barlow-twins-compact needs data.views=2")
     if cfg.data.batch_size < 2 and cfg.w_utt > 0:
@@ -135,7 +135,7 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
                           f"(split: two disjoint crops; perturb: one crop perturbed twice)")
     if cfg.views_mode == "split" and not cfg.data.disjoint_views:
         raise RecipeError("views_mode=split needs data.disjoint_views=true: the utterance term's crops must share no sample")
-    n_layers = preset_config(MODEL, cfg.preset).encoder.num_layers + 1
+    n_layers = m.encoder.num_layers + 1
     if not -n_layers <= cfg.frame_layer < n_layers:
         raise RecipeError(f"frame_layer={cfg.frame_layer}: the {cfg.preset} encoder has layers 0..{n_layers - 1}")
     if cfg.utt_rows not in ("segments", "utterances"):
@@ -143,7 +143,6 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
     if cfg.w_utt > 0:
         from pretrain.data import frames
 
-        m = preset_config(MODEL, cfg.preset)
         per_crop = 1 if cfg.utt_rows == "utterances" else -(-frames(int(cfg.data.crop_s * SAMPLE_RATE)) // m.other_downsample)
         rows, dim = cfg.data.batch_size * per_crop, m.projector_dims[-1]
         if rows - 1 < dim:
