@@ -22,7 +22,7 @@ from .layout import SPLITS, CorpusLayout
 from .plan import Plan
 from .synth import SIL
 from .text import transcript
-from .transcripts import write_chapter_transcripts
+from .transcripts import write_chapter_transcripts, write_phone_transcripts
 
 
 # --- file writers (plain data in, one file out, atomically) -------------------------------
@@ -56,11 +56,6 @@ def write_lexicon(path: Path, lex: dict[str, list[str]]) -> None:
 
 def write_phone_vocab(path: Path, phones: Iterable[str]) -> None:
     atomic_write_text(path, "".join(f"{p}\n" for p in sorted(set(phones))))
-
-
-def write_phone_transcripts(path: Path, rows: Iterable[tuple[str, list[str]]]) -> None:
-    """``UTT_ID ph ph ...`` per utterance, sorted by id."""
-    atomic_write_text(path, "".join(sorted(f"{u} {' '.join(seq)}\n" for u, seq in rows)))
 
 
 def write_libriphone_table(path: Path, rows: Iterable[tuple[str, str, str, list[str]]]) -> None:

@@ -54,8 +54,8 @@ from .fileio import atomic_write_text
 from .iemocap import er_entry, write_er_meta
 from .layout import ER_FOLDS, IEMOCAP_FILES, LIBRI_FILES, VOX_FILES
 from .librispeech import (char_counts, espeak_lexicon, write_bucket_csv, write_char_dict,
-                          write_libriphone_table, write_lexicon, write_phone_transcripts, write_phone_vocab)
-from .transcripts import TranscriptError, chapter_transcript_path, read_chapter_transcripts
+                          write_libriphone_table, write_lexicon, write_phone_vocab)
+from .transcripts import TranscriptError, chapter_transcript_path, read_chapter_transcripts, write_phone_transcripts
 from .voxceleb import make_trials, write_trials
 
 CORPORA = ("librispeech", "voxceleb1", "iemocap")

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .fileio import atomic_write_text, link_or_copy
 from .layout import LIBRI_SPLITS, CorpusError, CorpusLayout
-from .transcripts import read_chapter_transcripts, write_chapter_transcripts
+from .transcripts import (read_chapter_transcripts, read_phone_transcripts, write_chapter_transcripts,
+                          write_phone_transcripts)
 
 SHUFFLED_SPLIT = "train"
 
@@ -95,18 +96,13 @@ def make_label_shuffled(src: str | Path, dst: str | Path, seed: int = 0) -> Path
         raise CorpusError(f"{split_dir}: {len(words)} training transcript(s); nothing to shuffle")
     donor = _permutation(list(words), seed)
     phones_path = lay.phone_transcripts(SHUFFLED_SPLIT)
-    phones = {}
-    if phones_path.is_file():
-        for line in phones_path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                utt, _, ph = line.partition(" ")
-                phones[utt] = ph
+    phones = read_phone_transcripts(phones_path) if phones_path.is_file() else {}
     _link_tree(src, dst, {*trans, phones_path, lay.libriphone_csv(SHUFFLED_SPLIT), src / "corpus.json"})
     for t, table in chapters.items():
         write_chapter_transcripts(dst / t.relative_to(src), ((utt, words[donor[utt]]) for utt in table))
     if phones:
-        atomic_write_text(dst / phones_path.relative_to(src),
-                          "".join(f"{u} {phones[donor[u]] if donor.get(u) in phones else phones[u]}\n" for u in phones))
+        write_phone_transcripts(dst / phones_path.relative_to(src),
+                                ((u, phones[donor[u]] if donor.get(u) in phones else phones[u]) for u in phones))
     lp = lay.libriphone_csv(SHUFFLED_SPLIT)
     if lp.is_file():
         rows = list(csv.DictReader(io.StringIO(lp.read_text(encoding="utf-8"))))

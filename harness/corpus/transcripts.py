@@ -1,7 +1,11 @@
-"""LibriSpeech chapter transcripts, ``SPK/CHAP/SPK-CHAP.trans.txt``: one ``SPK-CHAP-NNNN TRANSCRIPT``
-line per utterance. The one reader and the one writer of that format (the corpus generator, the
-shuffled-labels view, ``harness prepare``, s3prl's phone-recognition dataset and the chance levels
-all go through them)."""
+"""The two transcript formats of a LibriSpeech tree, each with its one reader and one writer (the
+corpus generator, the shuffled-labels view, ``harness prepare``, s3prl's phone-recognition dataset
+and the chance levels all go through them):
+
+* chapter transcripts, ``SPK/CHAP/SPK-CHAP.trans.txt``: one ``SPK-CHAP-NNNN TRANSCRIPT`` line per
+  utterance (LibriSpeech's own);
+* phone transcripts, ``phones/<split>.txt``: one ``SPK-CHAP-NNNN ph ph ...`` line per utterance
+  (DUET's, written by the generator and by ``harness prepare`` from a lexicon)."""
 from __future__ import annotations
 
 import re
@@ -14,24 +18,39 @@ UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
 class TranscriptError(ValueError):
-    """A ``*.trans.txt`` line that is not ``SPK-CHAP-NNNN TRANSCRIPT`` (the message names file:line)."""
+    """A transcript line that is not ``SPK-CHAP-NNNN TOKENS...`` (the message names file:line)."""
 
 
-def read_chapter_transcripts(path: str | Path) -> dict[str, str]:
-    """``{utt_id: transcript}`` of one ``SPK-CHAP.trans.txt`` (blank lines skipped; the transcript's
-    whitespace collapsed to single spaces). A line without an ``SPK-CHAP-NNNN`` id or without words
-    raises TranscriptError naming the file and the line."""
+def _read_id_lines(path: str | Path, what: str) -> dict[str, list[str]]:
+    """``{utt_id: tokens}`` of a file of ``SPK-CHAP-NNNN TOKEN TOKEN ...`` lines (blank lines
+    skipped); a line without such an id or without tokens raises TranscriptError naming file:line."""
     path = Path(path)
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        utt, _, text = line.strip().partition(" ")
-        if not UTT_RE.match(utt) or not text.strip():
-            raise TranscriptError(f"{path}:{n}: expected 'SPK-CHAP-NNNN TRANSCRIPT', got {line[:80]!r}; "
+        utt, *tokens = line.split()
+        if not UTT_RE.match(utt) or not tokens:
+            raise TranscriptError(f"{path}:{n}: expected 'SPK-CHAP-NNNN {what}', got {line[:80]!r}; "
                                   f"fix or remove that line")
-        out[utt] = " ".join(text.split())
+        out[utt] = tokens
     return out
+
+
+def read_chapter_transcripts(path: str | Path) -> dict[str, str]:
+    """``{utt_id: transcript}`` of one ``SPK-CHAP.trans.txt`` (the transcript's whitespace collapsed to
+    single spaces)."""
+    return {u: " ".join(t) for u, t in _read_id_lines(path, "TRANSCRIPT").items()}
+
+
+def read_phone_transcripts(path: str | Path) -> dict[str, list[str]]:
+    """``{utt_id: [phone, ...]}`` of one ``phones/<split>.txt``."""
+    return _read_id_lines(path, "PHONE PHONE ...")
+
+
+def write_phone_transcripts(path: Path, rows: Iterable[tuple[str, list[str]]]) -> None:
+    """``phones/<split>.txt`` from ``(utt_id, phones)`` pairs, sorted by id, written atomically."""
+    atomic_write_text(path, "".join(sorted(f"{u} {' '.join(seq)}\n" for u, seq in rows)))
 
 
 def chapter_transcript_path(audio: str | Path) -> Path:

@@ -38,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.corpus.transcripts import read_chapter_transcripts
+from harness.corpus.transcripts import read_chapter_transcripts, read_phone_transcripts
 
 Z95 = 1.959963984540054
 
@@ -133,7 +133,7 @@ def _libri_test_texts(layout) -> list[str]:
 def pr_chance(layout) -> Chance:
     path = Path(getattr(layout, "phone_transcripts_dir", Path("/nonexistent"))) / "test-clean.txt"
     if path.is_file():
-        refs = [ln.split()[1:] for ln in path.read_text().splitlines() if ln.strip()]
+        refs = list(read_phone_transcripts(path).values())
         return Chance(best_constant_error(refs), "best constant output", len(refs))
     n = len(_libri_test_texts(layout)) or None
     return Chance(100.0, "empty output", n)
