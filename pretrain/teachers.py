@@ -94,14 +94,19 @@ def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bo
     return emb, desc
 
 
-def whiten_targets(emb: np.ndarray, shrink: float = 0.1) -> tuple[np.ndarray, dict]:
+def whiten_targets(emb: np.ndarray, shrink: float = 0.1, dims: int = 0) -> tuple[np.ndarray, dict]:
     """Centre and whiten teacher embeddings, then L2-normalise: (N, D) -> (N, D), stats.
 
     Raw d-vectors share one large mean direction (resemblyzer on the small corpus: cosine 0.82 to
     their mean), so 1 - cos to them is small for any embedding near that mean and the student
     never has to tell speakers apart. Whitening: ZCA with the covariance shrunk towards its mean
-    eigenvalue (``shrink``; stable when N is not much larger than D), so every direction in which
-    speakers differ weighs the same. Returned stats: mean cosine to the mean before and after.
+    eigenvalue (``shrink``; stable when N is not much larger than D), so every direction weighs the
+    same. ``dims`` > 0 whitens only the top ``dims`` principal components and drops the rest (output
+    (N, dims)): with few training speakers most of the D directions vary *within* a speaker, and
+    whitening all of them lets that noise dominate the target (resemblyzer on the small corpus, 80
+    speakers: speakers explain 52 % of the centred targets' variance, 24 % after whitening all 256
+    directions, 61 % after whitening the top 16). Returned stats: mean cosine to the mean before and
+    after, and the share of variance kept by the ``dims`` components (1.0 when dims = 0).
 
     >>> rng = np.random.default_rng(0)
     >>> raw = 3.0 + rng.normal(size=(500, 16))
@@ -117,15 +122,23 @@ def whiten_targets(emb: np.ndarray, shrink: float = 0.1) -> tuple[np.ndarray, di
         m = z.mean(0)
         return float((z @ m / (np.linalg.norm(z, axis=1) * np.linalg.norm(m) + 1e-12)).mean())
 
+    if not 0 <= dims <= x.shape[1]:
+        raise TeacherError(f"teacher_pca={dims}: must be 0 (whiten all) or 1..{x.shape[1]} (the teacher's size)")
     mu = x.mean(0)
     xc = x - mu
+    kept = 1.0
+    if dims:
+        _, s, vt = np.linalg.svd(xc, full_matrices=False)
+        kept = float((s[:dims] ** 2).sum() / (s ** 2).sum())
+        xc = xc @ vt[:dims].T
     cov = xc.T @ xc / (x.shape[0] - 1)
     cov = (1 - shrink) * cov + shrink * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
     vals, vecs = np.linalg.eigh(cov)
     w = vecs @ np.diag(1.0 / np.sqrt(np.maximum(vals, 1e-12))) @ vecs.T
     out = xc @ w
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
-    return out.astype(np.float32), {"cos_to_mean_before": cos_to_mean(x), "cos_to_mean_after": cos_to_mean(out)}
+    return out.astype(np.float32), {"cos_to_mean_before": cos_to_mean(x), "cos_to_mean_after": cos_to_mean(out),
+                                    "variance_kept": kept}
 
 
 TEACHERS: dict[str, str] = {

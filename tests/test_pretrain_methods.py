@@ -111,6 +111,45 @@ def test_jooci_teacher_targets_centred_and_whitened():
     assert ev_raw.max() / ev_raw.min() > 10
 
 
+def _speaker_share(x, spk):
+    import numpy as np
+    x = x - x.mean(0)
+    means = np.stack([x[spk == s].mean(0) for s in np.unique(spk)])
+    return float((means[np.searchsorted(np.unique(spk), spk)] ** 2).sum() / (x ** 2).sum())
+
+
+def test_jooci_teacher_pca_keeps_the_speaker_directions():
+    """Few speakers, many dimensions: whitening every direction lets within-speaker noise dominate
+    the targets; whitening the top principal components keeps them speaker targets."""
+    import numpy as np
+    import pytest
+    from pretrain.teachers import TeacherError, whiten_targets
+    rng = np.random.default_rng(1)
+    spk = np.repeat(np.arange(20), 12)
+    basis = np.linalg.qr(rng.normal(size=(64, 64)))[0]
+    z = np.zeros((240, 64))
+    z[:, :6] = 3.0 * rng.normal(size=(20, 6))[spk]               # speakers differ in 6 strong directions
+    z += 0.5 * rng.normal(size=(240, 64))                          # within-speaker variation everywhere
+    raw = 2.0 + z @ basis
+    full, _ = whiten_targets(raw)
+    top, st = whiten_targets(raw, dims=6)
+    assert top.shape == (240, 6) and np.allclose(np.linalg.norm(top, axis=1), 1.0, atol=1e-5)
+    assert _speaker_share(top, spk) > 0.8 > 0.4 > _speaker_share(full, spk)
+    assert 0.5 < st["variance_kept"] < 1.0
+    assert whiten_targets(raw)[1]["variance_kept"] == 1.0
+    with pytest.raises(TeacherError, match="teacher_pca=65"):
+        whiten_targets(raw, dims=65)
+
+
+def test_jooci_teacher_pca_needs_whitening():
+    import pytest
+    from pretrain.recipes.common import RecipeError
+    from pretrain.recipes.jooci_compact import JoociRecipeConfig, check
+    for bad in (dict(teacher_pca=-1), dict(teacher_pca=8, teacher_whiten=False)):
+        with pytest.raises(RecipeError, match="teacher_pca"):
+            check(JoociRecipeConfig(init_ckpt="", **bad))
+
+
 # ------------------------------------------------------------------------------ Barlow Twins
 def test_barlow_twins_utterance_term_is_full_rank_at_the_default_batch():
     """Default recipe + compact preset + default batch: the utterance term's cross-correlation has

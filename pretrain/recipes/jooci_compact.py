@@ -60,6 +60,7 @@ class JoociRecipeConfig:
     model: JoociShape = field(default_factory=JoociShape)
     teacher: str = "resemblyzer"                    # or learn2diss:<checkpoint dir>
     teacher_whiten: bool = True                     # centre + whiten + L2-normalise the teacher targets
+    teacher_pca: int = 0                            # > 0: whiten only the top principal components (teachers.whiten_targets)
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_layers: tuple[int, ...] = (2, 3, 4)       # init-model layers clustered into label sets
@@ -161,6 +162,9 @@ def check(cfg: JoociRecipeConfig) -> None:
     kind = cfg.teacher.partition(":")[0]
     if kind not in TEACHERS:
         raise RecipeError(f"unknown teacher {cfg.teacher!r}; use resemblyzer or learn2diss:<checkpoint dir>")
+    if cfg.teacher_pca < 0 or (cfg.teacher_pca and not cfg.teacher_whiten):
+        raise RecipeError(f"teacher_pca={cfg.teacher_pca}: use 0 (whiten every direction) or a positive number of "
+                          f"principal components, with teacher_whiten=true")
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
     if cfg.k > cfg.kmeans_frames:
@@ -204,15 +208,17 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     ctx.barrier()
     if not ctx.is_main:
         teacher, tdesc = teacher_embeddings(cfg.teacher, bank, ctx.cache, False)
-    # the student's FC must match the teacher's size; the decoder predicts the first label set
-    mcfg = dataclasses.replace(mcfg, fc_dim=int(teacher.shape[1]), decoder_vocab=cfg.k)
     if cfg.teacher_whiten:
-        teacher, st = whiten_targets(teacher)
-        tdesc += (f"; centred + whitened + L2-normalised (cosine to the mean {st['cos_to_mean_before']:.2f} -> "
+        teacher, st = whiten_targets(teacher, dims=cfg.teacher_pca)
+        top = f"top {cfg.teacher_pca} principal components ({st['variance_kept']:.0%} of the variance) " \
+            if cfg.teacher_pca else ""
+        tdesc += (f"; centred, {top}whitened, L2-normalised (cosine to the mean {st['cos_to_mean_before']:.2f} -> "
                   f"{st['cos_to_mean_after']:.2f})")
         ctx.log(f"teacher targets whitened: cosine to their mean {st['cos_to_mean_before']:.3f} -> "
                 f"{st['cos_to_mean_after']:.3f}")
     ctx.notes["teacher"] = tdesc
+    # the student's FC must match the targets' size; the decoder predicts the first label set
+    mcfg = dataclasses.replace(mcfg, fc_dim=int(teacher.shape[1]), decoder_vocab=cfg.k)
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
     if init is not None:
