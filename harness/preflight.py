@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from upstream.facts import SAMPLE_RATE, atomic_write_json, same_file_key
+from upstream.facts import SAMPLE_RATE, atomic_write_json, progress_bar, same_file_key
 from upstream.validation import MIN_SAMPLES, SOX_FIX
 
 CACHE_FORMAT = "duet-preflight/1"
@@ -234,7 +234,7 @@ def check_audio(paths: Iterable[str | os.PathLike] | FileList, *, expected_rate:
 
     ``paths``: file paths, or a :class:`FileList` (its problems, e.g. missing files, are reported
     first). ``workers``: decoding threads. ``cache_path``: JSON cache of decoded facts by (path,
-    size, mtime_ns); None: no cache. ``progress``: tqdm bar (None: only when stderr is a terminal).
+    size, mtime_ns); None: no cache. ``progress``: a tqdm bar when stderr is a terminal (False: never).
     ``where``: {path: "list-file:line"} to name where a file is listed in its problems (a
     FileList brings its own). Never raises for bad audio; call ``report.raise_for_problems()``.
     """
@@ -266,13 +266,10 @@ def check_audio(paths: Iterable[str | os.PathLike] | FileList, *, expected_rate:
             todo.setdefault(same_file_key(st), []).append(name)
     decoded = 0
     if todo:
-        from tqdm import tqdm
-
-        show = sys.stderr.isatty() if progress is None else progress
         groups = list(todo.values())
         with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool, \
-                tqdm(total=len(groups), desc="pre-flight audio check", unit="file", disable=not show,
-                     leave=False) as bar:
+                progress_bar(total=len(groups), enabled=progress is not False, desc="pre-flight audio check",
+                             unit="file", leave=False) as bar:
             for group, result in zip(groups, pool.map(_decode, [g[0] for g in groups])):
                 for name in group:
                     size, mtime = stats[name]

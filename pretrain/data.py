@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from upstream.facts import SAMPLE_RATE, atomic_open, atomic_save_npy, atomic_write_text
+from upstream.facts import SAMPLE_RATE, atomic_open, atomic_save_npy, atomic_write_text, progress_bar
 
 HOP = 320
 WIN = 400
@@ -155,8 +155,7 @@ class AudioBank:
         offsets, lengths = [], []
         it = files
         if progress:
-            from tqdm import tqdm
-            it = tqdm(files, desc="decode audio", leave=False, disable=None)
+            it = progress_bar(files, desc="decode audio", leave=False)
         off = 0
         with atomic_open(cache_dir / "audio.int16") as out:
             for f in it:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from upstream.facts import progress_bar
+
 
 @dataclass
 class KMeansConfig:
@@ -115,8 +117,7 @@ class KMeans:
         prev = math.inf
         it_range = range(cfg.max_iter)
         if progress:
-            from tqdm import tqdm
-            it_range = tqdm(it_range, desc=f"k-means K={cfg.k}", leave=False, disable=None)
+            it_range = progress_bar(it_range, desc=f"k-means K={cfg.k}", leave=False)
         n_iter = 0
         for it in it_range:
             c_sq = (c * c).sum(1)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pretrain.data import AudioBank
-from upstream.facts import SAMPLE_RATE, atomic_save_npy
+from upstream.facts import SAMPLE_RATE, atomic_save_npy, progress_bar
 
 
 class TeacherError(ValueError):
@@ -33,11 +33,9 @@ def _resemblyzer(bank: AudioBank, progress: bool) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from resemblyzer import VoiceEncoder, preprocess_wav
-    from tqdm import tqdm
-
     enc = VoiceEncoder("cpu", verbose=False)
     out = np.zeros((len(bank), 256), dtype=np.float32)
-    for i in tqdm(range(len(bank)), desc="teacher (resemblyzer)", leave=False, disable=not progress):
+    for i in progress_bar(range(len(bank)), enabled=progress, desc="teacher (resemblyzer)", leave=False):
         w = np.asarray(bank[i], dtype=np.float32) / 32768.0
         x = preprocess_wav(w, source_sr=SAMPLE_RATE)
         if len(x) < SAMPLE_RATE * 0.5:          # VAD removed (almost) everything: use the normalised signal
@@ -57,15 +55,13 @@ def untrimmed(wav: np.ndarray) -> np.ndarray:
 
 
 def _learn2diss(bank: AudioBank, ckpt: str, progress: bool) -> np.ndarray:
-    from tqdm import tqdm
-
     from upstream.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt, expected_model="learn2diss")
     model.eval()
     embs = []
     with torch.no_grad():
-        for i in tqdm(range(len(bank)), desc="teacher (learn2diss)", leave=False, disable=not progress):
+        for i in progress_bar(range(len(bank)), enabled=progress, desc="teacher (learn2diss)", leave=False):
             w = bank.wav(i)[None]
             embs.append(model(w, torch.tensor([w.shape[1]])).utterance[0].float().numpy())
     return np.stack(embs).astype(np.float32)

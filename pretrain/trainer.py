@@ -49,7 +49,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from pretrain.state import latest_state, load_state, save_state
-from upstream.facts import SAMPLE_RATE, atomic_write_bytes, atomic_write_text
+from upstream.facts import SAMPLE_RATE, atomic_write_bytes, atomic_write_text, progress_bar
 
 
 @dataclass
@@ -234,9 +234,8 @@ class Trainer:
         except ImportError:  # pragma: no cover - tensorboardX is a pinned dependency
             self._tb = None
         if self.cfg.progress:
-            from tqdm import tqdm
-            self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.name, dynamic_ncols=True,
-                             disable=None)   # a terminal only; the log has the rows
+            self._bar = progress_bar(total=self.cfg.steps, initial=self.step, desc=self.name,
+                                     dynamic_ncols=True)   # the log has the rows
 
     def _rewrite_csv(self) -> None:
         f = io.StringIO(newline="")

@@ -98,12 +98,23 @@ def _definitions(pattern: str) -> list[str]:
      ["upstream/facts.py"] * 5),
     (r"os\.replace\(", ["upstream/facts.py"]),
     (r"mkstemp\(", ["upstream/facts.py"]),
+    (r"\btqdm\(", ["upstream/facts.py"]),              # every progress bar is facts.progress_bar
     (r"^\s*def resolve_corpus\(", ["harness/corpus/resolve.py", "harness/features/analysis_io.py",
                                    "harness/superb/sweep.py"]),
 ])
 def test_each_fact_has_one_definition(pattern, where):
     # resolve_corpus: the two harness wrappers only translate the error type of the one in corpus/resolve.py
     assert _definitions(pattern) == sorted(where)
+
+
+def test_progress_bars_stay_off_logs(capsys):
+    """A bar is drawn on a terminal only: under pytest stderr is captured (not a terminal), so even an
+    enabled bar writes nothing; ``enabled=False`` disables it everywhere."""
+    from upstream.facts import progress_bar
+    for enabled in (True, False):
+        with progress_bar(range(3), enabled=enabled, desc="x") as bar:
+            assert list(bar) == [0, 1, 2] and bar.disable
+    assert capsys.readouterr().err == ""
 
 
 def test_layer_ranges_parsed_once():

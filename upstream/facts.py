@@ -11,6 +11,7 @@ none of them), so the shared facts live here:
   one, never half of one.
 * ``parse_layers``: an inclusive 0-based layer subset ("6-11", "0,2,5-7", 3, [0, 1]), checked.
 * ``git_commit`` / ``machine`` / ``machine_here``: where a result came from.
+* ``progress_bar``: every tqdm bar, drawn on a terminal only (never into a log or a pipe).
 
     >>> parse_layers("0,2,4-5", 6)
     [0, 2, 4, 5]
@@ -34,6 +35,15 @@ SAMPLE_RATE = 16000
 WEIGHTS_FILE = "model.safetensors"
 HASH_LEN = 12
 ROOT = Path(__file__).resolve().parents[1]      # the checkout (for provenance and bundled files)
+
+
+# ------------------------------------------------------------------------------------ progress
+def progress_bar(iterable=None, *, enabled: bool = True, **kw):
+    """A tqdm bar that is drawn only when stderr is a terminal (tqdm's ``disable=None``), so it never
+    lands in a log or a pipe; ``enabled=False`` (``--quiet``, ``--no-progress``) hides it there too."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=None if enabled else True, **kw)
 
 
 # ------------------------------------------------------------------------------------ hashing

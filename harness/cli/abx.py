@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from upstream.facts import progress_bar
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.features import analysis_io as io
@@ -64,7 +66,6 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from tqdm import tqdm
 
     from analysis import samples
     from analysis.abx import ABXConfig, abx_scores, build_plan, read_item_file, slice_items
@@ -100,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         layers = chosen[key]
         rate = store.rate(key)
         plan = kept = None
-        for layer in tqdm(layers, desc=f"ABX {key}", disable=args.quiet):
+        for layer in progress_bar(layers, enabled=not args.quiet, desc=f"ABX {key}"):
             feats, k = slice_items(table, lambda f: store.get(key, layer, f), rate, args.slicing)
             if plan is None:
                 kept = k

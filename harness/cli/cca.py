@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from upstream.facts import progress_bar
+
 VIEWS = ("phone", "word", "speaker", "fbank")
 
 
@@ -78,7 +80,6 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     import numpy as np
-    from tqdm import tqdm
 
     from analysis.cca import one_hot, pwcca_cv, suggest_layers
     from analysis.views import paired_frames, pooled_segments, utterance_means
@@ -125,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     for key in keys:
         layers = chosen[key]
         rate = store.rate(key)
-        for layer in tqdm(layers, desc=f"CCA {key}", disable=args.quiet):
+        for layer in progress_bar(layers, enabled=not args.quiet, desc=f"CCA {key}"):
             get = lambda u: store.get(key, layer, u)  # noqa: E731
             for view in views:
                 if view == "phone":

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from upstream.facts import progress_bar
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from harness.features import analysis_io as io
@@ -68,7 +70,6 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from tqdm import tqdm
 
     from analysis.mi import mi_bounds
     from analysis.probes import probe_accuracy
@@ -108,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     for key in keys:
         layers = chosen[key]
         rate = store.rate(key)
-        for layer in tqdm(layers, desc=f"probes {key}", disable=args.quiet):
+        for layer in progress_bar(layers, enabled=not args.quiet, desc=f"probes {key}"):
             get = lambda u: store.get(key, layer, u)  # noqa: E731
             if "speaker" in probes:
                 r = probe_accuracy(utterance_means(get, utts), spk, seed=args.seed, stratify=True, device=args.device)

@@ -30,6 +30,8 @@ import signal
 import sys
 from pathlib import Path
 
+from upstream.facts import progress_bar
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -204,12 +206,10 @@ def _run(args: argparse.Namespace) -> int:
 
     ctx = RunContext(corpus=data.name, corpus_path=str(data.root), device=device, machine=machine(device),
                      git_commit=git_commit(), command=command, layout=data.layout)
-    overall = tqdm(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True,
-                   disable=None)   # bars on a terminal only, never into a log
+    overall = progress_bar(total=len(todo), desc="cells", unit="cell", position=0, dynamic_ncols=True)
 
     def make_bar(desc: str, total: int, position: int = 1):
-        return tqdm(total=total, desc=desc, unit="step", position=position, leave=False, dynamic_ncols=True,
-                    disable=None)
+        return progress_bar(total=total, desc=desc, unit="step", position=position, leave=False, dynamic_ncols=True)
 
     def on_report(r: CellReport) -> None:
         label = {"ok": "ok  ", "n/a": "n/a ", "failed": "FAIL", "wait": "wait", "done": "done"}[r.status]

@@ -21,6 +21,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from upstream.facts import progress_bar
+
 DEFAULT_UPSTREAMS = ("learn2diss", "jooci", "barlow_twins", "hubert_compact")
 DEFAULT_BASELINES = ("fbank_no_cmvn", "mfcc")
 
@@ -232,7 +234,6 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from tqdm import tqdm
 
     from analysis.samples import annotate
     from analysis.scorecard import ABXCache, ScorecardConfig, pool_factor, pool_frames, score_layer
@@ -270,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         base = {"role": e.role, "upstream": e.upstream, "ckpt": str(e.ckpt or ""), "twin_of": e.twin_of}
         for model, key, rate, factor in views:
             layers = io.parse_layers(args.layers, store.num_layers(key), key)
-            for layer in tqdm(layers, desc=f"{model} {key}", disable=args.quiet, leave=False):
+            for layer in progress_bar(layers, enabled=not args.quiet, desc=f"{model} {key}", leave=False):
                 get = (lambda u, k=key, l=layer: store.get(k, l, u)) if factor == 1 else \
                       (lambda u, k=key, l=layer, f=factor: pool_frames(store.get(k, l, u), f))
                 for r in score_layer(get, rate / factor, data, cfg, cache):

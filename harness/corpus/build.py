@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .abx import write_abx
-from upstream.facts import unwritable_dir
+from upstream.facts import progress_bar, unwritable_dir
 
 from .fileio import atomic_write_json
 from .iemocap import write_iemocap
@@ -60,7 +60,6 @@ def _plan_meta(spec: CorpusSpec, seed: int) -> dict:
 
 def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, stop_after: int | None) -> int:
     """Synthesise every speaker without a record; returns the number of utterances synthesised."""
-    from tqdm import tqdm
 
     from .worker import init_worker, run_job
 
@@ -71,8 +70,7 @@ def _synthesize(lay: CorpusLayout, plan: Plan, workers: int, progress: bool, sto
     if not todo:
         return 0
     total = sum(len(by_speaker[i]) for i in todo)
-    bar = tqdm(total=total, desc=f"corpus {plan.spec.name}", unit="utt", smoothing=0.1,
-               disable=None if progress else True)   # None: only on a terminal
+    bar = progress_bar(total=total, enabled=progress, desc=f"corpus {plan.spec.name}", unit="utt", smoothing=0.1)
     done = 0
     try:
         if workers <= 1:

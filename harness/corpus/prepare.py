@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from upstream.facts import progress_bar
+
 from .fileio import atomic_write_text
 from .iemocap import er_entry, write_er_meta
 from .layout import ER_FOLDS, IEMOCAP_FILES, LIBRI_FILES, VOX_FILES
@@ -85,9 +87,7 @@ def read_yaml_mapping(path: Path, error: type[Exception], fix: str) -> dict:
 
 
 def _bar(it, progress: bool, **kw):
-    from tqdm import tqdm
-
-    return tqdm(it, disable=None if progress else True, **kw)  # None: only on a terminal
+    return progress_bar(it, enabled=progress, **kw)
 
 
 def _root(root, name: str, expected: str) -> Path:

@@ -15,6 +15,8 @@ import hashlib
 import io
 import json
 
+from upstream.facts import progress_bar
+
 from .abx import HEADER, item_rows
 from .fileio import atomic_write_json, atomic_write_text, encode_wav16, write_bytes
 from .layout import UNSEEN_MANIFEST_COLUMNS, CorpusError, CorpusLayout, read_records
@@ -98,9 +100,8 @@ def make_unseen(lay: CorpusLayout, spec: CorpusSpec, seed: int, progress: bool =
     for u in plan.utts:
         by_speaker.setdefault(u.speaker, []).append(u)
     todo = [i for i, us in by_speaker.items() if not lay.unseen_record(us[0].spk).is_file()]
-    from tqdm import tqdm
 
-    for i in tqdm(todo, desc=f"unseen voices {spec.name}", unit="speaker", disable=None if progress and todo else True):  # None: a terminal only
+    for i in progress_bar(todo, enabled=progress and bool(todo), desc=f"unseen voices {spec.name}", unit="speaker"):
         _synthesize_speaker(lay, plan.voices[i], by_speaker[i])
     records = _records(lay, plan)
     rows = [r for u in plan.utts for r in item_rows(u.utt_id, u.spk, records[u.utt_id]["phones"])]

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from upstream.facts import progress_bar
+
 SPEC_FORMAT = "duet-cache-spec/1"
 # hits and misses of every `duet_cached` expert in this process (a cell process reads them at its end)
 COUNTS = {"hits": 0, "misses": 0}
@@ -74,7 +76,6 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
     recorded as an alias, never re-extracted. The index is written before extraction starts, so a
     killed build re-hashes nothing and re-extracts only the shard that was in progress.
     ``progress=False``: no bars (a build running beside others, whose bars would interleave)."""
-    from tqdm import tqdm
 
     from harness.features.store import FeatureStore
     from harness.locks import CellLock
@@ -88,7 +89,7 @@ def build_store(root: Path, upstream: str, ckpt: str | None, keys: list[str], au
         known = {p for v in index.values() for p in v[1:]}
         new = [p for p in audio if str(p) not in known]
         by_inode: dict[tuple, str] = {}     # hard links (the corpus's VoxCeleb1/IEMOCAP views) are read once
-        for p in tqdm(new, desc=f"hash {upstream} audio", unit="file", disable=not progress or len(new) < 50):
+        for p in progress_bar(new, enabled=progress and len(new) >= 50, desc=f"hash {upstream} audio", unit="file"):
             inode = same_file_key(os.stat(p))
             if inode not in by_inode:
                 by_inode[inode] = wav_hash(read_wav(p))

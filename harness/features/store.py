@@ -58,7 +58,8 @@ from typing import Iterable, Mapping
 import numpy as np
 from harness.features.loading import (FeatureStoreError, load_upstream,  # noqa: F401  (re-exported)
                                       same_upstream, upstream_identity)
-from upstream.facts import HASH_LEN, SAMPLE_RATE, LayerRangeError, atomic_save_npy, atomic_write_json, parse_layers
+from upstream.facts import (HASH_LEN, SAMPLE_RATE, LayerRangeError, atomic_save_npy, atomic_write_json, parse_layers,
+                            progress_bar)
 
 FORMAT = "duet-features/2"
 # a /1 store holds every layer of each key in one group: read as such, rewritten as /2 by its next extraction
@@ -349,7 +350,6 @@ class FeatureStore:
         """
         import soundfile as sf
         import torch
-        from tqdm import tqdm
 
         keys = list(keys)
         files = normalize_wav_paths(wav_paths)
@@ -408,8 +408,8 @@ class FeatureStore:
 
         pending: dict[str, dict[tuple[str, int], np.ndarray]] = {}   # file -> (key, group) -> (L_group, T, D)
         pending_samples = 0
-        bar = tqdm(total=sum(lengths.values()) / SAMPLE_RATE, unit="s", desc=f"features {upstream_name}",
-                   disable=None if progress else True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+        bar = progress_bar(total=sum(lengths.values()) / SAMPLE_RATE, enabled=progress, unit="s",
+                           desc=f"features {upstream_name}", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
         with torch.no_grad():
             for batch in batches:
                 wavs = []

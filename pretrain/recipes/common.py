@@ -24,7 +24,7 @@ from pretrain.data import AudioBank, DataConfig, FrameLabels, find_training_audi
 from pretrain.kmeans import KMeans, KMeansConfig
 from pretrain.trainer import TrainConfig, Trainer, machine_description, plot_losses
 from upstream.facts import ROOT as REPO
-from upstream.facts import SAMPLE_RATE, atomic_write_json, git_commit
+from upstream.facts import SAMPLE_RATE, atomic_write_json, git_commit, progress_bar
 
 
 
@@ -209,12 +209,10 @@ def kmeans_labels(ctx: RunContext, specs: dict[str, int], bank: AudioBank, featu
     paths = {name: ctx.cache / name for name in specs}
 
     def make():
-        from tqdm import tqdm
-
         todo = [n for n in specs if not (FrameLabels.exists(paths[n]) and FrameLabels.load(paths[n]).audio == bank.fingerprint)]
         feats: dict[str, list] = {n: [] for n in todo}
-        for i in tqdm(range(len(bank)), desc=f"features for {', '.join(todo)}", leave=False,
-                      disable=None if ctx.progress else True):
+        for i in progress_bar(range(len(bank)), enabled=ctx.progress, desc=f"features for {', '.join(todo)}",
+                              leave=False):
             out = featurize(i)
             for n in todo:
                 f = out[n]
