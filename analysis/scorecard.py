@@ -315,13 +315,15 @@ def close_call(a: Best, b: float, b_n_test: int | None = None) -> str:
     return f" [{k} of {a.n_test} {CLOSE_MARK}" if k <= CLOSE_ITEMS else ""
 
 
-def _cmp(a: Best, b: float, op: str, fmt: str = ".3f", b_n_test: int | None = 0) -> tuple[str, bool | None]:
-    """``b_n_test``: 0 for no close-call note, None for a fixed threshold, else the other probe's n_test."""
-    if not (_finite(a.value) and _finite(b)):
+def _cmp(a: Best, b: Best | float, op: str, fmt: str = ".3f", close: bool = False) -> tuple[str, bool | None]:
+    """``a op b`` as (text, verdict); ``b`` another probe's Best or a fixed number. ``close``: mark a
+    verdict decided by at most CLOSE_ITEMS held-out items (close_call)."""
+    b_value, b_n_test = (b.value, b.n_test) if isinstance(b, Best) else (b, None)
+    if not (_finite(a.value) and _finite(b_value)):
         return "n/a", None
-    ok = {"<": a.value < b, ">": a.value > b, ">=": a.value >= b}[op]
-    note = close_call(a, b, b_n_test) if b_n_test != 0 else ""
-    return f"{a.value:{fmt}} (L{a.layer}) {op} {b:{fmt}}{note}", bool(ok)
+    ok = {"<": a.value < b_value, ">": a.value > b_value, ">=": a.value >= b_value}[op]
+    note = close_call(a, b_value, b_n_test) if close else ""
+    return f"{a.value:{fmt}} (L{a.layer}) {op} {b_value:{fmt}}{note}", bool(ok)
 
 
 def criteria(summary: Mapping[tuple[str, str], Mapping[str, Best]], models: Mapping[str, dict],
@@ -349,15 +351,14 @@ def criteria(summary: Mapping[tuple[str, str], Mapping[str, Best]], models: Mapp
                                                             f" (no {fb or 'fbank_no_cmvn at this rate'})"), ok))
             m, ok = _cmp(c.get("abx_across", nan), fa.value, "<", ".2f")
             out.append(Criterion(name, "abx_vs_fbank", m + (f" ({fb})" if ok is not None else ""), ok))
-            m, ok = _cmp(o["probe_speaker"], OTHER_SPEAKER_MIN, ">=", b_n_test=None)
+            m, ok = _cmp(o["probe_speaker"], OTHER_SPEAKER_MIN, ">=", close=True)
             out.append(Criterion(name, "other_speaker", m, ok))
-            cs = c.get("probe_speaker", nan)
-            m, ok = _cmp(o["probe_speaker"], cs.value, ">", b_n_test=cs.n_test)
+            m, ok = _cmp(o["probe_speaker"], c.get("probe_speaker", nan), ">", close=True)
             out.append(Criterion(name, "other_vs_content_speaker", m, ok))
-            m, ok = _cmp(o["probe_phone"], c.get("probe_phone", nan).value, "<")
+            m, ok = _cmp(o["probe_phone"], c.get("probe_phone", nan), "<")
             out.append(Criterion(name, "other_vs_content_phone", m, ok))
             ref = summary.get((reference, "content"), {}).get("probe_speaker", nan) if reference else nan
-            m, ok = _cmp(c.get("probe_speaker", nan), ref.value, "<", b_n_test=ref.n_test)
+            m, ok = _cmp(c.get("probe_speaker", nan), ref, "<", close=True)
             out.append(Criterion(name, "content_speaker_vs_reference", m + (f" ({reference})" if ok is not None else
                                                                           " (reference not in this run)"), ok))
         twin = info.get("twin")
