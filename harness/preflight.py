@@ -504,9 +504,11 @@ def files_for_split(corpus, split: str) -> FileList:
     return out
 
 
-def files_for_pretrain(corpus, split: str = "train-clean-100", exclude_eval: bool = True) -> FileList:
+def files_for_pretrain(corpus, split: str = "train-clean-100", exclude_eval: bool = True,
+                       exclude_speakers_of: str = "") -> FileList:
     """What ``harness pretrain`` trains on: ``pretrain.data.find_training_audio`` (the files found
     on disk, so nothing can be missing)."""
     from pretrain.data import find_training_audio
 
-    return FileList([Path(p) for p in find_training_audio(corpus, split, exclude_eval=exclude_eval)])
+    return FileList([Path(p) for p in find_training_audio(corpus, split, exclude_eval=exclude_eval,
+                                                          exclude_speakers_of=exclude_speakers_of)])

@@ -4,7 +4,9 @@ Pieces (each a small stateful object the trainer or a recipe names):
 
 - ``find_training_audio(corpus, split)``: the LibriSpeech ``<split>`` flacs of a DUET corpus (or a
   real LibriSpeech root), minus utterances an evaluation split uses (DUET corpora: ``manifest.csv``
-  rows whose SID split is dev/test), sorted.
+  rows whose SID split is dev/test), and optionally minus every speaker of another corpus
+  (``exclude_speakers_of``: pre-train on a bigger corpus without hearing the evaluation corpus's
+  voices), sorted.
 - ``AudioBank``: every training utterance decoded once into one int16 file (``audio.int16`` +
   ``audio.json``), memory-mapped; written atomically, reused while the file list is unchanged.
 - ``FrameLabels``: one integer label per 20 ms frame per utterance (k-means ids), the frame grid of a
@@ -75,9 +77,22 @@ def _eval_audio(corpus: Path) -> set[Path]:
             if r["librispeech"] and str(r["sid_split"]).strip().lower() in {"2", "3", "dev", "test"}}
 
 
+def corpus_speakers(corpus: str | Path) -> set[str]:
+    """The LibriSpeech speaker ids of a corpus (``LibriSpeech/<split>/<speaker>/`` folders, every
+    split). A DUET corpus speaks every voice of its VoxCeleb1 and IEMOCAP layouts in LibriSpeech too,
+    under the same id in every corpus of one seed (voice i is speaker 100 + i), so these are all its
+    voices."""
+    root = Path(corpus) / "LibriSpeech"
+    if not root.is_dir():
+        raise DataError(f"exclude_speakers_of={corpus}: {root} not found; give a corpus directory (the one "
+                        f"`harness corpus make --out` wrote, or a LibriSpeech root's parent)")
+    return {d.name for split in root.iterdir() if split.is_dir() for d in split.iterdir() if d.is_dir()}
+
+
 def find_training_audio(corpus: str | Path, split: str = "train-clean-100", exclude_eval: bool = True,
-                        max_utts: int = 0, seed: int = 0) -> list[Path]:
+                        max_utts: int = 0, seed: int = 0, exclude_speakers_of: str | Path = "") -> list[Path]:
     corpus = Path(corpus)
+    banned = corpus_speakers(exclude_speakers_of) if str(exclude_speakers_of) else set()
     root = corpus / "LibriSpeech" / split
     if not root.is_dir():
         alt = corpus / split   # a real LibriSpeech root given directly
@@ -92,6 +107,11 @@ def find_training_audio(corpus: str | Path, split: str = "train-clean-100", excl
         files = [f for f in files if f.resolve() not in drop]
     if not files:
         raise DataError(f"{root} contains no .flac/.wav files; the corpus is empty or half-written — regenerate it")
+    if banned:
+        files = [f for f in files if f.parent.parent.name not in banned]   # <split>/<speaker>/<chapter>/<file>
+        if not files:
+            raise DataError(f"every speaker of {root} is a speaker of {exclude_speakers_of}: nothing left to train "
+                            f"on; drop data.exclude_speakers_of or train on a bigger corpus")
     if 0 < max_utts < len(files):
         keep = np.sort(np.random.default_rng([seed, 11]).choice(len(files), max_utts, replace=False))
         files = [files[i] for i in keep]
@@ -236,6 +256,7 @@ class DataConfig:
     same_crop: bool = False      # views=2: the second view is the same crop (then augmented)
     disjoint_views: bool = True  # views=2, not same_crop: the two crops share no sample
     exclude_eval: bool = True    # drop SID dev/test utterances (manifest.csv) from pre-training
+    exclude_speakers_of: str = ""  # a corpus dir: drop every speaker it has (pre-train without its voices)
     max_utts: int = 0            # > 0: a seeded random subset of this many training utterances
 
 

@@ -77,7 +77,7 @@ def _variant_body(v: dict) -> str:
     return voice.variant_text().split("\n", 1)[1]
 
 
-@pytest.mark.parametrize("size", ["tiny", "small", "large"])
+@pytest.mark.parametrize("size", ["tiny", "small", "medium", "large"])
 def test_unseen_plans_of_every_size(size):
     """For every size: sentences from a list that shares none with the training list; voices no
     near-duplicate of any training voice of any size (same seed), at or beyond the training ranges."""

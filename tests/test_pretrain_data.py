@@ -1,5 +1,6 @@
 """Batch source (pretrain/data.py): crops, views, label alignment."""
 import numpy as np
+import pytest
 import torch
 
 from pretrain.data import HOP, WIN, AudioBank, CropBatches, DataConfig, FrameLabels, frames
@@ -107,3 +108,27 @@ def test_aligned_view_is_a_perturbation_of_view_a_crop_and_changes_nothing_else(
     for k in ("wav", "wav_b", "start", "start_b", "wav_len", "wav_b_len", "utt"):
         assert torch.equal(plain[k], b[k]), k
     assert "wav_a2" not in plain
+
+
+def _libri_tree(root, layout):
+    """``{split: [speaker, ...]}`` -> empty ``LibriSpeech/<split>/<spk>/<chap>/<spk>-<chap>-0000.flac`` files."""
+    for split, speakers in layout.items():
+        for spk in speakers:
+            d = root / "LibriSpeech" / split / spk / "10"
+            d.mkdir(parents=True)
+            (d / f"{spk}-10-0000.flac").write_bytes(b"")
+    return root
+
+
+def test_exclude_speakers_of_drops_every_voice_of_the_other_corpus(tmp_path):
+    from pretrain.data import DataError, corpus_speakers, find_training_audio
+    big = _libri_tree(tmp_path / "big", {"train-clean-100": ["100", "101", "250", "251"], "test-clean": ["300"]})
+    small = _libri_tree(tmp_path / "small", {"train-clean-100": ["100"], "test-clean": ["101"]})
+    assert corpus_speakers(small) == {"100", "101"}
+    kept = find_training_audio(big, exclude_eval=False, exclude_speakers_of=small)
+    assert [f.parent.parent.name for f in kept] == ["250", "251"]
+    assert len(find_training_audio(big, exclude_eval=False)) == 4
+    with pytest.raises(DataError, match="nothing left to train on"):
+        find_training_audio(small, exclude_eval=False, exclude_speakers_of=big)
+    with pytest.raises(DataError, match=r"exclude_speakers_of=.*nowhere.*not found"):
+        find_training_audio(big, exclude_eval=False, exclude_speakers_of=tmp_path / "nowhere")

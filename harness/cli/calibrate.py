@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = __doc__
     p.add_argument("--tasks", default="sid,asv,er,pr,asr", help="comma list of: sid, asv, er, pr, asr (default all)")
-    p.add_argument("--corpus", default="small", help="tiny|small|large or a corpus PATH (default small)")
+    p.add_argument("--corpus", default="small", help="tiny|small|medium|large or a corpus PATH (default small)")
     p.add_argument("--corpora-dir", default="corpora", help="where generated corpora live (default ./corpora)")
     p.add_argument("--steps", type=int, default=None, help="cap total_steps (default: the mini configs' own)")
     p.add_argument("--folds", type=int, default=1, help="ER folds to run (default 1: fold1, as the probe)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SIZE_NAMES = ("tiny", "small", "large")  # harness.corpus.spec.SIZES (kept import-free here)
+SIZE_NAMES = ("tiny", "small", "medium", "large")  # harness.corpus.spec.SIZES (kept import-free here)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         description="Synthesise a corpus with espeak-ng and write it in the LibriSpeech, "
                                     "VoxCeleb1 and IEMOCAP layouts, with alignments and ABX items.")
     mk.add_argument("--size", required=True, help=f"corpus size: {', '.join(SIZE_NAMES)} "
-                    "(tiny: tests, seconds; small: demo, 2.6 h audio, ~30 CPU-s; large: GPU training, ~105 h)")
+                    "(tiny: tests, seconds; small: demo, 2.6 h audio, ~30 CPU-s; medium: CPU pre-training, ~13 h; "
+                    "large: GPU training, ~105 h)")
     mk.add_argument("--out", required=True, help="output directory (created; rerun to resume)")
     mk.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical corpus); default 0")
     mk.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")

@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="layer subsets for the weighted sum, swept: all, 6-11, 0,2,4-6 or FEATURE=SPEC "
                         "(e.g. --layers all 6-11 other=0-3); default all")
     p.add_argument("--corpus", default="small",
-                   help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH")
+                   help="tiny|small|medium|large (generated into --corpora-dir on first use) or a corpus PATH")
     p.add_argument("--corpora-dir", default="corpora", help="where generated corpora live (default ./corpora)")
     p.add_argument("--data-config", default=None, metavar="YAML",
                    help="real datasets: a YAML of corpus roots (see downstream_configs/real/datasets.example.yaml); "

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated DUET upstreams, each NAME (its bundled checkpoint), NAME=CKPT_DIR or "
                         "NAME=random:PRESET (a seeded random model of a preset); default: the four bundled ones")
     p.add_argument("--corpus", default="small",
-                   help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH; its "
+                   help="tiny|small|medium|large (generated into --corpora-dir on first use) or a corpus PATH; its "
                         "unseen-voices set is added if missing")
     p.add_argument("--corpora-dir", default="corpora", type=Path, help="where generated corpora live")
     p.add_argument("--out", default=Path("results/scorecard"), type=Path,

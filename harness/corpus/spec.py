@@ -99,6 +99,10 @@ SIZES: dict[str, CorpusSpec] = {
     # the demo: 2.6 h of audio (3.1 s a sentence), ~30 CPU-seconds
     "small": CorpusSpec("small", n_speakers=100, utts_per_speaker=30, n_dev=10, n_test=10, n_asv_test=10,
                         n_iemocap=40, unseen=UnseenSpec(n_speakers=30, utts_per_speaker=16)),
+    # CPU pre-training of the bundled checkpoints: ~13 h, 500 speakers (train on speakers the demo corpus
+    # lacks: `harness pretrain ... data.exclude_speakers_of=corpora/small`), ~3 CPU-minutes
+    "medium": CorpusSpec("medium", n_speakers=500, utts_per_speaker=30, n_dev=20, n_test=20, n_asv_test=20,
+                         n_iemocap=40, unseen=UnseenSpec(n_speakers=30, utts_per_speaker=16)),
     # GPU training: ~105 h, 1200 speakers (generate on the big machine: ~21 CPU-minutes, ~20 GiB)
     "large": CorpusSpec("large", n_speakers=1200, utts_per_speaker=100, n_dev=40, n_test=40, n_asv_test=40,
                         n_iemocap=100, sid_dev_frac=0.05, sid_test_frac=0.05,

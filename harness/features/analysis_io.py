@@ -50,7 +50,7 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
 def add_corpus_arguments(p: argparse.ArgumentParser, default: str | None = "small",
                          splits: tuple[str, ...] = ("dev", "test", "train")) -> None:
     p.add_argument("--corpus", default=default,
-                   help="tiny|small|large (generated into --corpora-dir on first use) or a corpus PATH")
+                   help="tiny|small|medium|large (generated into --corpora-dir on first use) or a corpus PATH")
     p.add_argument("--corpora-dir", default="corpora", type=Path, help="where generated corpora live")
     p.add_argument("--split", default="dev", choices=splits, help="corpus split to analyse (default dev)")
 

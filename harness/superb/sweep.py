@@ -267,7 +267,7 @@ def corpus_id_of(root: Path) -> str:
 
 
 def resolve_corpus(corpus: str, corpora_dir: Path, make: bool = True, workers: int = 1, progress=print) -> DataSource:
-    """`tiny|small|large` -> corpora_dir/<size> (generated on first use); else a corpus PATH."""
+    """`tiny|small|medium|large` -> corpora_dir/<size> (generated on first use); else a corpus PATH."""
     from harness.corpus.layout import CorpusError, CorpusLayout
     from harness.corpus.resolve import resolve_corpus as resolve_root
 

@@ -171,7 +171,8 @@ class RunContext:
 
 
 def audio_bank(ctx: RunContext, data: DataConfig) -> AudioBank:
-    files = find_training_audio(ctx.corpus, data.split, data.exclude_eval, data.max_utts, ctx.seed)
+    files = find_training_audio(ctx.corpus, data.split, data.exclude_eval, data.max_utts, ctx.seed,
+                                exclude_speakers_of=resolve_path(data.exclude_speakers_of) if data.exclude_speakers_of else "")
     d = ctx.cache / "audio"
     if ctx.is_main:
         AudioBank.build(files, d, progress=ctx.progress)
