@@ -16,7 +16,12 @@ then 5e-5). The shared CNN + content encoder start from ``init_ckpt``: hubert-co
 ``-k`` takes (a transformers HuBERT/WavLM directory, a fairseq .pt), whose shape they then have;
 ``model.other_blocks`` etc. are checked against its layer count before any work. Teacher targets
 are centred and whitened (``teacher_whiten``): raw resemblyzer d-vectors sit at cosine 0.82 to
-their mean.
+their mean. ``teacher_pca=K`` whitens only their top K principal components (teachers.whiten_targets).
+Measured 2026-12-03 on the small corpus (the bundled recipe otherwise; linear probes on the 30 unseen
+voices): with K=16 the distillation loss (1 - cos) ends at ~0.30 instead of ~0.72, with the Learn2Diss
+teacher at ~0.2, yet the other stream's best speaker probe stays 0.892 in all three runs; resemblyzer's
+own d-vector scores 0.908 on those voices, so the teacher, not the fit to it, bounds that number. Not
+the default.
 """
 from __future__ import annotations
 
