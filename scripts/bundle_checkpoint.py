@@ -30,12 +30,14 @@ def budget(meta: dict, note: str) -> str:
     rc = prov["recipe_config"]
     steps = " + ".join(f"{k} {v}" for k, v in prov["steps"].items())
     utts = rc["data"]["max_utts"] or "all"
+    other = rc["data"].get("exclude_speakers_of")
+    excluded = f"; no speaker of `{other}`" if other else ""
     gpu = any(w in str(prov.get("machine", "")).lower() for w in ("cuda", "gpu", "nvidia", "h100", "h200"))
     return (f"## Training budget\n\n"
             f"Trained on **{'GPU' if gpu else 'CPU'}** ({prov['machine']}): {steps} optimiser steps of "
             f"{rc['data']['batch_size']} crops x {rc['data']['crop_s']:g} s from {utts} training utterances of the "
             f"`{(prov.get('corpus') or {}).get('size', 'small')}` corpus's `LibriSpeech/train-clean-100` (SID dev/test "
-            f"utterances excluded), "
+            f"utterances excluded{excluded}), "
             f"{prov['wall_s'] / 60:.1f} min of training. {note}\n"
             f"This is a compact model trained for minutes, not a published-scale model: compare streams and "
             f"methods with each other on this corpus, not with published SUPERB numbers. Retrain with "
