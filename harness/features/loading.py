@@ -84,6 +84,22 @@ def upstream_identity(name: str, ckpt: str | None, model_config: str | None) -> 
     return ident
 
 
+def _canonical_config(text: str | None) -> str | None:
+    """A checkpoint's recorded {"model", "config"} with every field the model's config class has, at
+    its default where the file predates the field (a DUET model: a config written before a field
+    existed loads as that default, so it is the same architecture); other text unchanged."""
+    if text is None:
+        return None
+    try:
+        from upstream.registry import config_to_dict, make_config
+
+        d = json.loads(text)
+        return json.dumps({"model": d["model"], "config": config_to_dict(make_config(d["model"], d["config"]))},
+                          sort_keys=True)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):   # not a DUET model's config: compare as written
+        return text
+
+
 def same_upstream(a: dict, b: dict) -> bool:
     """Two identities extract the same features: same upstream and model config, and the same
     checkpoint — by weights hash and architecture when both have one (a copied or moved checkpoint
@@ -92,5 +108,6 @@ def same_upstream(a: dict, b: dict) -> bool:
         return False
     if a.get("ckpt_hash") and b.get("ckpt_hash"):
         ca, cb = a.get("ckpt_config"), b.get("ckpt_config")      # None: a store written before it was recorded
-        return a["ckpt_hash"] == b["ckpt_hash"] and (ca is None or cb is None or ca == cb)
+        return a["ckpt_hash"] == b["ckpt_hash"] and (ca is None or cb is None or
+                                                     _canonical_config(ca) == _canonical_config(cb))
     return a.get("ckpt") == b.get("ckpt") and a.get("ckpt_hash") == b.get("ckpt_hash")

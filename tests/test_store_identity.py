@@ -1,0 +1,36 @@
+"""Feature-store identity (harness/features/loading.py): which checkpoints extract the same features."""
+import json
+import shutil
+
+from harness.features.loading import same_upstream, upstream_identity
+from upstream.checkpoint import save_checkpoint
+from upstream.registry import build_model, preset_config
+
+
+def _ckpt(tmp_path, name):
+    import torch
+    torch.manual_seed(0)
+    d = tmp_path / name
+    save_checkpoint(build_model("hubert_compact", "tiny"), d, name="hubert_compact",
+                    config=preset_config("hubert_compact", "tiny"))
+    return d
+
+
+def test_a_config_written_before_a_field_existed_is_the_same_architecture(tmp_path):
+    """A checkpoint whose config.json lacks fields added later (they load as their defaults) is the
+    same upstream as a copy with them written out; a field that differs makes another upstream."""
+    new = _ckpt(tmp_path, "new")
+    old = tmp_path / "old"
+    shutil.copytree(new, old)
+    meta = json.loads((old / "config.json").read_text())
+    for k in ("rel_pos", "num_buckets", "max_bucket_distance"):
+        del meta["config"][k]
+    (old / "config.json").write_text(json.dumps(meta))
+    a, b = (upstream_identity("hubert_compact", str(p), None) for p in (new, old))
+    assert a["ckpt_hash"] == b["ckpt_hash"] and a["ckpt_config"] != b["ckpt_config"]
+    assert same_upstream(a, b)
+    other = tmp_path / "other"
+    shutil.copytree(new, other)
+    meta["config"]["num_buckets"] = 64
+    (other / "config.json").write_text(json.dumps(meta))
+    assert not same_upstream(a, upstream_identity("hubert_compact", str(other), None))
