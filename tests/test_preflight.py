@@ -4,6 +4,7 @@ file lists find what s3prl would read (and name listed files that are missing)."
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -309,9 +310,13 @@ def test_unwritable_cache_is_reported_and_the_check_still_runs(tmp_path, capsys)
     assert "cannot write its cache" in capsys.readouterr().err
 
 
-def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, capsys):
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
     paths = [_wav(tmp_path / f"{i}.wav", seed=i) for i in range(3)]
-    assert check_audio(paths).ok                      # progress=None: a bar only on a terminal
-    assert capsys.readouterr().err == ""
+    assert check_audio(paths).ok                      # a bar only on a terminal, never into a log
     check_audio([_wav(tmp_path / "x.wav", seed=9)], progress=True)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)     # now stderr is a terminal
+    check_audio([_wav(tmp_path / "y.wav", seed=8)], progress=False)
+    assert capsys.readouterr().err == ""
+    check_audio([_wav(tmp_path / "z.wav", seed=7)])
     assert "pre-flight audio check" in capsys.readouterr().err
