@@ -319,7 +319,7 @@ def test_bad_input_errors(tmp_path, run_cli):
     with pytest.raises(CorpusError, match="half-written.*--size tiny"):
         CorpusLayout(half).check()
     p = run_cli("corpus", "make", "--size", "huge", "--out", tmp_path / "x", check=False)
-    assert p.returncode == 2 and "unknown corpus size 'huge'" in p.stderr and "tiny, small, large" in p.stderr
+    assert p.returncode == 2 and "unknown corpus size 'huge'" in p.stderr and "tiny, small, medium, large" in p.stderr
     f = tmp_path / "afile"
     f.write_text("x")
     with pytest.raises(CorpusError, match="cannot create corpus directory"):
