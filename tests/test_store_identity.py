@@ -1,4 +1,5 @@
-"""Feature-store identity (harness/features/loading.py): which checkpoints extract the same features."""
+"""Feature stores: which checkpoints extract the same features (harness/features/loading.py), and the
+same batches in every run (harness/features/store.py)."""
 import json
 import shutil
 
@@ -34,3 +35,20 @@ def test_a_config_written_before_a_field_existed_is_the_same_architecture(tmp_pa
     meta["config"]["num_buckets"] = 64
     (other / "config.json").write_text(json.dumps(meta))
     assert not same_upstream(a, upstream_identity("hubert_compact", str(other), None))
+
+
+def test_extraction_batches_do_not_depend_on_the_order_files_arrive_in():
+    """Ties in length are broken by file id, so the batches (each file's padded neighbours, hence the
+    last bits of its features) do not depend on the order the caller collected the files in."""
+    import random
+
+    from harness.features.store import length_batches
+    lengths = {f"/c/{i:03d}.flac": 16000 * (1 + i % 3) for i in range(30)}
+    want = length_batches(lengths, 5 * 16000)
+    assert [len(b) for b in want][:2] == [5, 5] and sum(map(len, want)) == 30
+    assert all(a <= b for a, b in zip(sum(want, []), sum(want, [])[1:]) if lengths[a] == lengths[b])
+    for seed in range(5):
+        keys = list(lengths)
+        random.Random(seed).shuffle(keys)
+        assert length_batches({k: lengths[k] for k in keys}, 5 * 16000) == want
+    assert length_batches(lengths, 0) == [[f] for f in sum(want, [])]

@@ -25,9 +25,10 @@ hash and architecture, wherever the directory lies); asking an existing store to
 different upstream is an error naming the store and the fix (another root). Keys can be
 added later: files missing for a requested key are extracted and only the missing keys stored.
 
-Extraction is length-batched (files sorted by duration, batches of at most ``batch_seconds`` of
-padded audio), sharded (a shard is flushed every ``shard_seconds`` of audio) and resumable: a shard's
-arrays are written to a temporary name and renamed, then ``index.json`` is rewritten atomically, so
+Extraction is length-batched (files sorted by duration, then by id, batches of at most
+``batch_seconds`` of padded audio: ``length_batches``, the same batches in every run), sharded (a
+shard is flushed every ``shard_seconds`` of audio) and resumable: a shard's arrays are written to a
+temporary name and renamed, then ``index.json`` is rewritten atomically, so
 an interrupted run loses at most the shard in progress and the next ``extract`` continues.
 
 Frame counts are exact: the store holds, for every file, what a forward on that file alone gives.
@@ -138,6 +139,25 @@ def _upgrade_index(idx: dict) -> dict:
             info.setdefault("stream_layers", n)
     idx["format"] = FORMAT
     return idx
+
+
+def length_batches(lengths: dict[str, int], max_padded: float) -> list[list[str]]:
+    """Files sorted by length, then by id, cut into batches of at most ``max_padded`` padded samples
+    (0: one file a batch). The order and so each batch are a function of the files and their lengths
+    alone, not of the order the caller collected them in. A file's neighbours in its batch change the
+    last bits of its features (padding, GEMM blocking), enough to flip float16 values: measured, two
+    batchings of the same 3000 files differ in 2 files' features and SID's JOOCI content cell reads
+    95.7 vs 95.3 %. So a store's numbers depend on which files it was built with (the task set)."""
+    batches: list[list[str]] = []
+    cur: list[str] = []
+    for f in sorted(lengths, key=lambda f: (lengths[f], f)):
+        if cur and (not max_padded or (len(cur) + 1) * lengths[f] > max_padded):
+            batches.append(cur)
+            cur = []
+        cur.append(f)
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 class FeatureStore:
@@ -395,16 +415,7 @@ class FeatureStore:
                 self._index["keys"][k]["groups"].append({"layers": pos, "files": {}})
         group_layers = {(k, gi): self._index["keys"][k]["groups"][gi]["layers"] for k in todo for gi in todo[k]}
         todo_sets = {(k, gi): set(fs) for k in todo for gi, fs in todo[k].items()}
-        order = sorted(need, key=lambda f: lengths[f])
-        batches: list[list[str]] = []
-        cur: list[str] = []
-        for f in order:
-            if cur and (not with_lengths or (len(cur) + 1) * lengths[f] > batch_seconds * SAMPLE_RATE):
-                batches.append(cur)
-                cur = []
-            cur.append(f)
-        if cur:
-            batches.append(cur)
+        batches = length_batches(lengths, batch_seconds * SAMPLE_RATE if with_lengths else 0)
 
         pending: dict[str, dict[tuple[str, int], np.ndarray]] = {}   # file -> (key, group) -> (L_group, T, D)
         pending_samples = 0
