@@ -124,6 +124,35 @@ def test_duet_batched_equals_one_by_one(tmp_path, tiny_corpus, name):
             np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-4, err_msg=f"{key} {f}")
 
 
+@pytest.mark.parametrize("name", ["jooci", "learn2diss"])
+def test_store_bytes_do_not_depend_on_what_was_extracted_before(tmp_path, tiny_corpus, name):
+    """By default a file's stored features are a forward on that file alone: a store built in one call
+    and one built in two calls (half the files, then the rest, as a resumed or task-by-task store
+    grows) hold the same float16 bytes for every file. Length-batched extraction did not (the
+    bundled JOOCI on 200 unseen-voice files: 132 differed), which moved SUPERB-mini cells by an
+    utterance between runs with different cache histories."""
+    import csv
+
+    from harness.features.store import load_upstream
+
+    rows = [r for r in csv.DictReader(open(tiny_corpus / "manifest.csv")) if r["split"] in ("dev", "test")]
+    files = {r["utt_id"]: tiny_corpus / r["librispeech"] for r in rows}
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("random_init: tiny\nseed: 0\n")
+    up = load_upstream(name, None, str(cfg))
+    keys = ["content", "other"]
+    extract = dict(model_config=str(cfg), upstream=up, device="cpu", progress=False)
+    whole = FeatureStore(tmp_path / "whole").extract(name, None, keys, files, **extract)
+    ids = sorted(files)
+    FeatureStore(tmp_path / "grown").extract(name, None, keys, {f: files[f] for f in ids[::2]}, **extract)
+    grown = FeatureStore(tmp_path / "grown").extract(name, None, keys, files, **extract)
+    assert json.loads((tmp_path / "grown" / "index.json").read_text())["batch_seconds"] == [0.0]
+    for key in keys:
+        for f in ids:
+            a, b = whole.get_all_layers(key, f), grown.get_all_layers(key, f)
+            assert a.shape == b.shape and np.array_equal(a, b), f"{key} {f}: {np.abs(a - b).max()}"
+
+
 def test_duet_store_rejects_stereo_and_other_rates(tmp_path, wavs):
     """The store never mixes channels or resamples silently: the file is named with the sox fix."""
     p = tmp_path / "stereo.wav"

@@ -42,7 +42,7 @@ def test_extraction_batches_do_not_depend_on_the_order_files_arrive_in():
     last bits of its features) do not depend on the order the caller collected the files in."""
     import random
 
-    from harness.features.store import length_batches
+    from harness.features.planning import length_batches
     lengths = {f"/c/{i:03d}.flac": 16000 * (1 + i % 3) for i in range(30)}
     want = length_batches(lengths, 5 * 16000)
     assert [len(b) for b in want][:2] == [5, 5] and sum(map(len, want)) == 30

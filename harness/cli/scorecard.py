@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="single-stream upstream whose content speaker probe bounds the others' (criterion)")
     p.add_argument("--layers", default="all", help="layers of every stream: all | 0-3 | 0,2 (0-based)")
     p.add_argument("--cache", default=Path("cache/features/scorecard"), type=Path, help="feature stores")
-    p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per forward pass")
+    p.add_argument("--batch-seconds", type=float, default=0.0,
+                   help="padded audio per forward pass; 0 (default): one file per forward, exact (see harness run)")
     p.add_argument("--max-train-frames", type=int, default=10000, help="phone probe: training frames sampled")
     p.add_argument("--phone-test-speakers", type=float, default=0.5,
                    help="phone probe: fraction of the speakers held out (tested on)")

@@ -40,8 +40,10 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature store directory (default cache/features/<upstream>[-<ckpt hash>])")
     g.add_argument("--cache-max-gb", type=float, default=50.0,
                    help="refuse (before extracting) a feature store estimated above this size (float16; default 50)")
-    g.add_argument("--batch-seconds", type=float, default=60.0,
-                   help="padded audio per forward pass during extraction (0 = one file per forward)")
+    g.add_argument("--batch-seconds", type=float, default=0.0,
+                   help="padded audio per forward pass during extraction; 0 (default): one file per forward, so a "
+                        "file's features do not depend on which files were extracted with it (> 0: faster on a "
+                        "GPU, last bits depend on the batch; harness/features/planning.py)")
     g.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     g.add_argument("--no-preflight", action="store_true",
                    help="skip the pre-flight audio check of every file read (harness/preflight.py)")

@@ -25,15 +25,18 @@ hash and architecture, wherever the directory lies); asking an existing store to
 different upstream is an error naming the store and the fix (another root). Keys can be
 added later: files missing for a requested key are extracted and only the missing keys stored.
 
-Extraction is length-batched (files sorted by duration, then by id, batches of at most
-``batch_seconds`` of padded audio: ``length_batches``, the same batches in every run), sharded (a
-shard is flushed every ``shard_seconds`` of audio) and resumable: a shard's arrays are written to a
-temporary name and renamed, then ``index.json`` is rewritten atomically, so
-an interrupted run loses at most the shard in progress and the next ``extract`` continues.
+Extraction runs one file per forward by default, so a file's stored features are what a forward on
+that file alone gives, whichever other files this or an earlier call extracted: a store built in one
+go, resumed, or grown task by task holds the same bytes (``harness/features/planning.py`` measures why
+batching breaks that). ``batch_seconds > 0`` length-batches instead (files sorted by duration, then
+by id, at most ``batch_seconds`` of padded audio a forward: ``length_batches``), faster on a GPU;
+the index lists every ``batch_seconds`` a store was extracted with (``"batch_seconds"``). Extraction
+is sharded (a shard is flushed every ``shard_seconds`` of audio) and resumable: a shard's arrays are
+written to a temporary name and renamed, then ``index.json`` is rewritten atomically, so an
+interrupted run loses at most the shard in progress and the next ``extract`` continues.
 
-Frame counts are exact: the store holds, for every file, what a forward on that file alone gives.
-s3prl returns padded (B, T, D) tensors without lengths, so a batch of several files is cut back with
-the model's own output-length arithmetic: DUET experts return their per-stream valid lengths
+Frame counts are exact also when batched: s3prl returns padded (B, T, D) tensors without lengths,
+so a batch of several files is cut back with the model's own output-length arithmetic: DUET experts return their per-stream valid lengths
 (``DuetUpstreamExpert.forward_with_lengths``: the models' ``content_len`` / ``other_len``). Every
 other upstream (s3prl's fbank, mfcc, hubert, ...) runs one file per forward, whatever
 ``batch_seconds`` says (s3prl's kaldi front-ends extract file by file anyway).
@@ -59,6 +62,8 @@ from typing import Iterable, Mapping
 import numpy as np
 from harness.features.loading import (FeatureStoreError, load_upstream,  # noqa: F401  (re-exported)
                                       same_upstream, upstream_identity)
+from harness.features.planning import (estimate_bytes, layer_span, length_batches,  # noqa: F401  (re-exported)
+                                       normalize_wav_paths)
 from upstream.facts import (HASH_LEN, SAMPLE_RATE, LayerRangeError, atomic_save_npy, atomic_write_json, parse_layers,
                             progress_bar)
 
@@ -91,42 +96,11 @@ class _Entry:
     length: int
 
 
-def normalize_wav_paths(wav_paths: Mapping[str, str | Path] | Iterable[str | Path]) -> dict[str, Path]:
-    """{file_id: path}; a plain list uses each file's stem as its id (duplicates are an error)."""
-    if isinstance(wav_paths, Mapping):
-        return {str(k): Path(v) for k, v in wav_paths.items()}
-    out: dict[str, Path] = {}
-    for p in wav_paths:
-        p = Path(p)
-        if p.stem in out and out[p.stem] != p:
-            raise FeatureStoreError(f"two audio files share the id '{p.stem}': {out[p.stem]} and {p}; "
-                                    "pass a {file_id: path} mapping instead of a list")
-        out[p.stem] = p
-    return out
 
 
 DTYPES = ("float16", "float32")
 DEFAULT_MAX_GB = 50.0             # a store estimated larger is refused unless the caller raises the limit
 EXTEND_FIX = "rerun `harness run` with that layer in --layers (e.g. --layers {key}={layer}), which extends the store"
-
-
-def estimate_bytes(parts: Iterable[tuple[int, int, float, float]], dtype: str) -> int:
-    """Disk new features need: ``parts`` of (layers, dims, frames per second, seconds of audio)."""
-    size = np.dtype(dtype).itemsize
-    return int(sum(L * D * fps * seconds * size for L, D, fps, seconds in parts))
-
-
-def layer_span(layers: Iterable[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2,5" (the --layers syntax, for messages)."""
-    out: list[str] = []
-    for i in sorted(layers):
-        if out and "-" not in out[-1][1:] and int(out[-1]) == i - 1:
-            out[-1] = f"{out[-1]}-{i}"
-        elif out and "-" in out[-1][1:] and int(out[-1].split("-")[-1]) == i - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{i}"
-        else:
-            out.append(str(i))
-    return ",".join(out) or "none"
 
 
 def _upgrade_index(idx: dict) -> dict:
@@ -139,21 +113,6 @@ def _upgrade_index(idx: dict) -> dict:
             info.setdefault("stream_layers", n)
     idx["format"] = FORMAT
     return idx
-
-
-def length_batches(lengths: dict[str, int], max_padded: float) -> list[list[str]]:
-    """Files sorted by (length, id) in batches of at most ``max_padded`` padded samples (0: one file a
-    batch), whatever order they came in. A file's batch neighbours change its features' last bits
-    (padding, GEMM blocking): two batchings of 3000 files differed in 2 files, SID JOOCI 95.7 vs 95.3 %."""
-    batches, cur = [], []
-    for f in sorted(lengths, key=lambda f: (lengths[f], f)):
-        if cur and (not max_padded or (len(cur) + 1) * lengths[f] > max_padded):
-            batches.append(cur)
-            cur = []
-        cur.append(f)
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 class FeatureStore:
@@ -351,7 +310,7 @@ class FeatureStore:
     # -- extraction -----------------------------------------------------------------------------
     def extract(self, upstream_name: str, ckpt: str | None, keys: Iterable[str],
                 wav_paths: Mapping[str, str | Path] | Iterable[str | Path], model_config: str | None = None,
-                batch_seconds: float = 60.0, shard_seconds: float = 1800.0, device: str | None = None,
+                batch_seconds: float = 0.0, shard_seconds: float = 1800.0, device: str | None = None,
                 upstream=None, progress: bool = True, max_gb: float | None = DEFAULT_MAX_GB,
                 layers: Mapping[str, object] | None = None) -> "FeatureStore":
         """Run the upstream once over every file not yet stored and store the wanted layers of ``keys``.
@@ -412,6 +371,9 @@ class FeatureStore:
         group_layers = {(k, gi): self._index["keys"][k]["groups"][gi]["layers"] for k in todo for gi in todo[k]}
         todo_sets = {(k, gi): set(fs) for k in todo for gi, fs in todo[k].items()}
         batches = length_batches(lengths, batch_seconds * SAMPLE_RATE if with_lengths else 0)
+        used = self._index.setdefault("batch_seconds", [])
+        if float(batch_seconds if with_lengths else 0) not in used:
+            used.append(float(batch_seconds if with_lengths else 0))
 
         pending: dict[str, dict[tuple[str, int], np.ndarray]] = {}   # file -> (key, group) -> (L_group, T, D)
         pending_samples = 0
