@@ -37,6 +37,13 @@ HASH_LEN = 12
 ROOT = Path(__file__).resolve().parents[1]      # the checkout (for provenance and bundled files)
 
 
+def resolve_path(p: str | os.PathLike) -> Path:
+    """A path as given if absolute or existing from the working directory, else relative to the repo
+    (recipe and config paths such as ``checkpoints/hubert-compact`` or ``corpora/small``)."""
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
 # ------------------------------------------------------------------------------------ progress
 def progress_bar(iterable=None, *, enabled: bool = True, **kw):
     """A tqdm bar that is drawn only when stderr is a terminal (tqdm's ``disable=None``), so it never
