@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from upstream.facts import SAMPLE_RATE, atomic_open, atomic_save_npy, atomic_write_text, progress_bar
+from upstream.facts import SAMPLE_RATE, atomic_open, atomic_save_npy, atomic_write_text, progress_bar, resolve_path
 
 HOP = 320
 WIN = 400
@@ -92,7 +92,7 @@ def corpus_speakers(corpus: str | Path) -> set[str]:
 def find_training_audio(corpus: str | Path, split: str = "train-clean-100", exclude_eval: bool = True,
                         max_utts: int = 0, seed: int = 0, exclude_speakers_of: str | Path = "") -> list[Path]:
     corpus = Path(corpus)
-    banned = corpus_speakers(exclude_speakers_of) if str(exclude_speakers_of) else set()
+    banned = corpus_speakers(resolve_path(exclude_speakers_of)) if str(exclude_speakers_of) else set()
     root = corpus / "LibriSpeech" / split
     if not root.is_dir():
         alt = corpus / split   # a real LibriSpeech root given directly

@@ -37,6 +37,13 @@ HASH_LEN = 12
 ROOT = Path(__file__).resolve().parents[1]      # the checkout (for provenance and bundled files)
 
 
+def resolve_path(p: str | os.PathLike) -> Path:
+    """A path as given if absolute or existing from the working directory, else relative to the repo
+    (recipe and config paths such as ``checkpoints/hubert-compact`` or ``corpora/small``)."""
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
 # ------------------------------------------------------------------------------------ progress
 def progress_bar(iterable=None, *, enabled: bool = True, **kw):
     """A tqdm bar that is drawn only when stderr is a terminal (tqdm's ``disable=None``), so it never
@@ -237,13 +244,19 @@ def parse_layers(spec: Any, num_layers: int | None, what: str = "content",
 
 # --------------------------------------------------------------------------------- provenance
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """`<sha12>` of HEAD, suffixed `-dirty` when tracked files differ; `unknown` outside git."""
+RESULTS_DIR = "results"     # what the project's commands write; not code, so never "dirty"
+
+
+@functools.lru_cache(maxsize=4)
+def git_commit(root: str | os.PathLike = ROOT) -> str:
+    """`<sha12>` of HEAD, suffixed `-dirty` when tracked files outside ``results/`` differ (a run that
+    rewrites a committed table, as every rerun does, does not make the next run's code dirty);
+    `unknown` outside git."""
     try:
-        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", f":(exclude){RESULTS_DIR}"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -138,11 +138,7 @@ def run(args) -> int:
         from pretrain.data import DataError
 
         try:
-            from pretrain.recipes.common import resolve_path
-
-            other = cfg.data.exclude_speakers_of
-            files = files_for_pretrain(corpus, cfg.data.split, cfg.data.exclude_eval,
-                                       str(resolve_path(other)) if other else "")
+            files = files_for_pretrain(corpus, cfg.data.split, cfg.data.exclude_eval, cfg.data.exclude_speakers_of)
         except DataError as e:
             return _fail(str(e))
         report = check_audio(files, cache_path=default_cache_path(corpus), workers=2)

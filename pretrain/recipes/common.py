@@ -23,16 +23,9 @@ import torch.distributed as dist
 from pretrain.data import AudioBank, DataConfig, FrameLabels, find_training_audio, frames, mfcc_features
 from pretrain.kmeans import KMeans, KMeansConfig
 from pretrain.trainer import TrainConfig, Trainer, machine_description, plot_losses
-from upstream.facts import ROOT as REPO
-from upstream.facts import SAMPLE_RATE, atomic_write_json, git_commit, progress_bar
+from upstream.facts import SAMPLE_RATE, atomic_write_json, git_commit, progress_bar, resolve_path  # noqa: F401  (re-exported)
 
 
-
-
-def resolve_path(p: str) -> Path:
-    """A path as given if absolute or existing from the working directory, else relative to the repo."""
-    path = Path(p)
-    return path if path.is_absolute() or path.exists() else REPO / path
 
 
 def required_train_split(cfg) -> list[str]:
@@ -172,7 +165,7 @@ class RunContext:
 
 def audio_bank(ctx: RunContext, data: DataConfig) -> AudioBank:
     files = find_training_audio(ctx.corpus, data.split, data.exclude_eval, data.max_utts, ctx.seed,
-                                exclude_speakers_of=resolve_path(data.exclude_speakers_of) if data.exclude_speakers_of else "")
+                                exclude_speakers_of=data.exclude_speakers_of)
     d = ctx.cache / "audio"
     if ctx.is_main:
         AudioBank.build(files, d, progress=ctx.progress)
