@@ -121,8 +121,14 @@ def scorecard(path: Path, sha: str) -> str:
            "column at its best layer, in brackets).", "",
            "| model | stream | " + " | ".join(TITLES[m] for m in SC) + " |", "|---|---|" + "---|" * len(SC)]
     for (model, stream), best in sorted(summ.items(), key=lambda kv: ("twin" in kv[0][0], "{" in kv[0][0], kv[0])):
-        cells = [("n/a" if b.layer is None else f"{b.value:.3f} (L{b.layer})") for b in (best[m] for m in SC)]
+        cells = [("n/a" if b.layer is None else f"{b.value:.3f} (L{b.layer}){'*' if b.warnings else ''}")
+                 for b in (best[m] for m in SC)]
         out.append(f"| {model} | {stream} | " + " | ".join(cells) + " |")
+    warned = sorted({f"{model} {stream} {m}: {b.warnings}" for (model, stream), best in summ.items()
+                     for m, b in best.items() if b.layer is not None and b.warnings})
+    if warned:
+        out += ["", "\\* small-sample warning (analysis/samples.py), not a measurement to read: "
+                + "; ".join(warned) + "."]
     return "\n".join(out) + "\n"
 
 
