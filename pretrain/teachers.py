@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -29,14 +30,14 @@ class TeacherError(ValueError):
     pass
 
 
-def _resemblyzer(bank: AudioBank, progress: bool) -> np.ndarray:
+def embed_resemblyzer(wavs: Iterable[np.ndarray], n: int, progress: bool = True) -> np.ndarray:
+    """(n, 256) d-vectors of ``n`` float 16 kHz waveforms (whole utterances)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from resemblyzer import VoiceEncoder, preprocess_wav
     enc = VoiceEncoder("cpu", verbose=False)
-    out = np.zeros((len(bank), 256), dtype=np.float32)
-    for i in progress_bar(range(len(bank)), enabled=progress, desc="teacher (resemblyzer)", leave=False):
-        w = np.asarray(bank[i], dtype=np.float32) / 32768.0
+    out = np.zeros((n, 256), dtype=np.float32)
+    for i, w in enumerate(progress_bar(wavs, total=n, enabled=progress, desc="teacher (resemblyzer)", leave=False)):
         x = preprocess_wav(w, source_sr=SAMPLE_RATE)
         if len(x) < SAMPLE_RATE * 0.5:          # VAD removed (almost) everything: use the normalised signal
             x = untrimmed(w)
@@ -54,17 +55,30 @@ def untrimmed(wav: np.ndarray) -> np.ndarray:
     return normalize_volume(x, audio_norm_target_dBFS, increase_only=True)
 
 
-def _learn2diss(bank: AudioBank, ckpt: str, progress: bool) -> np.ndarray:
+def embed_learn2diss(wavs: Iterable[np.ndarray], n: int, ckpt: str, progress: bool = True) -> np.ndarray:
+    """(n, D) utterance embeddings (h) of a Learn2Diss checkpoint for ``n`` float 16 kHz waveforms."""
     from upstream.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt, expected_model="learn2diss")
     model.eval()
     embs = []
     with torch.no_grad():
-        for i in progress_bar(range(len(bank)), enabled=progress, desc="teacher (learn2diss)", leave=False):
-            w = bank.wav(i)[None]
+        for w in progress_bar(wavs, total=n, enabled=progress, desc="teacher (learn2diss)", leave=False):
+            w = torch.as_tensor(w, dtype=torch.float32)[None]
             embs.append(model(w, torch.tensor([w.shape[1]])).utterance[0].float().numpy())
     return np.stack(embs).astype(np.float32)
+
+
+def embed(spec: str, wavs: Iterable[np.ndarray], n: int, progress: bool = True) -> np.ndarray:
+    """The teacher ``spec``'s embeddings of ``n`` float 16 kHz waveforms."""
+    kind, _, arg = spec.partition(":")
+    if kind not in TEACHERS:
+        raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
+    if kind == "learn2diss" and not arg:
+        raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
+    if kind == "resemblyzer":
+        return embed_resemblyzer(wavs, n, progress)
+    return embed_learn2diss(wavs, n, arg, progress)
 
 
 def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bool = True) -> tuple[np.ndarray, str]:
@@ -72,8 +86,6 @@ def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bo
     kind, _, arg = spec.partition(":")
     if kind not in TEACHERS:
         raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
-    if kind == "learn2diss" and not arg:
-        raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
     cache_dir = Path(cache_dir)
     f = cache_dir / f"teacher_{kind}.npy"
     fj = f.with_suffix(".json")
@@ -82,7 +94,7 @@ def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bo
         meta = json.loads(fj.read_text())
         if meta.get("spec") == spec and meta.get("audio") == bank.fingerprint:
             return np.load(f, allow_pickle=False), desc
-    emb = _resemblyzer(bank, progress) if kind == "resemblyzer" else _learn2diss(bank, arg, progress)
+    emb = embed(spec, (bank.wav(i).numpy() for i in range(len(bank))), len(bank), progress)
     if not np.isfinite(emb).all():
         raise TeacherError(f"teacher {spec} produced non-finite embeddings")
     atomic_save_npy(f, emb)
