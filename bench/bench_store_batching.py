@@ -13,7 +13,6 @@ Run by hand, alone on the machine (CPU, 1 thread unless told):
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import statistics
 import tempfile
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 MODELS = {"hubert_compact": "checkpoints/hubert-compact", "learn2diss": "checkpoints/learn2diss-compact",
@@ -29,11 +29,11 @@ MODES = {"one file a forward (default)": 0.0, "batched 60 s": 60.0}
 
 
 def unseen_files(corpus: Path, n: int) -> dict[str, Path]:
-    manifest = corpus / "unseen" / "manifest.csv"
-    if not manifest.is_file():
-        raise SystemExit(f"{manifest} not found: make the corpus first (harness corpus make --out {corpus})")
-    rows = list(csv.DictReader(open(manifest)))[:n]
-    return {r["utt_id"]: corpus / r["wav"] for r in rows}
+    """The first ``n`` utterances (by id) of the corpus's unseen-voices set, as the scorecard reads it."""
+    from harness.cli.scorecard import load_eval_set
+
+    data, wavs, _ = load_eval_set(corpus)
+    return {u: wavs[u] for u in data.utts[:n]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     files = unseen_files(args.corpus, args.files)
-    audio_s = sum(__import__("soundfile").info(str(f)).duration for f in files.values())
+    audio_s = sum(sf.info(str(f)).duration for f in files.values())
     print(f"{len(files)} files, {audio_s:.0f} s of audio, {args.threads} thread(s), {args.rounds} rounds")
     print("| model | one file a forward s | batched s | ratio | files whose bytes differ |\n|---|---|---|---|---|")
     for name in args.models.split(","):

@@ -69,13 +69,19 @@ def embed_learn2diss(wavs: Iterable[np.ndarray], n: int, ckpt: str, progress: bo
     return np.stack(embs).astype(np.float32)
 
 
-def embed(spec: str, wavs: Iterable[np.ndarray], n: int, progress: bool = True) -> np.ndarray:
-    """The teacher ``spec``'s embeddings of ``n`` float 16 kHz waveforms."""
+def parse_teacher(spec: str) -> tuple[str, str]:
+    """``resemblyzer`` | ``learn2diss:<checkpoint dir>`` -> (kind, argument); TeacherError otherwise."""
     kind, _, arg = spec.partition(":")
     if kind not in TEACHERS:
         raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
     if kind == "learn2diss" and not arg:
         raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
+    return kind, arg
+
+
+def embed(spec: str, wavs: Iterable[np.ndarray], n: int, progress: bool = True) -> np.ndarray:
+    """The teacher ``spec``'s embeddings of ``n`` float 16 kHz waveforms."""
+    kind, arg = parse_teacher(spec)
     if kind == "resemblyzer":
         return embed_resemblyzer(wavs, n, progress)
     return embed_learn2diss(wavs, n, arg, progress)
@@ -83,9 +89,7 @@ def embed(spec: str, wavs: Iterable[np.ndarray], n: int, progress: bool = True) 
 
 def teacher_embeddings(spec: str, bank: AudioBank, cache_dir: Path, progress: bool = True) -> tuple[np.ndarray, str]:
     """-> ((N, D) embeddings, description). Cached as cache_dir/teacher_<kind>.npy + .json."""
-    kind, _, arg = spec.partition(":")
-    if kind not in TEACHERS:
-        raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
+    kind, arg = parse_teacher(spec)
     cache_dir = Path(cache_dir)
     f = cache_dir / f"teacher_{kind}.npy"
     fj = f.with_suffix(".json")
