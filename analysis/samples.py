@@ -57,6 +57,18 @@ def mi_converged(club: float, infonce: float) -> bool:
     return infonce >= 0.0 and club >= infonce
 
 
+def abx_coverage_too_low(row: Mapping) -> bool:
+    """True for an ABX row computed on fewer than MIN_ABX_KEPT_FRACTION of its item file's items.
+
+    Such a score is not comparable with another stream's: it is measured on a different, much smaller
+    item set (the few phones long enough to span one of its frames; a 5 Hz stream keeps 130 of 32,775
+    triphones, 2 cells). Summaries report it as n/a; the row keeps its value and warning."""
+    if not str(row.get("metric", "")).startswith("abx"):
+        return False
+    kept, total = _num(row, "n_items"), _num(row, "n_items_total")
+    return kept is not None and bool(total) and kept / total < MIN_ABX_KEPT_FRACTION
+
+
 def row_warnings(row: Mapping) -> list[str]:
     """Warnings for one results row (keys as in the results CSVs), from the sample sizes it carries.
 
@@ -74,9 +86,8 @@ def row_warnings(row: Mapping) -> list[str]:
         out.append(f"{int(n_cls)} speakers < {MIN_SPEAKERS}")
     if metric.startswith("abx"):
         kept, total = _num(row, "n_items"), _num(row, "n_items_total")
-        if kept is not None and total:
-            if kept / total < MIN_ABX_KEPT_FRACTION:
-                out.append(f"only {int(kept)} of {int(total)} items span a frame (< {MIN_ABX_KEPT_FRACTION:.0%})")
+        if abx_coverage_too_low(row):
+            out.append(f"only {int(kept)} of {int(total)} items span a frame (< {MIN_ABX_KEPT_FRACTION:.0%})")
         spk = _num(row, "n_speakers")
         if metric == "abx_across" and spk is not None and spk < MIN_SPEAKERS:
             out.append(f"{int(spk)} speakers < {MIN_SPEAKERS}")

@@ -42,6 +42,7 @@ import numpy as np
 from analysis.abx import ABXConfig, ItemTable, abx_scores, build_plan, slice_items
 from analysis.probes import ProbeResult, probe_accuracy, train_linear_probe
 from analysis.views import SILENCES, utterance_frames
+from analysis.samples import abx_coverage_too_low
 
 METRICS = ("probe_phone", "abx_within", "abx_across", "probe_speaker")
 HIGHER_IS_MORE = {"probe_phone": True, "abx_within": False, "abx_across": False, "probe_speaker": True}
@@ -250,13 +251,15 @@ def _finite(v) -> bool:
 
 def summarize(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, Best]]:
     """{(model, stream): {metric: Best}}: each metric at the layer with the most of that information
-    (highest probe accuracy, lowest ABX error); NaN with layer None where no layer has a value."""
+    (highest probe accuracy, lowest ABX error); NaN with layer None where no layer has a value.
+    An ABX row on too few of the items (``samples.abx_coverage_too_low``) is not a value here."""
     out: dict[tuple[str, str], dict[str, Best]] = {}
     for r in rows:
         out.setdefault((r["model"], r["stream"]), {})
     for key in out:
         for m in METRICS:
-            rs = [r for r in rows if (r["model"], r["stream"]) == key and r["metric"] == m and _finite(r["value"])]
+            rs = [r for r in rows if (r["model"], r["stream"]) == key and r["metric"] == m and _finite(r["value"])
+                  and not abx_coverage_too_low(r)]
             if not rs:
                 out[key][m] = Best(float("nan"), None, float("nan"))
                 continue

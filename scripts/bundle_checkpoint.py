@@ -129,6 +129,9 @@ def scorecard(path: Path, sha: str) -> str:
     if warned:
         out += ["", "\\* small-sample warning (analysis/samples.py), not a measurement to read: "
                 + "; ".join(warned) + "."]
+    if any(b.layer is None for best in summ.values() for b in best.values()):
+        out += ["", "n/a: no layer has a comparable value (ABX: fewer than half the items span a frame of the "
+                "stream; analysis/samples.py, abx_coverage_too_low)."]
     return "\n".join(out) + "\n"
 
 

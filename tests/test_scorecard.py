@@ -132,6 +132,18 @@ def test_summarize_takes_the_most_informative_layer():
     assert s["abx_within"].layer is None and math.isnan(s["abx_within"].value)
 
 
+def test_summary_reports_abx_on_too_few_items_as_na_and_keeps_the_row():
+    """A 5 Hz stream keeps 130 of 32,775 ABX items (2 cells): its 0.00 is no ABX of the stream."""
+    rows = _rows("m", "other", {"abx_across": [0.0, 50.0], "abx_within": [12.0, 8.0]}, rate=5.0)
+    for r in rows:
+        r.update(n_items=130 if r["metric"] == "abx_across" or r["layer"] == 1 else 20000, n_items_total=32775)
+    s = summarize(rows)[("m", "other")]
+    assert s["abx_across"].layer is None and math.isnan(s["abx_across"].value)
+    # a layer with enough items still counts, even when another layer has a lower score on too few
+    assert (s["abx_within"].value, s["abx_within"].layer) == (12.0, 0)
+    assert [r["value"] for r in rows if r["metric"] == "abx_across"] == [0.0, 50.0]
+
+
 def _summary(content, other=None, fb=(0.40, 20.0), ref_speaker=0.6, twin=None):
     """content/other: (phone, abx within, abx across, speaker)."""
     def d(v):

@@ -317,6 +317,7 @@ def _fmt(v, metric: str) -> str:
 
 def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: dict, args) -> str:
     from analysis.scorecard import CLOSE_ITEMS, CRITERIA, METRICS, TITLES, criteria, summarize
+    from analysis.samples import MIN_ABX_KEPT_FRACTION
 
     summ = summarize(rows)
     models = {}
@@ -357,8 +358,10 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
         cells = [f"{_fmt(summ[k][m].value, m)} (L{summ[k][m].layer}){'*' if summ[k][m].warnings else ''}"
                  if summ[k][m].layer is not None else "n/a" for m in METRICS]
         L.append(f"| {k[0]} | {_role(rows, k[0])} | {k[1]} | {rate:g} | " + " | ".join(cells) + " |")
-    L += ["", "\\* the value has a small-sample warning (listed below), e.g. ABX on a stream whose frame rate is "
-          "too low for most phone items to span a frame.", ""]
+    L += ["", "\\* the value has a small-sample warning (listed below). n/a for ABX: fewer than "
+          f"{MIN_ABX_KEPT_FRACTION:.0%} of the items span a frame of the stream (a frame rate too low for most "
+          "phones), so its ABX would be measured on another, much smaller item set and compare with nothing; "
+          "the CSV keeps that value with its warning.", ""]
     L += ["Chance and sample sizes (identical for every model at one frame rate unless a range is shown):", ""]
     L += ["| rate Hz | phone probe chance | phone train / test frames (test utts) | phones | speaker probe chance | "
           "speaker train / test utts | speakers | ABX items kept / total | ABX cells within / across |",
