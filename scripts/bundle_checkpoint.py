@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from upstream.checkpoint import checkpoint_hash, load_checkpoint
+from upstream.facts import RESULTS_DIR
 
 METRICS = {"sid": ("acc", "↑", "SID accuracy %"), "er": ("acc", "↑", "ER accuracy % (mean of the folds run)"),
            "asr": ("wer", "↓", "ASR word error rate % (CER beside it)"), "pr": ("per", "↓", "PR phone error rate %")}
@@ -138,8 +139,8 @@ def scorecard(path: Path, sha: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipes", nargs="+")
-    p.add_argument("--results", type=Path, default=Path("results/superb_small_main.csv"))
-    p.add_argument("--scorecard", type=Path, default=Path("results/scorecard_small.csv"))
+    p.add_argument("--results", type=Path, default=Path(RESULTS_DIR) / "superb_small_main.csv")
+    p.add_argument("--scorecard", type=Path, default=Path(RESULTS_DIR) / "scorecard_small.csv")
     p.add_argument("--budget-note", default="", help="extra sentence for the budget section (e.g. how jobs shared "
                    "cores); without it, an existing card keeps its budget section")
     p.add_argument("--extra", action="append", default=[], metavar="RECIPE=TEXT", help="a note appended to one card")

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from upstream import facts as provenance  # noqa: E402
+from upstream.facts import RESULTS_DIR  # noqa: E402
 from harness.superb.tasks import TASKS, get_tasks, runner_overrides  # noqa: E402
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-step", type=int, help="dev evaluation / save interval (default: steps / 3)")
     p.add_argument("--fold", default="fold1", help="ER test fold (default fold1)")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bridge_evidence")
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "bridge_fbank.md")
+    p.add_argument("--out", type=Path, default=ROOT / RESULTS_DIR / "bridge_fbank.md")
     p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per s3prl run")
     a = p.parse_args(argv)

@@ -1,5 +1,6 @@
 """Feature stores: which checkpoints extract the same features (harness/features/loading.py), and the
-same batches in every run (harness/features/store.py)."""
+same batches in every run of the opt-in batched mode (``--batch-seconds``; harness/features/planning.py).
+The default, one file a forward, needs no batch plan: tests/test_features.py checks its bytes."""
 import json
 import shutil
 

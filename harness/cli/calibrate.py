@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from upstream.facts import RESULTS_DIR
+
 MARKER = "<!-- written by `harness calibrate` (harness/cli/calibrate.py); regenerate it, do not edit by hand -->"
 
 
@@ -30,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="cap total_steps (default: the mini configs' own)")
     p.add_argument("--folds", type=int, default=1, help="ER folds to run (default 1: fold1, as the probe)")
     p.add_argument("--controls", default="positive,negative", help="which controls to run (default both)")
-    p.add_argument("--results", default="results", help="results dir for the cells (default ./results)")
+    p.add_argument("--results", default=RESULTS_DIR, help=f"results dir for the cells (default ./{RESULTS_DIR})")
     p.add_argument("--name", default=None, help="run name for the cells (default calibration_<corpus>)")
     p.add_argument("--out", default=None, help="Markdown to write (default RESULTS/calibration.md; CSV beside it)")
     p.add_argument("--no-probe", dest="probe", action="store_false", help="skip the linear probes")

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from upstream.facts import progress_bar
+from upstream.facts import RESULTS_DIR
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="cap each downstream's total_steps, a positive number (default: the config's); "
                         "capped rows are marked not comparable with SUPERB")
-    p.add_argument("--results", default="results", help="results dir (default ./results)")
+    p.add_argument("--results", default=RESULTS_DIR, help=f"results dir (default ./{RESULTS_DIR})")
     p.add_argument("--name", default=None, help="run name: RESULTS/NAME.csv (default superb_<corpus>)")
     p.add_argument("--force", action="store_true", help="redo cells that already have a result")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cuda if available, else cpu")

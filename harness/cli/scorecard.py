@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upstream.facts import progress_bar
+from upstream.facts import RESULTS_DIR
 
 DEFAULT_UPSTREAMS = ("learn2diss", "jooci", "barlow_twins", "hubert_compact")
 DEFAULT_BASELINES = ("fbank_no_cmvn", "mfcc")
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tiny|small|medium|large (generated into --corpora-dir on first use) or a corpus PATH; its "
                         "unseen-voices set is added if missing")
     p.add_argument("--corpora-dir", default="corpora", type=Path, help="where generated corpora live")
-    p.add_argument("--out", default=Path("results/scorecard"), type=Path,
+    p.add_argument("--out", default=Path(RESULTS_DIR) / "scorecard", type=Path,
                    help="output stem: writes OUT.md, OUT.csv (+ .meta.json), OUT.png, OUT.pdf")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                    help="s3prl front-ends scored at 100 Hz and at each model's frame rate ('' for none)")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 from upstream import facts
-from upstream.facts import SAMPLE_RATE, atomic_write_json, atomic_write_text, weights_hash
+from upstream.facts import RESULTS_DIR, SAMPLE_RATE, atomic_write_json, atomic_write_text, weights_hash
 
 
 
@@ -214,7 +214,7 @@ def default_out(name: str, args) -> Path:
     model = model_name(args)
     for a, b in (("[", "-"), ("]", ""), ("{", "-"), ("}", ""), ("@", "-"), ("/", "_")):
         model = model.replace(a, b)
-    return Path("results") / name / f"{model}-{args.split}.csv"
+    return Path(RESULTS_DIR) / name / f"{model}-{args.split}.csv"
 
 
 def write_results(rows: list[dict], out: Path, started: float, extra_meta: dict | None = None) -> Path:
