@@ -124,6 +124,20 @@ def test_jooci_no_gradient_from_other_into_content():
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.frontend.parameters())
 
 
+def test_jooci_shared_from_content_only_keeps_other_gradients_out_of_the_shared_cnn():
+    torch.manual_seed(0)
+    m = build_model("jooci", "tiny").train()
+    wav, lens = torch.randn(2, 6000), torch.tensor([6000, 4000])
+    t = m.forward_train(wav, lens, shared_from_content_only=True)
+    (t.projected.sum() + t.decoder_logits.sum()).backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in m.content_encoder.frontend.parameters())
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.other_encoder.parameters())
+    m.zero_grad()
+    t = m.forward_train(wav, lens, shared_from_content_only=True)
+    t.streams.content[-1].sum().backward()      # the content side still trains the shared CNN
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.frontend.parameters())
+
+
 def test_jooci_gradient_reversal_scales_decoder_gradient():
     torch.manual_seed(0)
     m = build_model("jooci", "tiny").eval()

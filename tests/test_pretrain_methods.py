@@ -77,6 +77,24 @@ def test_jooci_stage1_trains_only_the_other_side():
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.frontend.parameters())
 
 
+def test_jooci_w_reg_weights_the_decoder_term_and_zero_turns_it_off():
+    import pytest
+    from pretrain.recipes.common import RecipeError
+    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig, check
+    pairs = [(1, "a", 7), (2, "a", 7)]
+    for w in (1.0, 0.0):
+        torch.manual_seed(0)
+        m = build_model("jooci", "tiny")
+        obj = JoociObjective(m, pairs, JoociRecipeConfig(w_reg=w), 32, stage=1).train()
+        out = obj(jooci_batch())
+        torch.testing.assert_close(out.loss, out.parts["other_distill"] + w * out.parts["reg_decoder"])
+        out.loss.backward()
+        moved = any(p.grad is not None and p.grad.abs().max() > 0 for p in m.decoder.parameters())
+        assert moved == (w > 0)
+    with pytest.raises(RecipeError, match="w_reg"):
+        check(JoociRecipeConfig(init_ckpt="", w_reg=-1.0))
+
+
 def test_jooci_other_blocks_start_by_passing_their_own_stream():
     """At init a block's depthwise conv reads its own (other) frame, not the DF content taps."""
     from upstream.nn.other_encoder import OtherEncoderBlock

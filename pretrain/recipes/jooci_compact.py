@@ -76,6 +76,8 @@ class JoociRecipeConfig:
     mask_len: int = 10
     proj_dim: int = 128
     tau: float = 0.1
+    w_reg: float = 1.0                              # weight of the GRL decoder's loss (paper: 1, no weights); 0: off
+    stage2_shared_from_content_only: bool = False   # stage 2: the other/decoder losses do not reach the shared CNN (paper: they do)
     # stage 1: shared CNN + content frozen, other encoder / post-net / decoder learn; stage 2: all
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-4, warmup_steps=30, ckpt_every=50))
@@ -94,6 +96,8 @@ class JoociObjective(nn.Module):
         self.content_loss = MulticlusterMaskedPrediction(dim, pairs, cfg.proj_dim, cfg.tau)
         self.other_loss = CosineDistillation()
         self.reg_set = pairs[0][1]
+        self.w_reg = cfg.w_reg
+        self.shared_from_content_only = cfg.stage2_shared_from_content_only
         self.mask_prob, self.mask_len = cfg.mask_prob, cfg.mask_len
 
     def forward(self, batch) -> LossOutput:
@@ -104,7 +108,7 @@ class JoociObjective(nn.Module):
         T = int(self.model.content_encoder.frontend.output_lengths(torch.tensor([wav.shape[1]]))[0])
         # stage 1: the frozen content encoder sees its input unmasked (as at inference)
         mask = span_mask(c_len, T, self.mask_prob, self.mask_len) if self.stage == 2 else None
-        out = self.model.forward_train(wav, wl, mask)
+        out = self.model.forward_train(wav, wl, mask, self.shared_from_content_only)
         labels = {k[len("labels."):]: v for k, v in batch.items() if k.startswith("labels.")}
         if self.stage == 1:
             l_c, parts = out.projected.sum() * 0.0, {}
@@ -116,7 +120,7 @@ class JoociObjective(nn.Module):
         Tm = min(logits.shape[1], y.shape[1])
         valid = lengths_to_mask(out.streams.content_len, logits.shape[1])[:, :Tm] & (y[:, :Tm] >= 0)
         l_r = F.cross_entropy(logits[:, :Tm][valid].float(), y[:, :Tm][valid])
-        loss = l_c + l_o + l_r
+        loss = l_c + l_o + self.w_reg * l_r
         parts = {k: v.detach() for k, v in parts.items()}
         parts.update({"content": l_c.detach(), "other_distill": l_o.detach(), "reg_decoder": l_r.detach()})
         return LossOutput(loss, parts)
@@ -172,6 +176,8 @@ def check(cfg: JoociRecipeConfig) -> None:
                           f"principal components, with teacher_whiten=true")
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
+    if cfg.w_reg < 0:
+        raise RecipeError(f"w_reg={cfg.w_reg} must be >= 0 (0 turns the gradient-reversal decoder off)")
     if cfg.k > cfg.kmeans_frames:
         raise RecipeError(f"k={cfg.k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit them; "
                           f"set kmeans_frames >= {cfg.k} or lower k")

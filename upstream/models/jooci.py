@@ -27,7 +27,8 @@ Training hooks (pretrain/ uses these):
   * `encode_other(F, lengths, content_layers) -> (other layers, other_len)`.
   * `postnet(other_last, other_len) -> (pooled (B, 2D) before BN, after BN, FC(512) output)`.
   * `decode(other_last, other_len, content_len) -> logits (B, T_c, vocab)` through the GRL.
-  * `forward_train(wav, wav_len, mask=None) -> JoociTrainOutput` does all of it in one pass.
+  * `forward_train(wav, wav_len, mask=None, shared_from_content_only=False) -> JoociTrainOutput` does all of
+    it in one pass.
 """
 from __future__ import annotations
 
@@ -193,7 +194,10 @@ class Jooci(nn.Module):
         t_c = int(content_len.max().item())
         return self.decoder(self.grl(other_last), mem_mask, t_c, lengths_to_mask(content_len, t_c))
 
-    def forward_train(self, wav: Tensor, wav_len: Tensor, mask: Tensor | None = None) -> JoociTrainOutput:
+    def forward_train(self, wav: Tensor, wav_len: Tensor, mask: Tensor | None = None,
+                      shared_from_content_only: bool = False) -> JoociTrainOutput:
+        """``shared_from_content_only``: the other encoder reads the shared features detached, so the
+        shared CNN learns from the content loss alone (not the paper's stage 2, where it learns from both)."""
         if self.content_frozen:            # stage 1: no graph through the shared CNN / content
             with torch.no_grad():
                 feat, c_len = self.features(wav, wav_len)
@@ -201,7 +205,7 @@ class Jooci(nn.Module):
         else:
             feat, c_len = self.features(wav, wav_len)
             content = self.encode_content(feat, c_len, mask)
-        other, o_len = self.encode_other(feat, c_len, content)
+        other, o_len = self.encode_other(feat.detach() if shared_from_content_only else feat, c_len, content)
         pooled, normed, projected = self.postnet(other[-1], o_len)
         logits = self.decode(other[-1], o_len, c_len)
         streams = StreamOutput(content=content, content_len=c_len, other=other, other_len=o_len,
