@@ -143,6 +143,30 @@ def test_jooci_from_a_transformers_dir(source, tiny_corpus, tmp_path):
     assert torch.equal(after2.utterance, ours.utterance)
 
 
+def test_barlow_twins_from_a_transformers_dir(hubert_dir, tiny_corpus, tmp_path):
+    """init_ckpt: the encoder starts as the source model (at lr 1e-12 it still is that model), card and
+    provenance say so; without it the encoder is random (the bundled recipe's default)."""
+    from transformers import HubertModel
+
+    from upstream.pretrained import from_pretrained
+
+    out = tmp_path / "bt"
+    cli("pretrain", "--recipe", "barlow-twins-compact", "--corpus", tiny_corpus, "--out", out, "--steps", "1", *TINY,
+        f"init_ckpt={hubert_dir}", "train.lr=1e-12")
+    meta = json.loads((out / "final" / "config.json").read_text())
+    assert meta["config"]["encoder"]["num_layers"] == LAYERS and meta["config"]["encoder"]["hidden_size"] == 32
+    assert "Initialised from `transformers hubert directory" in (out / "final" / "MODEL_CARD.md").read_text()
+    model = from_pretrained(out / "final", expected_model="barlow_twins").eval()
+    hf = HubertModel.from_pretrained(hubert_dir).eval()
+    wav = _wave()
+    with torch.no_grad():
+        ours = model(wav, torch.tensor([wav.shape[1]])).content
+        ref = hf(wav, output_hidden_states=True).hidden_states
+    assert len(ours) == len(ref) == LAYERS + 1
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=f"content layer {i}")
+
+
 # ----------------------------------------------------------------------------- shape overrides
 @pytest.mark.parametrize("recipe,opt,args,says", [
     ("learn2diss-compact", "backbone_ckpt", ["model.utt_input_layer=12"],

@@ -39,6 +39,7 @@ from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import BarlowTwins, LossOutput
 from pretrain.recipes.common import required_train_split
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, run_phase
+from pretrain.recipes.sources import Source, load_source, pin_source
 from pretrain.trainer import TrainConfig
 from upstream.facts import SAMPLE_RATE
 
@@ -48,6 +49,10 @@ MODEL = "barlow_twins"
 @dataclass
 class BarlowTwinsRecipeConfig:
     preset: str = "compact"
+    # the encoder's starting weights (what `run_downstream.py -k` takes: a DUET hubert_compact checkpoint dir,
+    # a transformers HuBERT/WavLM dir, a fairseq/s3prl .pt), whose shape it then has; empty: random init
+    init_ckpt: str = ""
+    allow_unpickle: bool = False     # a fairseq .pt holding pickled objects (runs code from the file: trusted only)
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, same_crop=True))
     views_mode: str = "perturb"      # "perturb" | "split" (see the module docstring)
     frame_layer: int = -1            # encoder layer the frame term shapes (-1: the last)
@@ -118,10 +123,22 @@ class BarlowTwinsObjective(nn.Module):
 required = required_train_split
 
 
-def check(cfg: BarlowTwinsRecipeConfig) -> None:
+def _source(cfg: BarlowTwinsRecipeConfig) -> Source | None:
+    return load_source(cfg.init_ckpt, "init_ckpt", allow_unpickle=cfg.allow_unpickle) if cfg.init_ckpt else None
+
+
+def model_config(cfg: BarlowTwinsRecipeConfig, src: Source | None):
+    """The preset's config, with the initialising model's encoder shape when there is one."""
+    import dataclasses
+
     from upstream.registry import preset_config
 
     m = preset_config(MODEL, cfg.preset)
+    return dataclasses.replace(m, encoder=src.config) if src is not None else m
+
+
+def check(cfg: BarlowTwinsRecipeConfig) -> None:
+    m = model_config(cfg, _source(cfg))     # loads the init model once to check it before any work
     if cfg.data.views != 2:
         raise RecipeError("barlow-twins-compact needs data.views=2")
     if cfg.data.batch_size < 2 and cfg.w_utt > 0:
@@ -152,9 +169,12 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
 
 
 def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
-    from upstream.registry import build_model, preset_config
+    from upstream.registry import build_model
 
-    mcfg = preset_config(MODEL, cfg.preset)
+    src = _source(cfg)
+    mcfg = model_config(cfg, src)
+    if src is not None:
+        pin_source(ctx, src, "init_ckpt")
     bank = audio_bank(ctx, cfg.data)
     ctx.log(f"{len(bank)} training utterances, {bank.seconds / 3600:.2f} h")
     aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank) if ctx.is_main else None
@@ -163,6 +183,9 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
         aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.bank)
     torch.manual_seed(ctx.seed)
     model = build_model(MODEL, mcfg)
+    if src is not None:
+        model.encoder.load_state_dict(src.model.state_dict())
+        ctx.notes["init"] = src.identity
     obj = BarlowTwinsObjective(model, cfg)
     views = TwoViews(aug_bank, cfg.views)
     aligned = None
@@ -171,6 +194,7 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
         aligned = lambda w, gen: views(warp(w, gen), gen)   # noqa: E731  view A's crop, another vocal tract
     batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=views, aligned_augment=aligned)
     run_phase(ctx, "train", cfg.train, obj, batches)
+    init = f"Initialised from `{ctx.notes['init']}`. " if src is not None else "Random init. "
     if cfg.views_mode == "split":
         method = (f"Utterance term: BT between {cfg.utt_rows} projections of two disjoint {cfg.data.crop_s:g}-s crops of "
                   f"each utterance (same speaker, other words), each perturbed (gain, band-limiting, noise/babble, reverb, "
@@ -182,4 +206,4 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
         method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
                   f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
                   f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
-    return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + method + "\n")
+    return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + init + method + "\n")
