@@ -1,6 +1,6 @@
 """`harness run` end to end through the real CLI on the tiny corpus: 2 tasks x 2 upstreams (fbank and
 a random-init tiny DUET model, its features from the cache), killed with SIGKILL mid-cell, resumed.
-Every cell is a real s3prl train + test (3 steps)."""
+Every cell is a real s3prl train + test (STEPS steps)."""
 from __future__ import annotations
 
 import json
@@ -23,22 +23,24 @@ from conftest import cli_env  # noqa: E402
 DUET = "jooci"
 
 
-def _wait_then_kill(proc, cells: Path, runs: Path, n_done: int, timeout: float = 400) -> Path:
-    """Wait until `n_done` rows exist and the next cell has started; SIGKILL the harness. Returns
-    the log of the cell that was killed."""
+def _wait_then_kill(proc, cells: Path, runs: Path, min_done: int, timeout: float = 400) -> tuple[Path, int]:
+    """Wait until at least `min_done` rows exist and a later cell is training (its log says so and not
+    yet done, in one read); SIGKILL the harness. Returns that cell's log and how many rows existed:
+    which cell is caught depends on the machine's load, what must hold after the kill does not."""
     deadline = time.time() + timeout
     try:
         while time.time() < deadline:
             done = {q.stem for q in cells.glob("*.json")} if cells.is_dir() else set()
-            if len(done) >= n_done:
+            if len(done) >= min_done:
                 started = [q for q in runs.glob("*/cell.log") if q.parent.name not in done]
-                if started and "[harness-cell] train" in started[0].read_text(errors="replace"):
+                text = started[0].read_text(errors="replace") if started else ""
+                if "[harness-cell] train" in text and "[harness-cell] done" not in text:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    return started[0]
-            assert proc.poll() is None, "harness run ended before it could be killed"
+                    return started[0], len(done)
+            assert proc.poll() is None, "harness run ended before a cell could be killed mid-training (raise STEPS)"
             time.sleep(0.2)
-        pytest.fail(f"cell {n_done + 1} never started")
+        pytest.fail(f"no cell after the first {min_done} was ever seen training")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -58,11 +60,11 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
     cells, runs = res / "e2e" / "cells", res / "e2e" / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, args)], env=cli_env(), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_log = _wait_then_kill(proc, cells, runs, n_done=2)
+    killed_log, n_done = _wait_then_kill(proc, cells, runs, min_done=1)
     done = {q.name: q.stat().st_mtime for q in cells.glob("*.json")}
-    assert len(done) == 2
+    assert len(done) == n_done < 4
     time.sleep(2)
-    assert len(list(cells.glob("*.json"))) == 2                          # no row for the killed cell
+    assert len(list(cells.glob("*.json"))) == n_done                     # no row for the killed cell
     assert not list(res.rglob("*.tmp"))                                  # no half-written file
     text = killed_log.read_text(errors="replace")
     assert "[harness-cell] done" not in text                             # it really was mid-cell ...
@@ -71,7 +73,7 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
     assert killed_log.stat().st_size == size                             # ... and its s3prl child died too
 
     p = run_cli(*args, cwd=tmp_path)                                     # resume
-    assert "4 cells (2 already done)" in p.stdout
+    assert f"4 cells ({n_done} already done)" in p.stdout
     assert {q.name: q.stat().st_mtime for q in cells.glob("*.json") if q.name in done} == done  # not redone
     assert "[harness-cell] done" in killed_log.read_text(errors="replace")                      # redone
 
@@ -80,7 +82,7 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
         ("er", "fbank", "hidden_states"), ("er", DUET, "content"),
         ("sid", "fbank", "hidden_states"), ("sid", DUET, "content")]
     assert df.value.between(0, 100).all() and (df.metric == "acc").all() and (df.unit == "%").all()
-    # every row knows its chance level, test size and interval; 3 capped steps are not SUPERB-comparable
+    # every row knows its chance level, test size and interval; capped steps are not SUPERB-comparable
     assert df.chance.notna().all() and (df.n_test > 0).all() and (df.ci_low <= df.value).all()
     assert (df[df.task == "sid"].chance_kind.str.startswith("1/classes")).all()
     assert df.not_comparable.str.contains(f"steps capped at {STEPS}").all() and not df.superb_comparable.any()
