@@ -138,6 +138,29 @@ def test_jooci_shared_from_content_only_keeps_other_gradients_out_of_the_shared_
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.content_encoder.frontend.parameters())
 
 
+def test_jooci_content_wav_feeds_only_the_content_encoder():
+    torch.manual_seed(0)
+    m = build_model("jooci", "tiny").eval()       # no dropout: passes are comparable
+    m.freeze_content(False)
+    wav, lens = torch.randn(2, 6000), torch.tensor([6000, 4000])
+    warped = torch.randn(2, 6000)
+    with torch.no_grad():
+        same = m.forward_train(wav, lens, content_wav=wav)
+        plain = m.forward_train(wav, lens)
+        t = m.forward_train(wav, lens, content_wav=warped)
+        ref_c = m.forward_train(warped, lens).streams.content
+    for a, b in zip(same.streams.content + same.streams.other, plain.streams.content + plain.streams.other):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(t.streams.content, ref_c):                  # content: the warped copy's
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(t.features, plain.features)      # the other side: the clean crop's features
+    torch.testing.assert_close(t.streams.other[0], plain.streams.other[0])   # O_0: the clean shared features
+    with torch.no_grad():
+        assert not torch.allclose(t.streams.other[-1], m.forward_train(warped, lens).streams.other[-1])
+    with pytest.raises(ValueError, match="content_wav"):
+        m.forward_train(wav, lens, content_wav=warped[:, :5000])
+
+
 def test_jooci_gradient_reversal_scales_decoder_gradient():
     torch.manual_seed(0)
     m = build_model("jooci", "tiny").eval()

@@ -95,6 +95,31 @@ def test_jooci_w_reg_weights_the_decoder_term_and_zero_turns_it_off():
         check(JoociRecipeConfig(init_ckpt="", w_reg=-1.0))
 
 
+def test_jooci_content_perturb_reaches_the_content_encoder_in_stage2_only():
+    """content_perturb: stage 2's content loss is computed on the warped copy (wav_a2), not the clean crop."""
+    import pytest
+    from pretrain.augment import SpeakerPerturbConfig
+    from pretrain.recipes.common import RecipeError
+    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig, check
+    pairs = [(1, "a", 7), (2, "a", 7)]
+    batch = jooci_batch()
+    warped = dict(batch, wav_a2=batch["wav"].flip(1))
+    losses = {}
+    for stage in (1, 2):
+        for name, b in (("clean", batch), ("warped", warped)):
+            torch.manual_seed(0)
+            m = build_model("jooci", "tiny").eval()
+            obj = JoociObjective(m, pairs, JoociRecipeConfig(), 32, stage=stage)
+            m.eval()
+            torch.manual_seed(1)                                  # the same span mask
+            losses[stage, name] = obj(b).parts
+    assert losses[1, "clean"]["other_distill"] == losses[1, "warped"]["other_distill"]   # stage 1 ignores it
+    assert losses[2, "clean"]["content"] != losses[2, "warped"]["content"]
+    for bad in (dict(prob=1.5), dict(prob=0.5, alpha=(1.2, 0.9))):
+        with pytest.raises(RecipeError, match="content_perturb"):
+            check(JoociRecipeConfig(init_ckpt="", content_perturb=SpeakerPerturbConfig(**bad)))
+
+
 def test_jooci_other_blocks_start_by_passing_their_own_stream():
     """At init a block's depthwise conv reads its own (other) frame, not the DF content taps."""
     from upstream.nn.other_encoder import OtherEncoderBlock

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain.augment import AugmentBank, AugmentConfig, Augmenter
+from pretrain.augment import AugmentBank, AugmentConfig, Augmenter, SpeakerPerturb, SpeakerPerturbConfig
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
 from pretrain.masking import span_mask
@@ -78,6 +78,10 @@ class JoociRecipeConfig:
     tau: float = 0.1
     w_reg: float = 1.0                              # weight of the GRL decoder's loss (paper: 1, no weights); 0: off
     stage2_shared_from_content_only: bool = False   # stage 2: the other/decoder losses do not reach the shared CNN (paper: they do)
+    # stage 2: the content encoder reads a formant-warped (+ gain) copy of the crop, its labels from the clean
+    # audio (speaker-invariant content, as hubert-compact's iteration 2); the other encoder reads the clean crop.
+    # prob=0 (default, the paper): off
+    content_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=0.0))
     # stage 1: shared CNN + content frozen, other encoder / post-net / decoder learn; stage 2: all
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-4, warmup_steps=30, ckpt_every=50))
@@ -108,7 +112,8 @@ class JoociObjective(nn.Module):
         T = int(self.model.content_encoder.frontend.output_lengths(torch.tensor([wav.shape[1]]))[0])
         # stage 1: the frozen content encoder sees its input unmasked (as at inference)
         mask = span_mask(c_len, T, self.mask_prob, self.mask_len) if self.stage == 2 else None
-        out = self.model.forward_train(wav, wl, mask, self.shared_from_content_only)
+        out = self.model.forward_train(wav, wl, mask, self.shared_from_content_only,
+                                       batch.get("wav_a2") if self.stage == 2 else None)
         labels = {k[len("labels."):]: v for k, v in batch.items() if k.startswith("labels.")}
         if self.stage == 1:
             l_c, parts = out.projected.sum() * 0.0, {}
@@ -176,6 +181,13 @@ def check(cfg: JoociRecipeConfig) -> None:
                           f"principal components, with teacher_whiten=true")
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
+    if not 0 <= cfg.content_perturb.prob <= 1:
+        raise RecipeError(f"content_perturb.prob={cfg.content_perturb.prob} must be in [0, 1] (0: off)")
+    if cfg.content_perturb.prob > 0:
+        try:
+            SpeakerPerturb(cfg.content_perturb)
+        except ValueError as e:
+            raise RecipeError(f"content_perturb: {e}") from None
     if cfg.w_reg < 0:
         raise RecipeError(f"w_reg={cfg.w_reg} must be >= 0 (0 turns the gradient-reversal decoder off)")
     if cfg.k > cfg.kmeans_frames:
@@ -239,21 +251,25 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     if aug_bank is None:
         aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.augment)
     pairs = [(pl, n, cfg.k) for pl, n in zip(cfg.predict_layers, names)]
-    batches = lambda s: CropBatches(bank, cfg.data, s, labels={n: labels[n] for n in set(names)},  # noqa: E731
-                                    teacher=teacher, augment=Augmenter(aug_bank, cfg.augment))
+    warp = SpeakerPerturb(cfg.content_perturb) if cfg.content_perturb.prob > 0 else None
+    batches = lambda s, aligned=None: CropBatches(bank, cfg.data, s, labels={n: labels[n] for n in set(names)},  # noqa: E731
+                                                  teacher=teacher, augment=Augmenter(aug_bank, cfg.augment),
+                                                  aligned_augment=aligned)
     obj1 = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size, stage=1)
     run_phase(ctx, "stage1", cfg.stage1, obj1, batches(ctx.seed))
     torch.manual_seed(ctx.seed + 1)
     obj2 = JoociObjective(model, pairs, cfg, mcfg.encoder.hidden_size, stage=2)
     obj2.content_loss.load_state_dict(obj1.content_loss.state_dict())
-    run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1))
+    run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1, warp))
     method = (f"Initialised from `{ctx.notes.get('init', 'random')}`. Stage 1 ({cfg.stage1.steps} steps, lr "
               f"{cfg.stage1.lr:g}): shared CNN + content encoder frozen, other + regularisation losses; stage 2 "
               f"({cfg.stage2.steps} steps, lr {cfg.stage2.lr:g}): everything trains, all three losses. Content: multicluster masked prediction, pairs "
               f"(content layer, label set) = {[(p[0], p[1]) for p in pairs]}, K={cfg.k}, cosine logits tau={cfg.tau}, "
               f"span masking p={cfg.mask_prob}/{cfg.mask_len}. Other: cosine distillation from the teacher "
               f"**{tdesc}** (whole-utterance embeddings). Regularisation: GRL content decoder predicting "
-              f"`{pairs[0][1]}`. Augmentation: {cfg.augment.prob:.1%} of crops, {', '.join(cfg.augment.kinds)}, "
+              f"`{pairs[0][1]}`. " + (f"Stage 2's content encoder reads a formant-warped (alpha {cfg.content_perturb.alpha[0]:g}-"
+              f"{cfg.content_perturb.alpha[1]:g}) + gain copy of {cfg.content_perturb.prob:.0%} of the crops, labels from the "
+              f"clean audio; the other encoder reads the clean crop. " if warp else "") + f"Augmentation: {cfg.augment.prob:.1%} of crops, {', '.join(cfg.augment.kinds)}, "
               f"SNR {cfg.augment.snr_db[0]:g}-{cfg.augment.snr_db[1]:g} dB (synthetic noise/babble/RIR bank).")
     model.freeze_content(False)
     return export_final(ctx, model, MODEL, mcfg, cfg, ["stage1", "stage2"], extra_card="## Method\n\n" + method + "\n")

@@ -27,8 +27,8 @@ Training hooks (pretrain/ uses these):
   * `encode_other(F, lengths, content_layers) -> (other layers, other_len)`.
   * `postnet(other_last, other_len) -> (pooled (B, 2D) before BN, after BN, FC(512) output)`.
   * `decode(other_last, other_len, content_len) -> logits (B, T_c, vocab)` through the GRL.
-  * `forward_train(wav, wav_len, mask=None, shared_from_content_only=False) -> JoociTrainOutput` does all of
-    it in one pass.
+  * `forward_train(wav, wav_len, mask=None, shared_from_content_only=False, content_wav=None) ->
+    JoociTrainOutput` does all of it in one pass (two front-end passes with ``content_wav``).
 """
 from __future__ import annotations
 
@@ -195,16 +195,25 @@ class Jooci(nn.Module):
         return self.decoder(self.grl(other_last), mem_mask, t_c, lengths_to_mask(content_len, t_c))
 
     def forward_train(self, wav: Tensor, wav_len: Tensor, mask: Tensor | None = None,
-                      shared_from_content_only: bool = False) -> JoociTrainOutput:
+                      shared_from_content_only: bool = False, content_wav: Tensor | None = None) -> JoociTrainOutput:
         """``shared_from_content_only``: the other encoder reads the shared features detached, so the
-        shared CNN learns from the content loss alone (not the paper's stage 2, where it learns from both)."""
+        shared CNN learns from the content loss alone (not the paper's stage 2, where it learns from both).
+        ``content_wav``: what the content encoder reads instead of ``wav`` (same shape and lengths, e.g. a
+        formant-warped copy: speaker-invariant content, ContentVec-style); the other encoder and the
+        post-net still read ``wav``, with the content layers of ``content_wav`` appended."""
         if self.content_frozen:            # stage 1: no graph through the shared CNN / content
             with torch.no_grad():
                 feat, c_len = self.features(wav, wav_len)
                 content = self.encode_content(feat, c_len, mask)
-        else:
+        elif content_wav is None:
             feat, c_len = self.features(wav, wav_len)
             content = self.encode_content(feat, c_len, mask)
+        else:
+            if content_wav.shape != wav.shape:
+                raise ValueError(f"content_wav {tuple(content_wav.shape)} must have wav's shape {tuple(wav.shape)}")
+            feat_c, c_len = self.features(content_wav, wav_len)
+            content = self.encode_content(feat_c, c_len, mask)
+            feat, _ = self.features(wav, wav_len)
         other, o_len = self.encode_other(feat.detach() if shared_from_content_only else feat, c_len, content)
         pooled, normed, projected = self.postnet(other[-1], o_len)
         logits = self.decode(other[-1], o_len, c_len)
