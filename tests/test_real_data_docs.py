@@ -97,6 +97,7 @@ def run_doc(tmp_path: Path, tiny_corpus: Path, mode: str) -> tuple[subprocess.Co
 
 
 def test_real_data_page_as_written(tiny_corpus, tmp_path):
+    runs_before = sorted((ROOT / "runs").iterdir()) if (ROOT / "runs").is_dir() else None
     proc, prep = run_doc(tmp_path, tiny_corpus, "dry")
     out = proc.stdout
     # section 3: every support file, and the datasets.yaml the rest reads
@@ -117,7 +118,8 @@ def test_real_data_page_as_written(tiny_corpus, tmp_path):
         seen[args.downstream] += 1
     assert seen == {"voxceleb1": 1, "ctc": 1, "asr": 1, "emotion": 5, "sv_voxceleb1": 1}
     assert out.count("(docs test: skipped, needs a trained checkpoint") == 9
-    assert not (ROOT / "runs").exists()
+    # nothing written into the checkout's runs/ (a developer's checkout may already have one)
+    assert (sorted((ROOT / "runs").iterdir()) if (ROOT / "runs").is_dir() else None) == runs_before
 
 
 @pytest.mark.slow
