@@ -95,6 +95,37 @@ def test_jooci_w_reg_weights_the_decoder_term_and_zero_turns_it_off():
         check(JoociRecipeConfig(init_ckpt="", w_reg=-1.0))
 
 
+def test_jooci_stage2_shared_frozen_keeps_content_layer0_as_initialised():
+    """stage2_shared=frozen: after a stage-2 step content layer 0 is unchanged, the layers above it moved."""
+    import pytest
+    from pretrain.recipes.common import RecipeError
+    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig, check, layer0_modules
+    pairs = [(1, "a", 7), (2, "a", 7)]
+    torch.manual_seed(0)
+    m = build_model("jooci", "tiny")
+    obj = JoociObjective(m, pairs, JoociRecipeConfig(stage2_shared="frozen"), 32, stage=2).train()
+    frozen = {id(p) for part in layer0_modules(m) for p in part.parameters()}
+    assert frozen and not frozen & {id(p) for p in obj.parameters() if p.requires_grad}   # not optimised
+    wav, n = torch.randn(1, 8000, generator=torch.Generator().manual_seed(3)), torch.tensor([8000])
+    m.eval()
+    with torch.no_grad():
+        before = m(wav, n).content
+    m.train()
+    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.1)
+    obj(jooci_batch()).loss.backward()
+    opt.step()
+    m.eval()
+    with torch.no_grad():
+        after = m(wav, n).content
+    torch.testing.assert_close(after[0], before[0], atol=0, rtol=0)
+    assert not torch.allclose(after[-1], before[-1])
+    with pytest.raises(RecipeError, match="stage2_shared"):
+        check(JoociRecipeConfig(init_ckpt="", stage2_shared="half"))
+    c = JoociRecipeConfig(stage2_shared="content")             # detached from the other side in stage 2 only
+    assert [JoociObjective(build_model("jooci", "tiny"), pairs, c, 32, stage=k).shared_from_content_only
+            for k in (1, 2)] == [False, True]
+
+
 def test_jooci_content_perturb_reaches_the_content_encoder_in_stage2_only():
     """content_perturb: stage 2's content loss is computed on the warped copy (wav_a2), not the clean crop."""
     import pytest

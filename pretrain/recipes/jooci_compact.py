@@ -77,7 +77,10 @@ class JoociRecipeConfig:
     proj_dim: int = 128
     tau: float = 0.1
     w_reg: float = 1.0                              # weight of the GRL decoder's loss (paper: 1, no weights); 0: off
-    stage2_shared_from_content_only: bool = False   # stage 2: the other/decoder losses do not reach the shared CNN (paper: they do)
+    # stage 2's shared front-end: "both" (the paper: it learns from the content and the other/decoder losses),
+    # "content" (the other/decoder losses are detached from it) or "frozen" (it and the content encoder's
+    # positional conv, i.e. all that content layer 0 is made of, stay as init_ckpt's; see STAGE2_SHARED)
+    stage2_shared: str = "both"
     # stage 2: the content encoder reads a formant-warped (+ gain) copy of the crop, its labels from the clean
     # audio (speaker-invariant content, as hubert-compact's iteration 2); the other encoder reads the clean crop.
     # prob=0 (default, the paper): off
@@ -85,6 +88,20 @@ class JoociRecipeConfig:
     # stage 1: shared CNN + content frozen, other encoder / post-net / decoder learn; stage 2: all
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=5e-4, warmup_steps=30, ckpt_every=50))
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-4, warmup_steps=30, ckpt_every=50))
+
+
+STAGE2_TEXT = {"both": "everything trains",
+               "content": "everything trains, the shared front-end from the content loss only (the other and "
+                          "regularisation losses are detached from it)",
+               "frozen": "everything but content layer 0 trains (the shared front-end and the content encoder's "
+                         "positional conv stay as initialised)"}
+STAGE2_SHARED = tuple(STAGE2_TEXT)
+
+
+def layer0_modules(model) -> list[nn.Module]:
+    """What content layer 0 is computed by: the shared front-end and the content encoder's positional conv."""
+    enc = model.content_encoder
+    return [enc.frontend] + ([enc.encoder.pos_conv_embed] if enc.encoder.pos_conv_embed is not None else [])
 
 
 class JoociObjective(nn.Module):
@@ -101,7 +118,10 @@ class JoociObjective(nn.Module):
         self.other_loss = CosineDistillation()
         self.reg_set = pairs[0][1]
         self.w_reg = cfg.w_reg
-        self.shared_from_content_only = cfg.stage2_shared_from_content_only
+        self.shared_from_content_only = stage == 2 and cfg.stage2_shared == "content"
+        if stage == 2 and cfg.stage2_shared == "frozen":
+            for part in layer0_modules(model):
+                part.requires_grad_(False)
         self.mask_prob, self.mask_len = cfg.mask_prob, cfg.mask_len
 
     def forward(self, batch) -> LossOutput:
@@ -188,6 +208,8 @@ def check(cfg: JoociRecipeConfig) -> None:
             SpeakerPerturb(cfg.content_perturb)
         except ValueError as e:
             raise RecipeError(f"content_perturb: {e}") from None
+    if cfg.stage2_shared not in STAGE2_SHARED:
+        raise RecipeError(f"stage2_shared={cfg.stage2_shared!r}: use one of {', '.join(STAGE2_SHARED)}")
     if cfg.w_reg < 0:
         raise RecipeError(f"w_reg={cfg.w_reg} must be >= 0 (0 turns the gradient-reversal decoder off)")
     if cfg.k > cfg.kmeans_frames:
@@ -263,7 +285,7 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     run_phase(ctx, "stage2", cfg.stage2, obj2, batches(ctx.seed + 1, warp))
     method = (f"Initialised from `{ctx.notes.get('init', 'random')}`. Stage 1 ({cfg.stage1.steps} steps, lr "
               f"{cfg.stage1.lr:g}): shared CNN + content encoder frozen, other + regularisation losses; stage 2 "
-              f"({cfg.stage2.steps} steps, lr {cfg.stage2.lr:g}): everything trains, all three losses. Content: multicluster masked prediction, pairs "
+              f"({cfg.stage2.steps} steps, lr {cfg.stage2.lr:g}): " + STAGE2_TEXT[cfg.stage2_shared] + f", all three losses. Content: multicluster masked prediction, pairs "
               f"(content layer, label set) = {[(p[0], p[1]) for p in pairs]}, K={cfg.k}, cosine logits tau={cfg.tau}, "
               f"span masking p={cfg.mask_prob}/{cfg.mask_len}. Other: cosine distillation from the teacher "
               f"**{tdesc}** (whole-utterance embeddings). Regularisation: GRL content decoder predicting "
