@@ -12,7 +12,9 @@
 #   bash scripts/train_bundled_checkpoints.sh            # train, bundle, evaluate, write the cards
 # Recipes as of the method-fidelity fixes (compact = log-mel front-end + pre-LN; hubert-compact's
 # student input formant-warped with labels from clean audio; learn2diss: disjoint + perturbed
-# InfoNCE views, CLUB weight 0.01; jooci: two stages, whitened teacher targets; barlow twins:
+# InfoNCE views, CLUB weight 0.01; jooci: two stages, whitened teacher targets, stage 2's content encoder
+# on a formant-warped copy and content layer 0 kept as hubert-compact's (jooci-compact retrained so on
+# 2026-12-03 ~12:20-12:48 UTC, beside other jobs; its stage 1 is byte-identical to this one); barlow twins:
 # utterance term over 200-ms windows of the other stream, two perturbed views of one crop).
 # Every other setting is the recipe default (`harness pretrain --recipe NAME --show-config`).
 set -euo pipefail
@@ -42,7 +44,8 @@ pre --recipe learn2diss-compact --out runs/learn2diss-compact backbone_ckpt=chec
   club_weight=0.01 data.disjoint_views=true &
 pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert-compact teacher=resemblyzer \
   k=100 kmeans_frames=100000 \
-  teacher_whiten=true stage1.steps=1200 stage1.lr=5e-4 stage1.warmup_steps=60 stage1.ckpt_every=200 \
+  teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen \
+  stage1.steps=1200 stage1.lr=5e-4 stage1.warmup_steps=60 stage1.ckpt_every=200 \
   stage2.steps=800 stage2.lr=1e-4 stage2.warmup_steps=50 stage2.ckpt_every=200 &
 pre --recipe barlow-twins-compact --out runs/barlow-twins-compact \
   utt_rows=segments train.steps=800 train.lr=1e-3 train.warmup_steps=40 train.ckpt_every=50 &
