@@ -101,3 +101,19 @@ def test_matrix_is_best_over_layers():
     m = disentanglement_matrix(pd.concat([df, extra], ignore_index=True))
     assert m.loc["pr", ("jooci", "content")] == 0.30
     assert m.loc["sid", ("jooci", "other")] == 0.78
+
+
+def test_report_names_each_checkpoint_of_a_rebundled_upstream(run_cli, tmp_path):
+    """A results CSV that outlived a re-bundle holds cells of two jooci checkpoints: each gets its own name."""
+    df = pd.read_csv(_rows_with_chance(tmp_path))
+    df["ckpt_hash"] = "-"
+    j = df[df.upstream == "jooci"].copy()
+    df.loc[df.upstream == "jooci", "ckpt_hash"] = "a483ea10b95e"
+    j["ckpt_hash"], j["value"] = "c373f843bc01", 2.7
+    p = tmp_path / "two.csv"
+    pd.concat([df, j]).to_csv(p, index=False)
+    out = tmp_path / "two.md"
+    run_cli("report", p, "--out", out, "--no-plots")
+    md = out.read_text()
+    assert "| sid acc % ↑ | jooci@a483ea10 | content | 1.3" in md and "| sid acc % ↑ | jooci@c373f843 | content | 2.7" in md
+    assert "| sid acc % ↑ | jooci | " not in md and "| sid acc % ↑ | fbank_no_cmvn | " in md

@@ -297,11 +297,27 @@ def provenance_markdown(df) -> str:
     return "\n".join(lines)
 
 
+def label_checkpoints(df):
+    """A copy of ``df`` where an upstream with cells from more than one checkpoint (a model re-bundled
+    while its results CSV lived on) is named ``upstream@hash`` per checkpoint, so that no table puts
+    two models' cells under one name. Upstreams with one checkpoint (or none) keep their name."""
+    if "ckpt_hash" not in df.columns:
+        return df
+    df = df.copy()
+    h = df["ckpt_hash"].astype(str)
+    real = ~h.isin(["-", "nan", ""])
+    n = df[real].groupby("upstream")["ckpt_hash"].nunique()
+    sel = real & df["upstream"].isin(set(n[n > 1].index))
+    df.loc[sel, "upstream"] = df.loc[sel, "upstream"] + "@" + h[sel].str[:8]
+    return df
+
+
 def render(df, title: str, plots_dir: Path | None, md_dir: Path | None = None,
            notes: list[str] | None = None) -> str:
     """The whole Markdown report; writes PNGs into plots_dir (linked relative to md_dir)."""
     import os
 
+    df = label_checkpoints(df)
     parts = [REPORT_MARKER, "", f"# {title}", "", provenance_markdown(df), ""]
     for n in notes or []:
         parts += [n, ""]
