@@ -22,6 +22,17 @@ voices): with K=16 the distillation loss (1 - cos) ends at ~0.30 instead of ~0.7
 teacher at ~0.2, yet the other stream's best speaker probe stays 0.892 in all three runs; resemblyzer's
 own d-vector scores 0.908 on those voices, so the teacher, not the fit to it, bounds that number. Not
 the default.
+
+Stage-2 options (defaults: the paper), measured 2026-12-03 on the 60 unseen voices of the small corpus
+(``results/jooci_stage2_trials/``; bundled command otherwise; 240 held-out utterances, one = 0.004):
+training content layer 0 (shared front-end + positional conv) in stage 2 raised its speaker probe from
+hubert-compact's 0.879 to 0.917 (paper) / 0.908 (``stage2_shared=content``: content loss only) / 0.904
+(``content_perturb``: warped input), making layer 0 the content stream's most speaker-laden layer;
+``stage2_shared=frozen`` keeps it at 0.879. ``content_perturb.prob=0.8`` lowered the content layers
+above it (0.846-0.875 against 0.867-0.883) and their best ABX across speaker (20.37-20.47 % against
+20.76-20.78 %), phone probe unchanged (0.595-0.597). ``w_reg=0`` left the other stream's best layer
+at 0.821 (its top layer 0.700 against 0.646): the decoder is not what bounds it. The bundled
+checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``.
 """
 from __future__ import annotations
 
