@@ -30,7 +30,7 @@ hubert-compact's 0.879 to 0.917 (paper) / 0.908 (``stage2_shared=content``: cont
 (``content_perturb``: warped input), making layer 0 the content stream's most speaker-laden layer;
 ``stage2_shared=frozen`` keeps it at 0.879. ``content_perturb.prob=0.8`` lowered the content layers
 above it (0.846-0.875 against 0.867-0.883) and their best ABX across speaker (20.37-20.47 % against
-20.76-20.78 %), phone probe unchanged (0.595-0.597). ``w_reg=0`` left the other stream's best layer
+20.74-20.78 %), phone probe unchanged (0.595-0.597). ``w_reg=0`` left the other stream's best layer
 at 0.821 (its top layer 0.700 against 0.646): the decoder is not what bounds it. The bundled
 checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``.
 """
