@@ -163,7 +163,7 @@ fi
 HUBERT="$COMMON $K_HUBERT kmeans_frames=100000 speaker_perturb.prob=0.8 $(phase iter1 400 1e-3 40) $(phase iter2 200 5e-4 20)"
 BARLOW="$COMMON utt_rows=segments $(phase train 500 1e-3 40)"
 L2D="$COMMON $K_L2D kmeans_frames=100000 club_weight=0.01 data.disjoint_views=true $(phase stage1 300 5e-4 30) $(phase stage2 150 2e-4 15) stage2.aux_steps=5"
-JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
+JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
 
 pretrain() {  # RECIPE SECONDS OVERRIDES...: train, stop at SECONDS, then finish from the last checkpoint
   local recipe=$1 secs=$2; shift 2
