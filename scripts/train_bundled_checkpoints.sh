@@ -15,7 +15,9 @@
 # InfoNCE views, CLUB weight 0.01; jooci: two stages, whitened teacher targets, stage 2's content encoder
 # on a formant-warped copy and content layer 0 kept as hubert-compact's (jooci-compact retrained so on
 # 2026-12-03 ~12:20-12:48 UTC, beside other jobs; its stage 1 is byte-identical to this one); barlow twins:
-# utterance term over 200-ms windows of the other stream, two perturbed views of one crop).
+# utterance term over 200-ms windows of the other stream, two perturbed views of one crop; since
+# 2026-12-03 ~13:10 UTC its encoder starts from hubert-compact, as JOOCI's and Learn2Diss's do, at lr 2e-4:
+# from random weights its content stream was below its random twin on phone probe and ABX).
 # Every other setting is the recipe default (`harness pretrain --recipe NAME --show-config`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,8 +49,8 @@ pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert
   teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen \
   stage1.steps=1200 stage1.lr=5e-4 stage1.warmup_steps=60 stage1.ckpt_every=200 \
   stage2.steps=800 stage2.lr=1e-4 stage2.warmup_steps=50 stage2.ckpt_every=200 &
-pre --recipe barlow-twins-compact --out runs/barlow-twins-compact \
-  utt_rows=segments train.steps=800 train.lr=1e-3 train.warmup_steps=40 train.ckpt_every=50 &
+pre --recipe barlow-twins-compact --out runs/barlow-twins-compact init_ckpt=checkpoints/hubert-compact \
+  utt_rows=segments train.steps=800 train.lr=2e-4 train.warmup_steps=40 train.ckpt_every=50 &
 wait
 for r in learn2diss-compact jooci-compact barlow-twins-compact; do
   $PY scripts/bundle_checkpoint.py $r --budget-note "Trained beside the two other second-stage recipes on the 2 cores, one thread each."
