@@ -251,6 +251,17 @@ def test_cli_scorecard_on_tiny(tiny_corpus, tiny_ckpt, tmp_path, monkeypatch, ca
                  "better than the random-init twin on every column"):
         assert crit in md
     assert meta["commit"] in md and out.with_suffix(".png").is_file() and out.with_suffix(".pdf").is_file()
+    # an ABX row on too few of the items is n/a in the per-layer table as in the summary (the CSV keeps it)
+    from analysis.samples import abx_coverage_too_low
+    from analysis.scorecard import METRICS
+    thin = [r for r in rows if abx_coverage_too_low({**r, "n_items": float(r["n_items"] or "nan"),
+                                                     "n_items_total": float(r["n_items_total"] or "nan")})]
+    assert thin and all(r["value"] != "" for r in thin)
+    per_layer = md[md.index("## Every layer"):]
+    for r in thin:
+        line = next(x for x in per_layer.splitlines()
+                    if x.startswith(f"| {r['model']} | {r['stream']} | {r['layer']} |"))
+        assert line.split(" | ")[4 + METRICS.index(r["metric"])].strip(" |") == "n/a", line
 
 
 def _h(ckpt) -> str:

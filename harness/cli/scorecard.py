@@ -318,7 +318,7 @@ def _fmt(v, metric: str) -> str:
 
 def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: dict, args) -> str:
     from analysis.scorecard import CLOSE_ITEMS, CRITERIA, METRICS, TITLES, criteria, summarize
-    from analysis.samples import MIN_ABX_KEPT_FRACTION
+    from analysis.samples import MIN_ABX_KEPT_FRACTION, abx_coverage_too_low
 
     summ = summarize(rows)
     models = {}
@@ -403,8 +403,8 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
         cells = []
         for met in METRICS:
             r = d.get(met)
-            v = _fmt(r["value"], met) if r else "n/a"
-            if r and met.startswith("abx") and r.get("ci_lo") == r.get("ci_lo") and r.get("ci_lo") is not None:
+            v = _fmt(r["value"], met) if r and not abx_coverage_too_low(r) else "n/a"
+            if r and met.startswith("abx") and not abx_coverage_too_low(r) and r.get("ci_lo") == r.get("ci_lo") and r.get("ci_lo") is not None:
                 import math
 
                 if not math.isnan(float(r["ci_lo"])):
