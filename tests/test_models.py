@@ -159,6 +159,9 @@ def test_jooci_content_wav_feeds_only_the_content_encoder():
         assert not torch.allclose(t.streams.other[-1], m.forward_train(warped, lens).streams.other[-1])
     with pytest.raises(ValueError, match="content_wav"):
         m.forward_train(wav, lens, content_wav=warped[:, :5000])
+    m.freeze_content(True)                                       # stage 1 would ignore it: refused
+    with pytest.raises(ValueError, match="frozen"):
+        m.forward_train(wav, lens, content_wav=warped)
 
 
 def test_jooci_gradient_reversal_scales_decoder_gradient():

@@ -200,7 +200,10 @@ class Jooci(nn.Module):
         shared CNN learns from the content loss alone (not the paper's stage 2, where it learns from both).
         ``content_wav``: what the content encoder reads instead of ``wav`` (same shape and lengths, e.g. a
         formant-warped copy: speaker-invariant content, ContentVec-style); the other encoder and the
-        post-net still read ``wav``, with the content layers of ``content_wav`` appended."""
+        post-net still read ``wav``, with the content layers of ``content_wav`` appended. A frozen content
+        side (stage 1) reads ``wav`` only: passing ``content_wav`` then is an error."""
+        if self.content_frozen and content_wav is not None:
+            raise ValueError("content_wav given while the content side is frozen (stage 1): it would be ignored")
         if self.content_frozen:            # stage 1: no graph through the shared CNN / content
             with torch.no_grad():
                 feat, c_len = self.features(wav, wav_len)
