@@ -70,12 +70,20 @@ def embed_learn2diss(wavs: Iterable[np.ndarray], n: int, ckpt: str, progress: bo
 
 
 def parse_teacher(spec: str) -> tuple[str, str]:
-    """``resemblyzer`` | ``learn2diss:<checkpoint dir>`` -> (kind, argument); TeacherError otherwise."""
+    """``resemblyzer`` | ``learn2diss:<checkpoint dir>`` -> (kind, argument: the directory resolved as
+    upstream.facts.resolve_path does, from the working directory, else the repo); TeacherError otherwise."""
+    from upstream.facts import resolve_path
+
     kind, _, arg = spec.partition(":")
     if kind not in TEACHERS:
         raise TeacherError(f"unknown teacher {spec!r}; use one of: resemblyzer, learn2diss:<checkpoint dir>")
-    if kind == "learn2diss" and not arg:
-        raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
+    if kind == "learn2diss":
+        if not arg:
+            raise TeacherError("teacher=learn2diss:<checkpoint dir> needs the directory of a learn2diss checkpoint")
+        ck = resolve_path(arg)
+        if not (ck / "config.json").exists():
+            raise TeacherError(f"teacher checkpoint {ck}/config.json not found")
+        arg = str(ck)
     return kind, arg
 
 

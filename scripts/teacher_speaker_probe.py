@@ -21,7 +21,7 @@ from analysis.probes import probe_accuracy
 from analysis.scorecard import ScorecardConfig
 from harness.cli.scorecard import load_eval_set
 from pretrain.teachers import embed
-from upstream.facts import SAMPLE_RATE, resolve_path
+from upstream.facts import SAMPLE_RATE
 
 
 def waveforms(paths: list[Path]):
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     data, wavs, info = load_eval_set(args.corpus)
     cfg = ScorecardConfig()
-    kind, _, arg = args.teacher.partition(":")
-    spec = f"{kind}:{resolve_path(arg)}" if arg else kind
-    x = embed(spec, waveforms([wavs[u] for u in data.utts]), len(data.utts))
+    x = embed(args.teacher, waveforms([wavs[u] for u in data.utts]), len(data.utts))
     r = probe_accuracy(x, data.speakers, seed=cfg.seed, test_frac=cfg.speaker_test_frac, l2=cfg.l2, device="cpu",
                        stratify=True)
     print(f"| {args.teacher} | {args.corpus}/unseen, {len(set(data.speakers))} speakers | speaker probe "

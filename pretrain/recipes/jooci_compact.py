@@ -48,9 +48,9 @@ from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
 from pretrain.masking import span_mask
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
-    mfcc_labels, model_featurizer, required_train_split, resolve_path, run_phase
+    mfcc_labels, model_featurizer, required_train_split, run_phase
 from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source
-from pretrain.teachers import TEACHERS, teacher_embeddings, whiten_targets
+from pretrain.teachers import TeacherError, parse_teacher, teacher_embeddings, whiten_targets
 from pretrain.trainer import TrainConfig
 
 MODEL = "jooci"
@@ -204,9 +204,10 @@ def check(cfg: JoociRecipeConfig) -> None:
     from upstream.registry import preset_config
 
     preset_config(MODEL, cfg.preset)
-    kind = cfg.teacher.partition(":")[0]
-    if kind not in TEACHERS:
-        raise RecipeError(f"unknown teacher {cfg.teacher!r}; use resemblyzer or learn2diss:<checkpoint dir>")
+    try:
+        parse_teacher(cfg.teacher)
+    except TeacherError as e:
+        raise RecipeError(str(e)) from None
     if cfg.teacher_pca < 0 or (cfg.teacher_pca and not cfg.teacher_whiten):
         raise RecipeError(f"teacher_pca={cfg.teacher_pca}: use 0 (whiten every direction) or a positive number of "
                           f"principal components, with teacher_whiten=true")
@@ -226,10 +227,6 @@ def check(cfg: JoociRecipeConfig) -> None:
     if cfg.k > cfg.kmeans_frames:
         raise RecipeError(f"k={cfg.k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit them; "
                           f"set kmeans_frames >= {cfg.k} or lower k")
-    if cfg.teacher.startswith("learn2diss:"):
-        ck = resolve_path(cfg.teacher.partition(":")[2])
-        if not (ck / "config.json").exists():
-            raise RecipeError(f"teacher checkpoint {ck}/config.json not found")
     model_config(cfg, _source(cfg))    # loads the init model once to check the shape before any work
 
 
