@@ -150,3 +150,29 @@ def test_frontend_field_presets_and_old_configs():
     assert isinstance(HubertCompact.from_config(old).frontend, ConvFrontEnd)
     with pytest.raises(ValueError, match="frontend must be one of conv, logmel"):
         HubertCompact.from_config({**old, "frontend": "mfcc"})
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_freeze_bottom_keeps_exactly_the_lower_hidden_states(n):
+    """freeze_bottom(n): after an optimiser step on a loss over every layer, hidden states 0..n-1 are
+    unchanged and the states above them moved (n = 3 = every state of the tiny preset: nothing moves)."""
+    torch.manual_seed(0)
+    m = HubertCompact.from_config(HUBERT_TINY)
+    m.freeze_bottom(n)
+    wav, lens = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1)), torch.tensor([8000, 6000])
+    m.eval()
+    with torch.no_grad():
+        before = m(wav, lens).content
+    trainable = [p for p in m.parameters() if p.requires_grad]
+    assert (trainable == [m.masked_spec_embed]) == (n == 3)     # the mask vector: a training input only
+    if n < 3:
+        opt = torch.optim.SGD(trainable, lr=0.5)
+        sum(h.pow(2).mean() for h in m(wav, lens).content).backward()
+        opt.step()
+    with torch.no_grad():
+        after = m(wav, lens).content
+    assert len(after) == 3
+    for i in range(3):
+        assert torch.equal(after[i], before[i]) == (i < n), i
+    with pytest.raises(ValueError, match="hidden states 0..2"):
+        m.bottom_modules(4)

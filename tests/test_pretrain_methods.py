@@ -99,12 +99,12 @@ def test_jooci_stage2_shared_frozen_keeps_content_layer0_as_initialised():
     """stage2_shared=frozen: after a stage-2 step content layer 0 is unchanged, the layers above it moved."""
     import pytest
     from pretrain.recipes.common import RecipeError
-    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig, check, layer0_modules
+    from pretrain.recipes.jooci_compact import JoociObjective, JoociRecipeConfig, check
     pairs = [(1, "a", 7), (2, "a", 7)]
     torch.manual_seed(0)
     m = build_model("jooci", "tiny")
     obj = JoociObjective(m, pairs, JoociRecipeConfig(stage2_shared="frozen"), 32, stage=2).train()
-    frozen = {id(p) for part in layer0_modules(m) for p in part.parameters()}
+    frozen = {id(p) for part in m.content_encoder.bottom_modules(1) for p in part.parameters()}
     assert frozen and not frozen & {id(p) for p in obj.parameters() if p.requires_grad}   # not optimised
     wav, n = torch.randn(1, 8000, generator=torch.Generator().manual_seed(3)), torch.tensor([8000])
     m.eval()
@@ -309,3 +309,43 @@ def test_barlow_twins_check_refuses_inconsistent_views():
     with pytest.raises(RecipeError, match="frame_layer=9"):
         check(apply_overrides(BarlowTwinsRecipeConfig(), ["frame_layer=9"]))
     check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=split", "data.same_crop=false", "frame_layer=2"]))
+
+
+def test_barlow_twins_content_layers_split_the_streams_by_layer():
+    """content_layers=k: content = H_0..H_k, other = H_{k+1}..H_L each pooled over DF frames, and the
+    utterance term's rows come from the top layer; 0 (every bundled config before it) keeps content =
+    every layer, other = pooled H_L. check refuses a frame term outside the content stream and a frozen
+    bottom without init_ckpt or without a trained content layer."""
+    import pytest
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsRecipeConfig, check
+    from pretrain.recipes.common import RecipeError, apply_overrides
+    from upstream.models.barlow_twins import BARLOW_TWINS_TINY, BarlowTwins
+    from upstream.nn.other_encoder import masked_avg_pool
+
+    wav, n = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0)), torch.tensor([8000, 5000])
+    torch.manual_seed(0)
+    whole = BarlowTwins.from_config(BARLOW_TWINS_TINY).eval()
+    split = BarlowTwins.from_config(dataclasses.replace(BARLOW_TWINS_TINY, content_layers=1)).eval()
+    split.load_state_dict(whole.state_dict())
+    with torch.no_grad():
+        a, b = whole(wav, n), split(wav, n)
+    assert (len(a.content), len(a.other), len(b.content), len(b.other)) == (3, 1, 2, 1)
+    for x, y in zip(b.content, a.content[:2]):
+        assert torch.equal(x, y)
+    assert torch.equal(b.other[0], a.other[0])           # H_2 pooled either way (tiny: H_0..H_2)
+    pooled_h1 = masked_avg_pool(a.content[1], a.content_len, whole.other_downsample)[0]
+    assert not torch.equal(b.other[0], pooled_h1)
+    with pytest.raises(ValueError, match="content_layers=2"):
+        BarlowTwins.from_config(dataclasses.replace(BARLOW_TWINS_TINY, content_layers=2))
+    base = ["preset=tiny", "data.batch_size=8"]
+    check(apply_overrides(BarlowTwinsRecipeConfig(), base + ["content_layers=1", "frame_layer=1"]))
+    with pytest.raises(RecipeError, match="frame_layer=-1 with content_layers=1"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), base + ["content_layers=1"]))
+    with pytest.raises(RecipeError, match="content_layers=2"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), base + ["content_layers=2", "frame_layer=1"]))
+    with pytest.raises(RecipeError, match="init_ckpt is empty"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), base + ["freeze_layers=1"]))
+    hub = ["init_ckpt=checkpoints/hubert-compact", "content_layers=2", "frame_layer=2"]
+    check(apply_overrides(BarlowTwinsRecipeConfig(), base[1:] + hub + ["freeze_layers=2"]))
+    with pytest.raises(RecipeError, match="freeze_layers=3: use 0..2"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), base[1:] + hub + ["freeze_layers=3"]))

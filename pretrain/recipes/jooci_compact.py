@@ -109,12 +109,6 @@ STAGE2_TEXT = {"both": "everything trains",
 STAGE2_SHARED = tuple(STAGE2_TEXT)
 
 
-def layer0_modules(model) -> list[nn.Module]:
-    """What content layer 0 is computed by: the shared front-end and the content encoder's positional conv."""
-    enc = model.content_encoder
-    return [enc.frontend] + ([enc.encoder.pos_conv_embed] if enc.encoder.pos_conv_embed is not None else [])
-
-
 class JoociObjective(nn.Module):
     def __init__(self, model, pairs: list[tuple[int, str, int]], cfg: JoociRecipeConfig, dim: int,
                  stage: int = 2):
@@ -131,8 +125,7 @@ class JoociObjective(nn.Module):
         self.w_reg = cfg.w_reg
         self.shared_from_content_only = stage == 2 and cfg.stage2_shared == "content"
         if stage == 2 and cfg.stage2_shared == "frozen":
-            for part in layer0_modules(model):
-                part.requires_grad_(False)
+            model.content_encoder.freeze_bottom(1)
         self.mask_prob, self.mask_len = cfg.mask_prob, cfg.mask_len
 
     def forward(self, batch) -> LossOutput:

@@ -166,6 +166,28 @@ class HubertCompact(nn.Module):
     def output_lengths(self, wav_len: Tensor) -> Tensor:
         return self.frontend.output_lengths(wav_len)
 
+    def bottom_modules(self, n: int) -> list[nn.Module]:
+        """The modules that compute hidden states 0 .. n-1: the front-end and the positional conv
+        (with a post-LN stack's input LayerNorm) for state 0, transformer layer i for state i, and a
+        pre-LN stack's final LayerNorm when n covers the last state (n = 0: none)."""
+        if not 0 <= n <= self.num_layers:
+            raise ValueError(f"bottom_modules({n}): this model has hidden states 0..{self.num_layers - 1}")
+        if n == 0:
+            return []
+        enc = self.encoder
+        mods: list[nn.Module] = [self.frontend] + ([enc.pos_conv_embed] if enc.pos_conv_embed is not None else [])
+        if not enc.layer_norm_first:
+            mods.append(enc.layer_norm)
+        mods += list(enc.layers[: n - 1])
+        if enc.layer_norm_first and enc.final_norm and n == self.num_layers:
+            mods.append(enc.layer_norm)
+        return mods
+
+    def freeze_bottom(self, n: int) -> None:
+        """Hidden states 0 .. n-1 stay as they are: their modules get no gradients (n = 0: nothing frozen)."""
+        for m in self.bottom_modules(n):
+            m.requires_grad_(False)
+
     # ---- training hooks -------------------------------------------------------------------
     def features(self, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, Tensor]:
         return self.frontend(wav, wav_len)
