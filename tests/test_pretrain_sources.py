@@ -167,6 +167,33 @@ def test_barlow_twins_from_a_transformers_dir(hubert_dir, tiny_corpus, tmp_path)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=f"content layer {i}")
 
 
+def test_barlow_twins_layer_split_keeps_its_frozen_bottom(hubert_dir, tiny_corpus, tmp_path):
+    """content_layers=4 freeze_layers=2: the checkpoint serves content = H_0..H_4 and other = H_5..H_12
+    pooled; after training at a real learning rate, hidden states 0 and 1 are still the source model's
+    (post-LN: its input LayerNorm belongs to state 0), state 2 moved."""
+    from transformers import HubertModel
+
+    from upstream.pretrained import from_pretrained
+
+    out = tmp_path / "bt-split"
+    cli("pretrain", "--recipe", "barlow-twins-compact", "--corpus", tiny_corpus, "--out", out, "--steps", "2", *TINY,
+        f"init_ckpt={hubert_dir}", "content_layers=4", "freeze_layers=2", "frame_layer=4", "train.lr=1e-2",
+        "train.warmup_steps=1")
+    card = (out / "final" / "MODEL_CARD.md").read_text()
+    assert "content = H_0..H_4, other = H_5..H_12" in card and "Hidden states 0..1 kept as initialised" in card
+    model = from_pretrained(out / "final", expected_model="barlow_twins").eval()
+    hf = HubertModel.from_pretrained(hubert_dir).eval()
+    wav = _wave()
+    with torch.no_grad():
+        ours = model(wav, torch.tensor([wav.shape[1]]))
+        ref = hf(wav, output_hidden_states=True).hidden_states
+    assert len(ours.content) == 5 and len(ours.other) == LAYERS - 4
+    assert ours.other[0].shape[1] == -(-ours.content[0].shape[1] // model.other_downsample)
+    for i in (0, 1):
+        torch.testing.assert_close(ours.content[i], ref[i], atol=1e-5, rtol=0, msg=f"content layer {i}")
+    assert (ours.content[2] - ref[2]).abs().max() > 1e-3
+
+
 # ----------------------------------------------------------------------------- shape overrides
 @pytest.mark.parametrize("recipe,opt,args,says", [
     ("learn2diss-compact", "backbone_ckpt", ["model.utt_input_layer=12"],

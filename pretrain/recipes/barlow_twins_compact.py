@@ -56,6 +56,8 @@ class BarlowTwinsRecipeConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(crop_s=2.0, batch_size=8, views=2, same_crop=True))
     views_mode: str = "perturb"      # "perturb" | "split" (see the module docstring)
     frame_layer: int = -1            # encoder layer the frame term shapes (-1: the last)
+    content_layers: int = 0          # > 0: the model's streams split by layers (content H_0..H_k, other the layers above)
+    freeze_layers: int = 0           # hidden states 0..n-1 stay as init_ckpt made them (1: the front-end + positional conv)
     speaker_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=1.0))
     views: ViewConfig = field(default_factory=ViewConfig)
     bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble/RIR bank (prob unused)
@@ -84,7 +86,7 @@ class BarlowTwinsObjective(nn.Module):
 
         if self.utt_rows == "utterances":
             return self.model.project(a.utterance), self.model.project(b.utterance)
-        sa, sb = a.other[0], b.other[0]
+        sa, sb = a.other[-1], b.other[-1]
         T = min(sa.shape[1], sb.shape[1])
         valid = lengths_to_mask(a.other_len, sa.shape[1])[:, :T] & lengths_to_mask(b.other_len, sb.shape[1])[:, :T]
         return self.model.project(sa[:, :T][valid]), self.model.project(sb[:, :T][valid])
@@ -133,7 +135,7 @@ def model_config(cfg: BarlowTwinsRecipeConfig, src: Source | None):
 
     from upstream.registry import preset_config
 
-    m = preset_config(MODEL, cfg.preset)
+    m = dataclasses.replace(preset_config(MODEL, cfg.preset), content_layers=cfg.content_layers)
     return dataclasses.replace(m, encoder=src.config) if src is not None else m
 
 
@@ -155,6 +157,20 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
     n_layers = m.encoder.num_layers + 1
     if not -n_layers <= cfg.frame_layer < n_layers:
         raise RecipeError(f"frame_layer={cfg.frame_layer}: the {cfg.preset} encoder has layers 0..{n_layers - 1}")
+    if not 0 <= cfg.content_layers <= n_layers - 2:
+        raise RecipeError(f"content_layers={cfg.content_layers}: use 0 (content = every layer) or 1..{n_layers - 2} "
+                          f"(content = H_0..H_k, other = the layers above; the {cfg.preset} encoder has H_0..H_{n_layers - 1})")
+    if cfg.content_layers and cfg.w_frame > 0 and not 0 <= cfg.frame_layer <= cfg.content_layers:
+        raise RecipeError(f"frame_layer={cfg.frame_layer} with content_layers={cfg.content_layers}: the frame term shapes "
+                          f"the content stream, so frame_layer must be one of its layers 0..{cfg.content_layers}")
+    if cfg.freeze_layers:
+        if not cfg.init_ckpt:
+            raise RecipeError(f"freeze_layers={cfg.freeze_layers} keeps layers as init_ckpt made them, but init_ckpt is "
+                              f"empty (random init): set init_ckpt or freeze_layers=0")
+        top = cfg.content_layers if cfg.content_layers else n_layers - 1
+        if not 0 < cfg.freeze_layers <= top:
+            raise RecipeError(f"freeze_layers={cfg.freeze_layers}: use 0..{top} (at least one layer of the content "
+                              f"stream must train)")
     if cfg.utt_rows not in ("segments", "utterances"):
         raise RecipeError(f"utt_rows must be segments or utterances, got {cfg.utt_rows!r}")
     if cfg.w_utt > 0:
@@ -186,6 +202,7 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     if src is not None:
         model.encoder.load_state_dict(src.model.state_dict())
         ctx.notes["init"] = src.identity
+    model.encoder.freeze_bottom(cfg.freeze_layers)
     obj = BarlowTwinsObjective(model, cfg)
     views = TwoViews(aug_bank, cfg.views)
     aligned = None
@@ -206,4 +223,9 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
         method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
                   f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
                   f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
+    if cfg.content_layers:
+        method += (f" Streams split by layers: content = H_0..H_{cfg.content_layers}, other = H_{cfg.content_layers + 1}.."
+                   f"H_{mcfg.encoder.num_layers} averaged over {mcfg.other_downsample} frames.")
+    if cfg.freeze_layers:
+        method += f" Hidden states 0..{cfg.freeze_layers - 1} kept as initialised (not trained)."
     return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + init + method + "\n")

@@ -13,6 +13,10 @@ Streams (the `other` stream is a documented choice of this project; BT itself ha
               frames) — the slow, utterance-like view the BT objective shapes, kept frame by
               frame so s3prl downstreams can use it;
   utterance = z (the representation the BT loss is applied to, before the projector).
+With ``content_layers = k > 0`` the encoder is split by layers instead: content = [H_0 .. H_k],
+other = [AvgPool_DF(H_{k+1}) .. AvgPool_DF(H_L)] (the recipe's frame term shapes H_k to ignore the
+vocal tract, its utterance term the top layer to keep the speaker; the stream that holds a layer
+is the one its objective is about).
 
 Training hooks:
   * `embed(wav, wav_len) -> (z (B, D), StreamOutput)`; `project(z) -> (B, projector_dims[-1])`.
@@ -36,6 +40,7 @@ class BarlowTwinsConfig:
     encoder: HubertConfig = field(default_factory=lambda: HUBERT_BASE)
     projector_dims: tuple[int, ...] = (2048, 2048, 2048)   # official BT uses 8192
     other_downsample: int = 10
+    content_layers: int = 0     # k > 0: content = H_0..H_k, other = pooled H_{k+1}..H_L; 0: content = all, other = pooled H_L
 
     @classmethod
     def from_dict(cls, d: dict) -> "BarlowTwinsConfig":
@@ -82,11 +87,16 @@ class BarlowTwins(nn.Module):
 
     config_cls = BarlowTwinsConfig
 
-    def __init__(self, encoder: HubertCompact, projector: nn.Module, other_downsample: int = 10):
+    def __init__(self, encoder: HubertCompact, projector: nn.Module, other_downsample: int = 10,
+                 content_layers: int = 0):
         super().__init__()
+        if not 0 <= content_layers <= encoder.num_layers - 2:
+            raise ValueError(f"content_layers={content_layers}: use 0 (content = every layer) or 1..{encoder.num_layers - 2} "
+                             f"(content = H_0..H_k, other = the layers above; the encoder has H_0..H_{encoder.num_layers - 1})")
         self.encoder = encoder
         self.projector = projector          # pre-training only
         self.other_downsample = other_downsample
+        self.content_layers = content_layers
 
     @classmethod
     def from_config(cls, cfg: BarlowTwinsConfig | dict) -> "BarlowTwins":
@@ -94,7 +104,7 @@ class BarlowTwins(nn.Module):
             cfg = BarlowTwinsConfig.from_dict(cfg)
         enc = HubertCompact.from_config(cfg.encoder)
         return cls(enc, build_projector(cfg.encoder.hidden_size, cfg.projector_dims),
-                   cfg.other_downsample)
+                   cfg.other_downsample, cfg.content_layers)
 
     @property
     def content_rate(self) -> int:
@@ -124,9 +134,11 @@ class BarlowTwins(nn.Module):
     def streams(self, layers: list[Tensor], lengths: Tensor) -> StreamOutput:
         last = layers[-1]
         z = masked_mean(last, lengths_to_mask(lengths, last.shape[1]))
-        other, o_len = masked_avg_pool(last, lengths, self.other_downsample)
-        return StreamOutput(content=layers, content_len=lengths, other=[other], other_len=o_len,
-                            utterance=z)
+        k = self.content_layers
+        content, upper = (layers[: k + 1], layers[k + 1:]) if k else (layers, layers[-1:])
+        pooled = [masked_avg_pool(h, lengths, self.other_downsample) for h in upper]
+        return StreamOutput(content=content, content_len=lengths, other=[p[0] for p in pooled],
+                            other_len=pooled[0][1], utterance=z)
 
     def embed(self, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, StreamOutput]:
         out = self.forward(wav, wav_len)
