@@ -39,7 +39,7 @@ from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import BarlowTwins, LossOutput
 from pretrain.recipes.common import required_train_split
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, run_phase
-from pretrain.recipes.sources import Source, load_source, pin_source
+from pretrain.recipes.sources import Source, init_source, pin_source
 from pretrain.trainer import TrainConfig
 from upstream.facts import SAMPLE_RATE
 
@@ -125,10 +125,6 @@ class BarlowTwinsObjective(nn.Module):
 required = required_train_split
 
 
-def _source(cfg: BarlowTwinsRecipeConfig) -> Source | None:
-    return load_source(cfg.init_ckpt, "init_ckpt", allow_unpickle=cfg.allow_unpickle) if cfg.init_ckpt else None
-
-
 def model_config(cfg: BarlowTwinsRecipeConfig, src: Source | None):
     """The preset's config, with the initialising model's encoder shape when there is one."""
     import dataclasses
@@ -140,7 +136,7 @@ def model_config(cfg: BarlowTwinsRecipeConfig, src: Source | None):
 
 
 def check(cfg: BarlowTwinsRecipeConfig) -> None:
-    m = model_config(cfg, _source(cfg))     # loads the init model once to check it before any work
+    m = model_config(cfg, init_source(cfg))     # loads the init model once to check it before any work
     if cfg.data.views != 2:
         raise RecipeError("barlow-twins-compact needs data.views=2")
     if cfg.data.batch_size < 2 and cfg.w_utt > 0:
@@ -187,7 +183,7 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
 def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     from upstream.registry import build_model
 
-    src = _source(cfg)
+    src = init_source(cfg)
     mcfg = model_config(cfg, src)
     if src is not None:
         pin_source(ctx, src, "init_ckpt")

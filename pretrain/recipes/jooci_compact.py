@@ -49,7 +49,7 @@ from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPr
 from pretrain.masking import span_mask
 from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_final, kmeans_labels, \
     mfcc_labels, model_featurizer, required_train_split, run_phase
-from pretrain.recipes.sources import Source, frame_clusters, layer_range_error, load_source, pin_source
+from pretrain.recipes.sources import Source, frame_clusters, init_source, layer_range_error, pin_source
 from pretrain.teachers import TeacherError, parse_teacher, teacher_embeddings, whiten_targets
 from pretrain.trainer import TrainConfig
 
@@ -160,10 +160,6 @@ class JoociObjective(nn.Module):
 required = required_train_split
 
 
-def _source(cfg: JoociRecipeConfig) -> Source | None:
-    return load_source(cfg.init_ckpt, "init_ckpt", allow_unpickle=cfg.allow_unpickle) if cfg.init_ckpt else None
-
-
 def model_config(cfg: JoociRecipeConfig, src: Source | None):
     """The preset's JOOCI config with the initialising model's encoder shape and the ``model.*``
     overrides, checked against its L layers (RecipeError naming the option and the valid range)."""
@@ -220,13 +216,13 @@ def check(cfg: JoociRecipeConfig) -> None:
     if cfg.k > cfg.kmeans_frames:
         raise RecipeError(f"k={cfg.k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit them; "
                           f"set kmeans_frames >= {cfg.k} or lower k")
-    model_config(cfg, _source(cfg))    # loads the init model once to check the shape before any work
+    model_config(cfg, init_source(cfg))    # loads the init model once to check the shape before any work
 
 
 def run(cfg: JoociRecipeConfig, ctx: RunContext):
     from upstream.registry import build_model
 
-    src = _source(cfg)
+    src = init_source(cfg)
     mcfg = model_config(cfg, src)
     if src is not None:
         pin_source(ctx, src, "init_ckpt")

@@ -90,6 +90,12 @@ def load_source(path: str, option: str, *, allow_unpickle: bool = False) -> Sour
     return Source(p, model.eval(), cfg, *_identity(p))
 
 
+def init_source(cfg) -> Source | None:
+    """The model a recipe's ``init_ckpt`` names (with its ``allow_unpickle``), or None for an empty
+    ``init_ckpt`` (random init): the one spelling of that choice for the JOOCI and Barlow Twins recipes."""
+    return load_source(cfg.init_ckpt, "init_ckpt", allow_unpickle=cfg.allow_unpickle) if cfg.init_ckpt else None
+
+
 def pin_source(ctx, src: Source, option: str) -> None:
     """Tie a run directory to its starting model: the cached k-means labels and finished phases of
     ``--out`` were made from it, so rerunning with another model there is refused (use a new --out)."""
