@@ -234,8 +234,9 @@ def _ylim_from_zero(ax, metric: str) -> None:
         ax.set_ylim(min(0.0, lo), hi)
 
 
-def fig_layers(df, kind: str | None = None, title: str | None = None):
-    """Score vs layer: one panel per metric of ``kind`` (abx|cca|probe; None: every metric)."""
+def fig_layers(df, kind: str | None = None, title: str | None = None, notes: Iterable[str] = ()):
+    """Score vs layer: one panel per metric of ``kind`` (abx|cca|probe; None: every metric); ``notes``:
+    caption lines added to the figure's own."""
     plt = style.pyplot()
     df = read_results(df)
     if kind is not None:
@@ -251,7 +252,7 @@ def fig_layers(df, kind: str | None = None, title: str | None = None):
     ncol = min(len(metrics), 4)
     nrow = math.ceil(len(metrics) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
-    handles, notes = {}, _Notes()
+    handles, notes, extra = {}, _Notes(), notes
     for ax, metric in zip(axes.flat, metrics):
         _draw_metric(ax, d[d["metric"] == metric], metric, handles, notes)
         _ylim_from_zero(ax, metric)
@@ -261,13 +262,14 @@ def fig_layers(df, kind: str | None = None, title: str | None = None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    style.caption(fig, notes.lines(d["model"]))
+    style.caption(fig, notes.lines(d["model"]) + list(extra))
     return fig
 
 
-def plot_layers(df, out: str | Path, kind: str | None = None, title: str | None = None) -> tuple[Path, Path]:
+def plot_layers(df, out: str | Path, kind: str | None = None, title: str | None = None,
+                notes: Iterable[str] = ()) -> tuple[Path, Path]:
     """:func:`fig_layers` saved as ``<out>.png`` and ``<out>.pdf``."""
-    return style.save(fig_layers(df, kind, title), out)
+    return style.save(fig_layers(df, kind, title, notes), out)
 
 
 def fig_model(df, model: str, metrics: Iterable[str] = MODEL_PANELS, twins: bool = True, baselines: bool = True):
@@ -311,16 +313,24 @@ def plot_model(df, model: str, out: str | Path, **kw) -> tuple[Path, Path]:
 def plot_scorecard(rows, out: str | Path, title: str | None = None) -> tuple[Path, Path]:
     """The scorecard figure (``harness scorecard``): phone probe, ABX within/across and speaker probe vs
     layer, every model x stream, random-init twins (thin, hollow), baselines as horizontal lines at
-    100 Hz and at the models' rate (thick, light); ``rows`` a DataFrame or the result rows."""
+    100 Hz and at the models' rate (thick, light); ``rows`` a DataFrame or the result rows. An ABX row
+    on too few of the items (``samples.abx_coverage_too_low``: a 5 Hz stream) is not drawn, as the
+    tables print it n/a; the caption names the streams left out."""
     import pandas as pd
 
+    from analysis.samples import MIN_ABX_KEPT_FRACTION, abx_coverage_too_low
     from analysis.scorecard import METRICS
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     df = df[df["metric"].isin(METRICS)].copy()
+    thin = df.apply(lambda r: abx_coverage_too_low(r.to_dict()), axis=1).astype(bool) if len(df) else df["metric"].isna()
+    left_out = sorted({f"{style.model_label(m)} {s}" for m, s in zip(df.loc[thin, "model"], df.loc[thin, "stream"])})
+    df = df[~thin]
     df["_order"] = df["metric"].map(METRICS.index)
     df = df.sort_values("_order", kind="stable").drop(columns="_order")
-    return plot_layers(df, out, title=title)
+    notes = [f"ABX not drawn for {', '.join(left_out)}: under {MIN_ABX_KEPT_FRACTION:.0%} of the items span one of "
+             f"its frames (n/a in the tables)"] if left_out else []
+    return plot_layers(df, out, title=title, notes=notes)
 
 
 def plot_results(csvs, kind: str | None = None, out: str | Path | None = None) -> Path:

@@ -144,6 +144,25 @@ def test_summary_reports_abx_on_too_few_items_as_na_and_keeps_the_row():
     assert [r["value"] for r in rows if r["metric"] == "abx_across"] == [0.0, 50.0]
 
 
+def test_scorecard_figure_leaves_out_abx_on_too_few_items_and_says_so(tmp_path, monkeypatch):
+    """The figure draws what the tables show: a 5 Hz stream's ABX on 130 of 32,775 items is not a point
+    (the tables print n/a); its probes are, and the caption names the stream left out."""
+    import analysis.plots as plots
+
+    rows = (_rows("jooci", "other", {"abx_across": [0.0, 50.0], "probe_speaker": [0.8, 0.7]}, rate=5.0)
+            + _rows("jooci", "content", {"abx_across": [20.0, 21.0]}))
+    for r in rows:
+        r.update(n_items=130 if r["rate_hz"] == 5.0 else 30000, n_items_total=32775)
+    seen = {}
+    monkeypatch.setattr(plots, "plot_layers", lambda df, out, title=None, notes=(): seen.update(df=df, notes=notes))
+    plots.plot_scorecard(rows, tmp_path / "sc")
+    df = seen["df"]
+    assert set(zip(df["stream"], df["metric"])) == {("other", "probe_speaker"), ("content", "abx_across")}
+    assert len(seen["notes"]) == 1 and "ABX not drawn for" in seen["notes"][0] and "other" in seen["notes"][0]
+    fig = plots.fig_layers(df, notes=seen["notes"])          # the caption line reaches the figure
+    assert any("ABX not drawn" in t.get_text() for t in fig.texts)
+
+
 def _summary(content, other=None, fb=(0.40, 20.0), ref_speaker=0.6, twin=None):
     """content/other: (phone, abx within, abx across, speaker)."""
     def d(v):
