@@ -2,6 +2,7 @@
 findings.md "Method fidelity" each have a test here that failed on the code before the fix."""
 import dataclasses
 
+import pytest
 import torch
 
 from upstream.registry import build_model, preset_config
@@ -349,3 +350,32 @@ def test_barlow_twins_content_layers_split_the_streams_by_layer():
     check(apply_overrides(BarlowTwinsRecipeConfig(), base[1:] + hub + ["freeze_layers=2"]))
     with pytest.raises(RecipeError, match="freeze_layers=3: use 0..2"):
         check(apply_overrides(BarlowTwinsRecipeConfig(), base[1:] + hub + ["freeze_layers=3"]))
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_barlow_twins_detach_content_keeps_the_utterance_term_out_of_the_content_layers(detach):
+    """detach_content=true (content_layers=1, tiny: content H_0..H_1, other pooled H_2): the utterance term
+    alone reaches the top layer only; without it, its gradient flows into the content layers too."""
+    from pretrain.data import CropBatches
+    from pretrain.recipes.barlow_twins_compact import BarlowTwinsObjective, BarlowTwinsRecipeConfig, check, model_config
+    from pretrain.recipes.common import RecipeError, apply_overrides
+    from tests.test_pretrain_data import LENGTHS, fake_bank
+
+    cfg = apply_overrides(BarlowTwinsRecipeConfig(), ["preset=tiny", "data.batch_size=8", "content_layers=1",
+                                                      "frame_layer=1", f"detach_content={str(detach).lower()}",
+                                                      "w_frame=0", "other_downsample=2"])
+    check(cfg)
+    torch.manual_seed(0)
+    model = build_model("barlow_twins", model_config(cfg, None)).train()
+    assert model.other_downsample == 2
+    b = CropBatches(fake_bank(LENGTHS[2:]), cfg.data, seed=0).get(0, 0)
+    BarlowTwinsObjective(model, cfg)(b).loss.backward()
+
+    def moved(mod):
+        return any(p.grad is not None and p.grad.abs().max() > 0 for p in mod.parameters())
+
+    enc = model.encoder
+    assert moved(enc.encoder.layers[1])
+    assert moved(enc.encoder.layers[0]) == (not detach) and moved(enc.frontend) == (not detach)
+    with pytest.raises(RecipeError, match="set content_layers too"):
+        check(apply_overrides(BarlowTwinsRecipeConfig(), ["preset=tiny", "data.batch_size=8", "detach_content=true"]))

@@ -58,6 +58,8 @@ class BarlowTwinsRecipeConfig:
     frame_layer: int = -1            # encoder layer the frame term shapes (-1: the last)
     content_layers: int = 0          # > 0: the model's streams split by layers (content H_0..H_k, other the layers above)
     freeze_layers: int = 0           # hidden states 0..n-1 stay as init_ckpt made them (1: the front-end + positional conv)
+    detach_content: bool = False     # with content_layers: no gradient from the other layers reaches the content ones
+    other_downsample: int = 0        # frames averaged per other-stream frame (0: the preset's; 1: the content rate)
     speaker_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=1.0))
     views: ViewConfig = field(default_factory=ViewConfig)
     bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble/RIR bank (prob unused)
@@ -79,6 +81,7 @@ class BarlowTwinsObjective(nn.Module):
         self.utt_rows = cfg.utt_rows
         self.split = cfg.views_mode == "split"
         self.frame_layer = cfg.frame_layer
+        self.detach_from = cfg.content_layers if cfg.detach_content else None
 
     def utt_pairs(self, a, b):
         """The paired rows (N, D) of the utterance term, projected (see ``utt_rows``)."""
@@ -93,7 +96,7 @@ class BarlowTwinsObjective(nn.Module):
 
     def _encode(self, wav, wl):
         feat, lens = self.model.features(wav, wl)
-        return self.model.streams(self.model.encode(feat, lens), lens)
+        return self.model.streams(self.model.encode(feat, lens, detach_from=self.detach_from), lens)
 
     def forward(self, batch) -> LossOutput:
         from upstream.nn.masking import lengths_to_mask
@@ -132,6 +135,8 @@ def model_config(cfg: BarlowTwinsRecipeConfig, src: Source | None):
     from upstream.registry import preset_config
 
     m = dataclasses.replace(preset_config(MODEL, cfg.preset), content_layers=cfg.content_layers)
+    if cfg.other_downsample:
+        m = dataclasses.replace(m, other_downsample=cfg.other_downsample)
     return dataclasses.replace(m, encoder=src.config) if src is not None else m
 
 
@@ -159,6 +164,10 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
     if cfg.content_layers and cfg.w_frame > 0 and not 0 <= cfg.frame_layer <= cfg.content_layers:
         raise RecipeError(f"frame_layer={cfg.frame_layer} with content_layers={cfg.content_layers}: the frame term shapes "
                           f"the content stream, so frame_layer must be one of its layers 0..{cfg.content_layers}")
+    if cfg.detach_content and not cfg.content_layers:
+        raise RecipeError("detach_content=true separates the content layers from the other ones: set content_layers too")
+    if cfg.other_downsample < 0:
+        raise RecipeError(f"other_downsample={cfg.other_downsample}: use 0 (the preset's) or a number of frames >= 1")
     if cfg.freeze_layers:
         if not cfg.init_ckpt:
             raise RecipeError(f"freeze_layers={cfg.freeze_layers} keeps layers as init_ckpt made them, but init_ckpt is "
@@ -222,6 +231,8 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     if cfg.content_layers:
         method += (f" Streams split by layers: content = H_0..H_{cfg.content_layers}, other = H_{cfg.content_layers + 1}.."
                    f"H_{mcfg.encoder.num_layers} averaged over {mcfg.other_downsample} frames.")
+    if cfg.detach_content:
+        method += " No gradient from the other layers reaches the content ones (the frame term alone trains those)."
     if cfg.freeze_layers:
         method += f" Hidden states 0..{cfg.freeze_layers - 1} kept as initialised (not trained)."
     return export_final(ctx, model, MODEL, mcfg, cfg, ["train"], extra_card="## Method\n\n" + init + method + "\n")

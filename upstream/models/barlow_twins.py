@@ -125,8 +125,9 @@ class BarlowTwins(nn.Module):
     def features(self, wav: Tensor, wav_len: Tensor) -> tuple[Tensor, Tensor]:
         return self.encoder.features(wav, wav_len)
 
-    def encode(self, feat: Tensor, lengths: Tensor, mask: Tensor | None = None) -> list[Tensor]:
-        return self.encoder.encode(feat, lengths, mask)
+    def encode(self, feat: Tensor, lengths: Tensor, mask: Tensor | None = None,
+               detach_from: int | None = None) -> list[Tensor]:
+        return self.encoder.encode(feat, lengths, mask, detach_from)
 
     def project(self, z: Tensor) -> Tensor:
         return self.projector(z)

@@ -200,9 +200,11 @@ class HubertCompact(nn.Module):
             return feat
         return torch.where(mask.unsqueeze(-1), self.masked_spec_embed.to(feat.dtype), feat)
 
-    def encode(self, feat: Tensor, feat_len: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+    def encode(self, feat: Tensor, feat_len: Tensor, mask: Tensor | None = None,
+               detach_from: int | None = None) -> list[Tensor]:
+        """Every hidden state; ``detach_from=k``: no gradient from the states above k reaches k or below."""
         pad = lengths_to_mask(feat_len, feat.shape[1])
-        return self.encoder(self.apply_mask(feat, mask), pad)
+        return self.encoder(self.apply_mask(feat, mask), pad, detach_from=detach_from)
 
     # ---- inference ------------------------------------------------------------------------
     def forward(self, wav: Tensor, wav_len: Tensor) -> StreamOutput:

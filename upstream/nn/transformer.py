@@ -161,7 +161,9 @@ class TransformerEncoder(nn.Module):
             for _ in range(layers)
         )
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+    def forward(self, x: Tensor, mask: Tensor | None = None, detach_from: int | None = None) -> list[Tensor]:
+        """``detach_from=k``: the states above k are computed from a detached copy of state k (the
+        layers above train on their own losses only; no gradient from them reaches state k or below)."""
         if mask is not None:
             x = mask_time(x, mask)
         if self.pos_conv_embed is not None:
@@ -174,6 +176,8 @@ class TransformerEncoder(nn.Module):
         hidden = [x]
         bias = self.rel_pos_bias(x.shape[1]) if self.rel_pos_bias is not None else None
         for layer in self.layers:
+            if detach_from is not None and len(hidden) - 1 == detach_from:
+                x = x.detach()
             if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
                 hidden.append(x)
                 continue
