@@ -22,13 +22,15 @@
 #                  features, the resemblyzer teacher on CPU) before training: this bounds that time.
 #   DEADLINE       seconds from start to the end of this script (default 540: the device's 10-minute
 #                  command limit less a margin); every stage's time share comes from what is left
-#   THREADS        intra-op threads per training job (default: cores / 2; two jobs run at a time)
+#   THREADS        intra-op threads per training job in stage 2 (default: cores / 3; three jobs run at a
+#                  time there; hubert-compact alone in stage 1 gets every core)
 #   WORK           scratch folder (default /tmp/duet-gpu); corpus and run folders go there
 #   PYTHON         interpreter (default python3: the one with torch on the device image)
 #   SKIP_WHEELS=1  do not install .whl/*.whl (also skipped when .whl/ has no wheels)
-# Time shares (no trainer option bounds wall time): the two stages (hubert-compact beside
-# barlow-twins-compact, then learn2diss-compact beside jooci-compact, which start from hubert's
-# final/) share what the corpus leaves (55/45), less COLLECT_S for bundling. A job still running at
+# Time shares (no trainer option bounds wall time): the two stages (hubert-compact alone, then
+# learn2diss-compact, jooci-compact and barlow-twins-compact side by side, all three from hubert's
+# final/ as in scripts/train_bundled_checkpoints.sh) share what the corpus leaves (50/50), less
+# COLLECT_S for bundling. A job still running at
 # the end of its share is stopped and finished from its last checkpoint (every 25 steps;
 # train_gpu_helpers.py finish, within FINISH_S): the phase it was in ends at its last saved step,
 # later phases train a few steps. The default steps (below: about half the CPU recipes' steps at 8x
@@ -54,7 +56,7 @@ FINISH_S=${FINISH_S:-40}
 WORK=${WORK:-/tmp/duet-gpu}
 PY=${PYTHON:-python3}
 CORES=$(nproc)
-THREADS=${THREADS:-$(( CORES / 2 > 0 ? CORES / 2 : 1 ))}
+THREADS=${THREADS:-$(( CORES / 3 > 0 ? CORES / 3 : 1 ))}
 if [ "$SIZE" = tiny ]; then
   BATCH=${BATCH:-2}; CROP_S=${CROP_S:-1.0}; MAX_UTTS=${MAX_UTTS:-0}
 else
@@ -161,28 +163,26 @@ else
   K_HUBERT="k_mfcc=50 k_layer=100 iter2_utts=2000"; K_L2D="k_frame=100 q_utt=50"; K_JOOCI="k=100"
 fi
 HUBERT="$COMMON $K_HUBERT kmeans_frames=100000 speaker_perturb.prob=0.8 $(phase iter1 400 1e-3 40) $(phase iter2 200 5e-4 20)"
-# barlow-twins-compact runs beside hubert here, so it starts from random weights (the CPU bundle now starts
-# it from hubert-compact: scripts/train_bundled_checkpoints.sh); moving it to stage 2 is left to do
-BARLOW="$COMMON utt_rows=segments $(phase train 500 1e-3 40)"
+BARLOW="$COMMON utt_rows=segments $(phase train 400 2e-4 20)"
 L2D="$COMMON $K_L2D kmeans_frames=100000 club_weight=0.01 data.disjoint_views=true $(phase stage1 300 5e-4 30) $(phase stage2 150 2e-4 15) stage2.aux_steps=5"
 JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
 
-pretrain() {  # RECIPE SECONDS OVERRIDES...: train, stop at SECONDS, then finish from the last checkpoint
-  local recipe=$1 secs=$2; shift 2
+pretrain() {  # RECIPE SECONDS THREADS OVERRIDES...: train, stop at SECONDS, then finish from the last checkpoint
+  local recipe=$1 secs=$2 threads=$3; shift 3
   local out=$RUNS/$recipe lg=$LOGS/$recipe.log
   local cmd=("$PY" -m harness.cli pretrain --recipe "$recipe" --out "$out" --corpus "$CORPUS" --no-progress
              --no-preflight ${STEPS:+--steps "$STEPS"})
   log "$recipe: start (at most ${secs}s, then finish from its last checkpoint)"
   echo "+ ${cmd[*]} $*" >> "$lg"
   local rc=0
-  OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS timeout -k 10 "$secs" "${cmd[@]}" "$@" >> "$lg" 2>&1 || rc=$?
+  OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads timeout -k 10 "$secs" "${cmd[@]}" "$@" >> "$lg" 2>&1 || rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     local extra
     if extra=$("$PY" "$ROOT/scripts/train_gpu_helpers.py" finish "$recipe" "$out" 2>>"$lg"); then
       log "$recipe: time share over; finishing with $extra"
       echo "+ finish: $extra" >> "$lg"
       rc=0
-      OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS timeout -k 10 "$FINISH_S" "${cmd[@]}" "$@" $extra >> "$lg" 2>&1 || rc=$?
+      OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads timeout -k 10 "$FINISH_S" "${cmd[@]}" "$@" $extra >> "$lg" 2>&1 || rc=$?
     else
       log "$recipe: time share over and nothing to finish from (see logs/$recipe.log)"
     fi
@@ -195,27 +195,27 @@ pretrain() {  # RECIPE SECONDS OVERRIDES...: train, stop at SECONDS, then finish
   return $rc
 }
 
-stage() {  # SECONDS "RECIPE OVERRIDES" "RECIPE OVERRIDES": two jobs side by side
-  local secs=$1 a b
-  pretrain $2 "$secs" $3 & a=$!
-  pretrain $4 "$secs" $5 & b=$!
-  local ra=0 rb=0
-  wait $a || ra=$?
-  wait $b || rb=$?
-  return $(( ra || rb ))
+stage() {  # SECONDS THREADS "RECIPE" "OVERRIDES" ["RECIPE" "OVERRIDES" ...]: the jobs side by side
+  local secs=$1 threads=$2 pids=() p rc=0
+  shift 2
+  while [ $# -ge 2 ]; do
+    pretrain "$1" "$secs" "$threads" $2 & pids+=($!)
+    shift 2
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
 }
-
 avail=$(( $(left) - COLLECT_S ))
-share=$(( avail * 55 / 100 - FINISH_S ))   # stage 1 has more to do: two hubert iterations, two label passes
+share=$(( avail * 50 / 100 - FINISH_S ))   # two hubert iterations, two label passes
 [ "$share" -gt 10 ] || { log "ERROR: only ${avail}s left for training; raise DEADLINE or lower CORPUS_BUDGET"; exit 1; }
-log "stage 1: hubert-compact beside barlow-twins-compact (${share}s each + ${FINISH_S}s to finish)"
-stage "$share" hubert-compact "$HUBERT" barlow-twins-compact "$BARLOW" || true
+log "stage 1: hubert-compact alone (${share}s + ${FINISH_S}s to finish, $CORES threads)"
+stage "$share" "$CORES" hubert-compact "$HUBERT" || true
 HUB=$RUNS/hubert-compact/final
 if [ ! -f "$HUB/model.safetensors" ]; then
-  log "ERROR: no hubert-compact checkpoint: learn2diss-compact and jooci-compact need it"
+  log "ERROR: no hubert-compact checkpoint: learn2diss-compact, jooci-compact and barlow-twins-compact need it"
   exit 1
 fi
-for r in learn2diss-compact jooci-compact; do   # the same utterance list: reuse hubert's decoded audio
+for r in learn2diss-compact jooci-compact barlow-twins-compact; do   # the same utterance list: reuse hubert's decoded audio
   src=$RUNS/hubert-compact/cache/audio
   if [ -f "$src/audio.json" ] && [ ! -e "$RUNS/$r/cache/audio" ]; then
     mkdir -p "$RUNS/$r/cache" && cp -al "$src" "$RUNS/$r/cache/audio" || true   # rebuilt if the list differs
@@ -223,6 +223,7 @@ for r in learn2diss-compact jooci-compact; do   # the same utterance list: reuse
 done
 share=$(( $(left) - COLLECT_S - FINISH_S ))
 [ "$share" -gt 10 ] || { log "ERROR: only ${share}s left for stage 2"; exit 1; }
-log "stage 2: learn2diss-compact beside jooci-compact (${share}s each + ${FINISH_S}s to finish)"
-stage "$share" learn2diss-compact "$L2D backbone_ckpt=$HUB" jooci-compact "$JOOCI init_ckpt=$HUB" || true
+log "stage 2: learn2diss-compact, jooci-compact and barlow-twins-compact from hubert-compact (${share}s each + ${FINISH_S}s to finish, $THREADS threads each)"
+stage "$share" "$THREADS" learn2diss-compact "$L2D backbone_ckpt=$HUB" jooci-compact "$JOOCI init_ckpt=$HUB" \
+  barlow-twins-compact "$BARLOW init_ckpt=$HUB" || true
 log "training done"
