@@ -32,7 +32,10 @@ hubert-compact's 0.879 to 0.917 (paper) / 0.908 (``stage2_shared=content``: cont
 above it (0.846-0.875 against 0.867-0.883) and their best ABX across speaker (20.37-20.47 % against
 20.74-20.78 %), phone probe unchanged (0.595-0.597). ``w_reg=0`` left the other stream's best layer
 at 0.821 (its top layer 0.700 against 0.646): the decoder is not what bounds it. The bundled
-checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``.
+checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``. With Learn2Diss's utterance
+embedding as the teacher instead (0.904 on those voices against resemblyzer's 0.825; trial j7) the
+other stream's best layer is still its O_0 (0.825) and O_1-O_4 reach 0.738-0.771: the 5 Hz stream,
+not the teacher, bounds its speaker probe.
 """
 from __future__ import annotations
 
