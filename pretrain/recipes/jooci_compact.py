@@ -34,8 +34,8 @@ above it (0.846-0.875 against 0.867-0.883) and their best ABX across speaker (20
 at 0.821 (its top layer 0.700 against 0.646): the decoder is not what bounds it. The bundled
 checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``. With Learn2Diss's utterance
 embedding as the teacher instead (0.904 on those voices against resemblyzer's 0.825; trial j7) the
-other stream's best layer is still its O_0 (0.825) and O_1-O_4 reach 0.738-0.771: the 5 Hz stream,
-not the teacher, bounds its speaker probe.
+other stream's best layer is still its O_0 (0.825: hubert-compact's layer 0 averaged to 5 Hz) and
+O_1-O_4 reach 0.738-0.771: its input, not the teacher, bounds its speaker probe.
 """
 from __future__ import annotations
 
