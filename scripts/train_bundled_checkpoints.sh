@@ -17,7 +17,12 @@
 # 2026-12-03 ~12:20-12:48 UTC, beside other jobs; its stage 1 is byte-identical to this one); barlow twins:
 # utterance term over 200-ms windows of the other stream, two perturbed views of one crop; since
 # 2026-12-03 ~13:10 UTC its encoder starts from hubert-compact, as JOOCI's and Learn2Diss's do, at lr 2e-4:
-# from random weights its content stream was below its random twin on phone probe and ABX).
+# from random weights its content stream was below its random twin on phone probe and ABX; since
+# 2026-12-03 ~15:25 UTC its streams are split by layer: content = H_0..H_2 (layer 0 kept as
+# hubert-compact's, layers 1-2 trained by the frame term alone: aligned frames of a crop and of its
+# formant-warped copy), other = H_3..H_4 averaged to 5 Hz (the utterance term on two disjoint crops of
+# one utterance, no gradient into the content layers); trials in results/bt_trials/, AMD EPYC 2-core VM,
+# 14:48-15:09 UTC beside another Barlow Twins trial and a JOOCI trial, one thread each).
 # Every other setting is the recipe default (`harness pretrain --recipe NAME --show-config`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +55,8 @@ pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert
   stage1.steps=1200 stage1.lr=5e-4 stage1.warmup_steps=60 stage1.ckpt_every=200 \
   stage2.steps=800 stage2.lr=1e-4 stage2.warmup_steps=50 stage2.ckpt_every=200 &
 pre --recipe barlow-twins-compact --out runs/barlow-twins-compact init_ckpt=checkpoints/hubert-compact \
+  views_mode=split data.same_crop=false data.disjoint_views=true \
+  content_layers=2 frame_layer=2 freeze_layers=1 detach_content=true \
   utt_rows=segments train.steps=800 train.lr=2e-4 train.warmup_steps=40 train.ckpt_every=50 &
 wait
 for r in learn2diss-compact jooci-compact barlow-twins-compact; do
