@@ -174,3 +174,38 @@ def test_float16_cache_leaves_the_downstream_metric_unchanged(run_cli, tiny_corp
     assert values["float16"] == values["float32"]
     stores = {d: next((tmp_path / f"cache-{d}").rglob("index.json")) for d in ("float16", "float32")}
     assert json.loads(stores["float16"].read_text())["dtype"] == "float16"
+
+
+def test_random_twin_of_a_checkpoint_dir_is_the_scorecards_twin(tmp_path):
+    """--ckpt NAME=random:CKPT_DIR: a seeded random model of that checkpoint's own config (Barlow Twins
+    split by layer: content H_0..H_2, other H_3..H_4), with the very weights of `harness scorecard`'s twin
+    of it; random:PRESET is the preset's layout; a directory of another model is refused."""
+    import json
+
+    import pytest
+    import torch
+
+    from harness.cli.scorecard import random_checkpoint as scorecard_twin
+    from harness.superb.sweep import SweepError, random_checkpoint
+    from upstream.checkpoint import load_checkpoint
+    from upstream.facts import weights_hash
+
+    src = Path(__file__).resolve().parents[1] / "checkpoints" / "barlow-twins-compact"
+    meta = json.loads((src / "config.json").read_text())
+    assert meta["config"]["content_layers"] == 2
+    twin = random_checkpoint("barlow_twins", str(src), tmp_path / "ckpts")
+    assert json.loads((twin / "config.json").read_text())["config"] == meta["config"]
+    h = weights_hash(src / "model.safetensors")
+    ref = scorecard_twin("barlow_twins", meta["config"], tmp_path / "sc", f"twin-of-{h}", 0, {})
+    assert weights_hash(twin / "model.safetensors") == weights_hash(ref / "model.safetensors")
+    assert weights_hash(twin / "model.safetensors") != h
+    model, _ = load_checkpoint(twin)
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, 16000), torch.tensor([16000]))
+    assert (len(out.content), len(out.other)) == (3, 2)
+    preset, _ = load_checkpoint(random_checkpoint("barlow_twins", "compact", tmp_path / "ckpts"))
+    assert preset.content_layers == 0
+    with pytest.raises(SweepError, match="is a 'barlow_twins' checkpoint"):
+        random_checkpoint("jooci", str(src), tmp_path / "ckpts")
+    with pytest.raises(SweepError, match="has no config.json"):
+        random_checkpoint("jooci", str(tmp_path / "nope"), tmp_path / "ckpts")

@@ -130,6 +130,22 @@ def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, conf
 
 # ----------------------------------------------------------------------------------- load
 
+def save_random_init(name: str, config: Any, dir: str | os.PathLike, seed: int, provenance: dict) -> Path:
+    """A seeded random-init model of ``config`` saved once at ``dir`` (kept when it is there already):
+    the same config and seed give the same weights, hence the same hash, wherever it is saved. The
+    random-init twins and baselines of ``harness run`` (``--ckpt NAME=random:...``) and ``harness
+    scorecard`` come from here."""
+    from upstream.registry import build_model
+
+    d = Path(dir)
+    if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file():
+        return d
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(name, config)
+    return save_checkpoint(model, d, name=name, config=config, provenance={**provenance, "seed": seed})
+
+
 def is_checkpoint_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a directory whose config.json declares the DUET format."""
     cfg = Path(path) / CONFIG_FILE

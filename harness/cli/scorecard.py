@@ -101,20 +101,10 @@ def parse_upstreams(spec: str) -> list[tuple[str, str | None]]:
 
 
 def random_checkpoint(name: str, config: dict, root: Path, tag: str, seed: int, provenance: dict) -> Path:
-    """A seeded random-init model of ``config`` saved once as a checkpoint directory (same config and
-    seed -> same weights -> same hash)."""
-    import torch
+    """A seeded random-init model of ``config`` in ``root`` (upstream.checkpoint.save_random_init)."""
+    from upstream.checkpoint import save_random_init
 
-    from upstream.checkpoint import save_checkpoint
-    from upstream.registry import build_model
-
-    d = Path(root) / f"{name.replace('_', '-')}-{tag}-seed{seed}"
-    if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
-        return d
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(name, config)
-    return save_checkpoint(model, d, name=name, config=config, provenance={**provenance, "seed": seed})
+    return save_random_init(name, config, Path(root) / f"{name.replace('_', '-')}-{tag}-seed{seed}", seed, provenance)
 
 
 def resolve_entries(args) -> list[Entry]:

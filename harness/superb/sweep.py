@@ -119,29 +119,39 @@ def validate_layer_subsets(upstreams: list[str], features: list[str], layers: li
 
 
 def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path:
-    """A seeded random-init model of `preset` saved once as a real checkpoint dir (same seed ->
-    same weights -> same hash): a baseline, and a stand-in before trained checkpoints exist."""
-    d = Path(root).resolve() / f"{name.replace('_', '-')}-{preset}-random{seed}"
-    if (d / "config.json").is_file():
-        return d
-    import torch
+    """A seeded random-init model saved once as a real checkpoint dir (same seed -> same weights ->
+    same hash): a baseline, and a stand-in before trained checkpoints exist. ``preset`` is a preset
+    name, or a checkpoint directory of ``name``: then the random twin of that checkpoint, its own config
+    (e.g. a Barlow Twins split by layer) with seeded random weights, the same weights as
+    ``harness scorecard``'s twin of it at the same seed."""
+    import json
 
-    from upstream.checkpoint import save_checkpoint
-    from upstream.registry import build_model, make_config
+    from upstream.checkpoint import save_random_init
+    from upstream.facts import weights_hash
+    from upstream.registry import make_config
+
+    src = Path(preset).expanduser()
+    if (src / "config.json").is_file():
+        meta = json.loads((src / "config.json").read_text())
+        if meta.get("model") != name:
+            raise SweepError(f"--ckpt {name}=random:{preset}: {src}/config.json is a {meta.get('model')!r} checkpoint")
+        h = weights_hash(src / "model.safetensors")
+        d = Path(root).resolve() / f"{name.replace('_', '-')}-twin-of-{h[:12]}-random{seed}"
+        return save_random_init(name, meta["config"], d, seed, {"recipe": "random_init (twin)", "twin_of": str(src.resolve())})
+    if "/" in preset or preset.startswith("."):
+        raise SweepError(f"--ckpt {name}=random:{preset}: {src} has no config.json; write random:PRESET or "
+                         f"random:CHECKPOINT_DIR")
     try:
         cfg = make_config(name, preset)
     except (KeyError, ValueError) as e:
         raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(name, cfg)
-    save_checkpoint(model, d, name=name, config=cfg, provenance={"recipe": f"random_init:{preset}", "seed": seed})
-    return d
+    d = Path(root).resolve() / f"{name.replace('_', '-')}-{preset}-random{seed}"
+    return save_random_init(name, cfg, d, seed, {"recipe": f"random_init:{preset}"})
 
 
 def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
                         random_dir: Path = Path("cache/random_checkpoints")) -> dict[str, Path | None]:
-    """--ckpt DIR (model read from its config.json), NAME=DIR or NAME=random:PRESET (a seeded
+    """--ckpt DIR (model read from its config.json), NAME=DIR, NAME=random:PRESET or NAME=random:CKPT_DIR (a seeded
     random-init baseline), repeatable; defaults to the bundled checkpoints/<name>-compact.
     Returns name -> dir (None for upstreams without checkpoints)."""
     from upstream import importers
@@ -162,7 +172,7 @@ def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
                     raise SweepError(f"--ckpt {part}: {name} is not in --upstreams ({', '.join(upstreams)}); add it")
             if path.startswith("random:"):
                 if name is None or not info.duet:
-                    raise SweepError(f"--ckpt {part}: write NAME=random:PRESET with NAME a DUET upstream")
+                    raise SweepError(f"--ckpt {part}: write NAME=random:PRESET or NAME=random:CKPT_DIR with NAME a DUET upstream")
                 given[name] = random_checkpoint(name, path.split(":", 1)[1], random_dir)
                 continue
             if name is not None and not info.duet:   # s3prl's own upstream: -k passed through unchanged
