@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from upstream.facts import HASH_LEN, WEIGHTS_FILE, atomic_dir, sha256_file
+from upstream.facts import HASH_LEN, WEIGHTS_FILE, atomic_dir, sha256_file, weights_hash
 
 FORMAT = "duet-checkpoint/1"
 CONFIG_FILE = "config.json"
@@ -144,6 +144,19 @@ def save_random_init(name: str, config: Any, dir: str | os.PathLike, seed: int, 
         torch.manual_seed(seed)
         model = build_model(name, config)
     return save_checkpoint(model, d, name=name, config=config, provenance={**provenance, "seed": seed})
+
+
+def save_twin(name: str, ckpt: str | os.PathLike, root: str | os.PathLike, seed: int) -> Path:
+    """The random-init twin of checkpoint ``ckpt`` (a ``name`` model): its own config (e.g. a Barlow
+    Twins split by layer) with seeded random weights, saved once under ``root`` as
+    ``<name>-twin-of-<weights hash>-seed<seed>``. ``harness scorecard``'s twins and ``harness run
+    --ckpt NAME=random:CKPT_DIR`` both come from here, so they are one model."""
+    src = Path(ckpt)
+    meta = read_meta(src)
+    if meta.get("model") != name:
+        raise CheckpointError(f"{src}/{CONFIG_FILE} is a {meta.get('model')!r} checkpoint, not {name!r}")
+    d = Path(root) / f"{name.replace('_', '-')}-twin-of-{weights_hash(src)}-seed{seed}"
+    return save_random_init(name, meta["config"], d, seed, {"recipe": "random_init (twin)", "twin_of": str(src.resolve())})
 
 
 def is_checkpoint_dir(path: str | os.PathLike) -> bool:

@@ -111,6 +111,7 @@ def resolve_entries(args) -> list[Entry]:
     import json
 
     from harness.features.analysis_io import AnalysisError, ckpt_tag
+    from upstream.checkpoint import save_twin
     from upstream.expert_base import bundled_checkpoint
     from upstream.facts import weights_hash
     from upstream.registry import config_to_dict, make_config
@@ -139,8 +140,7 @@ def resolve_entries(args) -> list[Entry]:
         entries.append(Entry(name, p, "model", label))
         if not args.no_twins:
             h = weights_hash(p / "model.safetensors")
-            t = random_checkpoint(name, meta["config"], twins_dir, f"twin-of-{h}", args.twin_seed,
-                                  {"recipe": "random_init (scorecard twin)", "twin_of": str(p.resolve())})
+            t = save_twin(name, p, twins_dir, args.twin_seed)
             entries.append(Entry(name, t, "twin", f"{name}[random-twin@{h[:8]}]", twin_of=label))
     for b in [x.strip() for x in args.baselines.split(",") if x.strip()]:
         entries.append(Entry(b, None, "baseline"))
@@ -393,8 +393,9 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
         cells = []
         for met in METRICS:
             r = d.get(met)
-            v = _fmt(r["value"], met) if r and not abx_coverage_too_low(r) else "n/a"
-            if r and met.startswith("abx") and not abx_coverage_too_low(r) and r.get("ci_lo") == r.get("ci_lo") and r.get("ci_lo") is not None:
+            shown = bool(r) and not abx_coverage_too_low(r)
+            v = _fmt(r["value"], met) if shown else "n/a"
+            if shown and met.startswith("abx") and r.get("ci_lo") == r.get("ci_lo") and r.get("ci_lo") is not None:
                 import math
 
                 if not math.isnan(float(r["ci_lo"])):

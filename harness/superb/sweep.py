@@ -124,20 +124,15 @@ def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path
     name, or a checkpoint directory of ``name``: then the random twin of that checkpoint, its own config
     (e.g. a Barlow Twins split by layer) with seeded random weights, the same weights as
     ``harness scorecard``'s twin of it at the same seed."""
-    import json
-
-    from upstream.checkpoint import save_random_init
-    from upstream.facts import weights_hash
+    from upstream.checkpoint import CheckpointError, save_random_init, save_twin
     from upstream.registry import make_config
 
     src = Path(preset).expanduser()
     if (src / "config.json").is_file():
-        meta = json.loads((src / "config.json").read_text())
-        if meta.get("model") != name:
-            raise SweepError(f"--ckpt {name}=random:{preset}: {src}/config.json is a {meta.get('model')!r} checkpoint")
-        h = weights_hash(src / "model.safetensors")
-        d = Path(root).resolve() / f"{name.replace('_', '-')}-twin-of-{h[:12]}-random{seed}"
-        return save_random_init(name, meta["config"], d, seed, {"recipe": "random_init (twin)", "twin_of": str(src.resolve())})
+        try:
+            return save_twin(name, src, Path(root).resolve(), seed)
+        except CheckpointError as e:
+            raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
     if "/" in preset or preset.startswith("."):
         raise SweepError(f"--ckpt {name}=random:{preset}: {src} has no config.json; write random:PRESET or "
                          f"random:CHECKPOINT_DIR")

@@ -42,6 +42,7 @@ from pretrain.recipes.common import RecipeError, RunContext, audio_bank, export_
 from pretrain.recipes.sources import Source, init_source, pin_source
 from pretrain.trainer import TrainConfig
 from upstream.facts import SAMPLE_RATE
+from upstream.models.barlow_twins import content_layers_error
 
 MODEL = "barlow_twins"
 
@@ -158,9 +159,8 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
     n_layers = m.encoder.num_layers + 1
     if not -n_layers <= cfg.frame_layer < n_layers:
         raise RecipeError(f"frame_layer={cfg.frame_layer}: the {cfg.preset} encoder has layers 0..{n_layers - 1}")
-    if not 0 <= cfg.content_layers <= n_layers - 2:
-        raise RecipeError(f"content_layers={cfg.content_layers}: use 0 (content = every layer) or 1..{n_layers - 2} "
-                          f"(content = H_0..H_k, other = the layers above; the {cfg.preset} encoder has H_0..H_{n_layers - 1})")
+    if (err := content_layers_error(cfg.content_layers, n_layers)) is not None:
+        raise RecipeError(err)
     if cfg.content_layers and cfg.w_frame > 0 and not 0 <= cfg.frame_layer <= cfg.content_layers:
         raise RecipeError(f"frame_layer={cfg.frame_layer} with content_layers={cfg.content_layers}: the frame term shapes "
                           f"the content stream, so frame_layer must be one of its layers 0..{cfg.content_layers}")

@@ -63,6 +63,15 @@ BARLOW_TWINS_TINY = BarlowTwinsConfig(encoder=HUBERT_TINY, projector_dims=(32, 3
                                       other_downsample=4)
 
 
+def content_layers_error(k: int, n_states: int) -> str | None:
+    """Why ``content_layers=k`` does not fit an encoder with hidden states 0..n_states-1 (the other
+    stream needs at least one layer above the content ones), or None when it does."""
+    if 0 <= k <= n_states - 2:
+        return None
+    return (f"content_layers={k}: use 0 (content = every layer) or 1..{n_states - 2} (content = H_0..H_k, other = "
+            f"the layers above; the encoder has H_0..H_{n_states - 1})")
+
+
 def build_projector(in_dim: int, dims: tuple[int, ...]) -> nn.Sequential:
     """Official BT projector: (Linear -> BN -> ReLU) for all but the last size, then Linear."""
     layers: list[nn.Module] = []
@@ -90,9 +99,8 @@ class BarlowTwins(nn.Module):
     def __init__(self, encoder: HubertCompact, projector: nn.Module, other_downsample: int = 10,
                  content_layers: int = 0):
         super().__init__()
-        if not 0 <= content_layers <= encoder.num_layers - 2:
-            raise ValueError(f"content_layers={content_layers}: use 0 (content = every layer) or 1..{encoder.num_layers - 2} "
-                             f"(content = H_0..H_k, other = the layers above; the encoder has H_0..H_{encoder.num_layers - 1})")
+        if (err := content_layers_error(content_layers, encoder.num_layers)) is not None:
+            raise ValueError(err)
         self.encoder = encoder
         self.projector = projector          # pre-training only
         self.other_downsample = other_downsample
