@@ -250,10 +250,25 @@ class SpeakerPerturb:
             raise ValueError(f"speaker_perturb.alpha must be 0 < low <= high, got {cfg.alpha}")
         self.cfg = cfg
 
-    def __call__(self, wav: Tensor, gen: torch.Generator) -> Tensor:
+    def _draw(self, gen: torch.Generator) -> tuple[float, float] | None:
+        """(warp factor, gain) for one input, or None (left as it is) with probability 1 - prob."""
         c = self.cfg
         if float(torch.rand(1, generator=gen)) >= c.prob:
-            return wav
+            return None
         alpha = math.exp(_uniform(math.log(c.alpha[0]), math.log(c.alpha[1]), gen))
-        w = formant_warp(wav, alpha) * 10 ** (_uniform(-c.gain_db, c.gain_db, gen) / 20)
-        return w.clamp(-1.0, 1.0)
+        return alpha, 10 ** (_uniform(-c.gain_db, c.gain_db, gen) / 20)
+
+    @staticmethod
+    def _apply(wav: Tensor, draw: tuple[float, float] | None) -> Tensor:
+        if draw is None:
+            return wav
+        return (formant_warp(wav, draw[0]) * draw[1]).clamp(-1.0, 1.0)
+
+    def __call__(self, wav: Tensor, gen: torch.Generator) -> Tensor:
+        return self._apply(wav, self._draw(gen))
+
+    def pair(self, wav_a: Tensor, wav_b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Both crops of one utterance through one draw: the same new vocal tract for the two (a new
+        voice whose crops still share their speaker), on ``prob`` of the utterances."""
+        draw = self._draw(gen)
+        return self._apply(wav_a, draw), self._apply(wav_b, draw)

@@ -22,7 +22,10 @@ Batch keys: ``wav`` (B, S) float32, ``wav_len`` (B,) long, ``utt`` (B,) long ind
 ``teacher`` (B, D) float, ``start`` (B,) long (crop start in the utterance, samples), and with two
 views ``wav_b``/``wav_b_len``/``start_b`` (+ ``labels_b.<name>``). With an ``aligned_augment``,
 ``wav_a2`` (B, S): a second perturbation of view A's crop, sample-aligned with it (same start and
-length ``wav_len``), e.g. a formant-warped copy whose frames pair with A's frame by frame.
+length ``wav_len``), e.g. a formant-warped copy whose frames pair with A's frame by frame. A
+``pair_augment`` perturbs the two views' clean crops together (one random draw for both, e.g. one
+formant warp: a new voice that both views share), after ``wav_a2`` is taken and before the
+per-view ``view_augment``.
 
 Two views (``views=2``): the same crop (``same_crop``, then perturbed: Barlow Twins), or two crops
 that share no sample of the utterance (``disjoint_views``, Learn2Diss's InfoNCE: otherwise the
@@ -265,7 +268,7 @@ class CropBatches:
 
     def __init__(self, bank: AudioBank, cfg: DataConfig, seed: int, *, labels: dict[str, FrameLabels] | None = None,
                  utt_labels: dict[str, np.ndarray] | None = None, teacher: np.ndarray | None = None,
-                 augment=None, view_augment=None, aligned_augment=None):
+                 augment=None, view_augment=None, aligned_augment=None, pair_augment=None):
         self.bank, self.cfg, self.seed = bank, cfg, int(seed)
         self.labels = labels or {}
         self.utt_labels = utt_labels or {}
@@ -273,6 +276,9 @@ class CropBatches:
         self.augment = augment            # callable(wav (S,), gen) -> wav, applied to every view (prob inside)
         self.view_augment = view_augment  # callable(wav, gen) -> wav, the two-view perturbation (BT)
         self.aligned_augment = aligned_augment  # callable(wav, gen) -> wav: ``wav_a2`` from view A's clean crop
+        self.pair_augment = pair_augment  # callable(wav_a, wav_b, gen) -> (wav_a, wav_b): both views, one draw
+        if pair_augment is not None and cfg.views != 2:
+            raise ValueError("pair_augment perturbs the two views together: it needs views=2")
         self.crop = max(WIN, int(round(cfg.crop_s * SAMPLE_RATE / HOP)) * HOP)
         self.position = 0
         self._perm_cache: dict[int, np.ndarray] = {}
@@ -354,6 +360,8 @@ class CropBatches:
                     wb, sb, nb = w.clone(), s, n
                 elif not self.cfg.disjoint_views:
                     wb, sb, nb = self._crop(i, gen)
+                if self.pair_augment is not None:
+                    w, wb = self.pair_augment(w, wb, gen)
                 if self.view_augment is not None:
                     w, wb = self.view_augment(w, gen), self.view_augment(wb, gen)
                 if self.augment is not None:

@@ -132,3 +132,26 @@ def test_exclude_speakers_of_drops_every_voice_of_the_other_corpus(tmp_path):
         find_training_audio(small, exclude_eval=False, exclude_speakers_of=big)
     with pytest.raises(DataError, match=r"exclude_speakers_of=.*nowhere.*not found"):
         find_training_audio(big, exclude_eval=False, exclude_speakers_of=tmp_path / "nowhere")
+
+
+def test_pair_augment_gives_both_views_one_voice_and_leaves_the_aligned_copy_clean():
+    """``pair_augment`` (Barlow Twins' voice_perturb) warps view A's and view B's crops with one draw,
+    after ``wav_a2`` is taken from the clean crop; a second draw (another utterance) gets another voice."""
+    from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig
+    bank = fake_bank([64000] * 4)
+    cfg = DataConfig(crop_s=1.0, batch_size=4, views=2, same_crop=True)
+    voice = SpeakerPerturb(SpeakerPerturbConfig(prob=1.0, alpha=(0.7, 1.4), gain_db=0.0))
+    b = CropBatches(bank, cfg, seed=2, aligned_augment=lambda w, g: w.clone(), pair_augment=voice.pair).get(0, 0)
+    for j, i in enumerate(b["utt"].tolist()):
+        s0, n = int(b["start"][j]), int(b["wav_len"][j])
+        clean = torch.from_numpy(bank[i][s0:s0 + n].astype(np.float32) / 32768.0)
+        assert torch.equal(b["wav_a2"][j, :n], clean)                  # the aligned copy: the clean crop
+        assert not torch.allclose(b["wav"][j, :n], clean, atol=1e-3)   # the views: another voice
+    assert torch.equal(b["wav"], b["wav_b"])                           # same crop, one warp for both views
+    gen = torch.Generator().manual_seed(0)
+    x = b["wav_a2"][0]
+    a1, _ = voice.pair(x, x, gen)
+    a2, _ = voice.pair(x, x, gen)
+    assert not torch.allclose(a1, a2, atol=1e-3)                       # each draw is a new vocal tract
+    with pytest.raises(ValueError, match="views=2"):
+        CropBatches(bank, DataConfig(crop_s=1.0, batch_size=4), seed=2, pair_augment=voice.pair)

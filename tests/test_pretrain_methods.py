@@ -310,6 +310,11 @@ def test_barlow_twins_check_refuses_inconsistent_views():
     with pytest.raises(RecipeError, match="frame_layer=9"):
         check(apply_overrides(BarlowTwinsRecipeConfig(), ["frame_layer=9"]))
     check(apply_overrides(BarlowTwinsRecipeConfig(), ["views_mode=split", "data.same_crop=false", "frame_layer=2"]))
+    for bad, msg in ((["voice_perturb.prob=1", "voice_perturb.alpha=1.4,0.7"], "voice_perturb"),
+                     (["voice_perturb.prob=2"], "voice_perturb.prob=2")):
+        with pytest.raises(RecipeError, match=msg):
+            check(apply_overrides(BarlowTwinsRecipeConfig(), bad))
+    check(apply_overrides(BarlowTwinsRecipeConfig(), ["voice_perturb.prob=1", "voice_perturb.alpha=0.7,1.4"]))
 
 
 def test_barlow_twins_content_layers_split_the_streams_by_layer():

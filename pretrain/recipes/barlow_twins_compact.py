@@ -62,6 +62,9 @@ class BarlowTwinsRecipeConfig:
     detach_content: bool = False     # with content_layers: no gradient from the other layers reaches the content ones
     other_downsample: int = 0        # frames averaged per other-stream frame (0: the preset's; 1: the content rate)
     speaker_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=1.0))
+    # the utterance term's two views warped together (one factor per utterance, the same for both views: a
+    # new voice that the pair shares), so the other stream meets vocal tracts beyond the corpus's; prob=0: off
+    voice_perturb: SpeakerPerturbConfig = field(default_factory=lambda: SpeakerPerturbConfig(prob=0.0, gain_db=0.0))
     views: ViewConfig = field(default_factory=ViewConfig)
     bank: AugmentConfig = field(default_factory=AugmentConfig)   # the noise/babble/RIR bank (prob unused)
     lambd: float = 0.0051
@@ -176,6 +179,12 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
         if not 0 < cfg.freeze_layers <= top:
             raise RecipeError(f"freeze_layers={cfg.freeze_layers}: use 0..{top} (at least one layer of the content "
                               f"stream must train)")
+    try:
+        SpeakerPerturb(cfg.voice_perturb)
+    except ValueError as e:
+        raise RecipeError(f"voice_perturb: {e}") from None
+    if not 0 <= cfg.voice_perturb.prob <= 1:
+        raise RecipeError(f"voice_perturb.prob={cfg.voice_perturb.prob}: use a fraction in [0, 1]")
     if cfg.utt_rows not in ("segments", "utterances"):
         raise RecipeError(f"utt_rows must be segments or utterances, got {cfg.utt_rows!r}")
     if cfg.w_utt > 0:
@@ -214,7 +223,8 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     if cfg.views_mode == "split":
         warp = SpeakerPerturb(cfg.speaker_perturb)
         aligned = lambda w, gen: views(warp(w, gen), gen)   # noqa: E731  view A's crop, another vocal tract
-    batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=views, aligned_augment=aligned)
+    voice = SpeakerPerturb(cfg.voice_perturb).pair if cfg.voice_perturb.prob > 0 else None
+    batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=views, aligned_augment=aligned, pair_augment=voice)
     run_phase(ctx, "train", cfg.train, obj, batches)
     init = f"Initialised from `{ctx.notes['init']}`. " if src is not None else "Random init. "
     if cfg.views_mode == "split":
@@ -228,6 +238,10 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
         method = (f"Two perturbed views of each {cfg.data.crop_s:g}-s crop (gain, band-limiting, noise/babble, reverb, "
                   f"time masking). Loss {cfg.w_utt} x BT({cfg.utt_rows} projections) + {cfg.w_frame} x BT(aligned frame "
                   f"projections, <= {cfg.max_frames} pairs), lambda={cfg.lambd}, normalize={cfg.normalize}.")
+    if cfg.voice_perturb.prob > 0:
+        a = cfg.voice_perturb.alpha
+        method += (f" Before the view perturbations, {cfg.voice_perturb.prob:.0%} of the utterances have both views "
+                   f"formant-warped by one factor (log-uniform {a[0]}-{a[1]}): a new vocal tract that the two views share.")
     if cfg.content_layers:
         method += (f" Streams split by layers: content = H_0..H_{cfg.content_layers}, other = H_{cfg.content_layers + 1}.."
                    f"H_{mcfg.encoder.num_layers} averaged over {mcfg.other_downsample} frames.")
