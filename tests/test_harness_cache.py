@@ -207,5 +207,9 @@ def test_random_twin_of_a_checkpoint_dir_is_the_scorecards_twin(tmp_path):
     assert preset.content_layers == 0
     with pytest.raises(SweepError, match="is a 'barlow_twins' checkpoint"):
         random_checkpoint("jooci", str(src), tmp_path / "ckpts")
-    with pytest.raises(SweepError, match="has no config.json"):
-        random_checkpoint("jooci", str(tmp_path / "nope"), tmp_path / "ckpts")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SweepError, match="empty has no config.json"):
+        random_checkpoint("jooci", str(tmp_path / "empty"), tmp_path / "ckpts")
+    for missing in (str(tmp_path / "nope"), "nope"):     # a path or a bare name: neither a preset nor a directory
+        with pytest.raises(SweepError, match=r"no preset and no checkpoint directory .*nope.*base, compact, tiny"):
+            random_checkpoint("jooci", missing, tmp_path / "ckpts")

@@ -125,7 +125,7 @@ def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path
     (e.g. a Barlow Twins split by layer) with seeded random weights, the same weights as
     ``harness scorecard``'s twin of it at the same seed."""
     from upstream.checkpoint import CheckpointError, save_random_init, save_twin
-    from upstream.registry import make_config
+    from upstream.registry import get_spec, make_config
 
     src = Path(preset).expanduser()
     if (src / "config.json").is_file():
@@ -133,9 +133,14 @@ def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path
             return save_twin(name, src, Path(root).resolve(), seed)
         except CheckpointError as e:
             raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
-    if "/" in preset or preset.startswith("."):
-        raise SweepError(f"--ckpt {name}=random:{preset}: {src} has no config.json; write random:PRESET or "
-                         f"random:CHECKPOINT_DIR")
+    try:
+        presets = get_spec(name).presets
+    except KeyError as e:
+        raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
+    if preset not in presets:
+        what = f"{src} has no config.json" if src.exists() else f"no preset and no checkpoint directory {preset!r}"
+        raise SweepError(f"--ckpt {name}=random:{preset}: {what}; write random:PRESET ({', '.join(sorted(presets))}) "
+                         f"or random:CHECKPOINT_DIR")
     try:
         cfg = make_config(name, preset)
     except (KeyError, ValueError) as e:
