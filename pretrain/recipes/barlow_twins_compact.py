@@ -26,6 +26,15 @@ rows cannot fill the projector's output dimensions.
     same quick probe). A likely reason, not tested: with 8 utterances a batch, two crops of one
     utterance can be matched by its pitch, rate or style without the vocal tract. So it is not the
     default, and the bundled checkpoint stays the perturb one.
+
+Vocal-tract range (2026-12-03 17:00-17:45 UTC, ``results/bt_trials/`` b8-b11; the bundled split-by-layer
+command otherwise, scored on the 60 unseen voices, whose tracts sit at 0.60-0.93x / 1.16-1.48x of the
+training voices' centre): a frame term whose warped copy spans ``speaker_perturb.alpha=0.7,1.4`` (b10)
+lowered the content stream's ABX across speaker from 18.07 % to 15.17 % (phone probe 0.601 -> 0.602, ABX
+within 3.94 -> 4.09 %), the other stream's speaker probe 0.767 -> 0.750: the bundled setting.
+``voice_perturb`` (both utterance-term views warped by one shared factor, 0.7-1.4x; b9) gave 14.25 % but
+0.717, and views without band-limiting and reverb (``views.p_filter=0 views.p_reverb=0``; b8, b11) 16.69 %
+and 13.62 % but 0.708 and 0.692: neither adds speaker information to the other stream.
 """
 from __future__ import annotations
 
