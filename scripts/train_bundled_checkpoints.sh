@@ -25,7 +25,9 @@
 # 14:48-15:09 UTC beside another Barlow Twins trial and a JOOCI trial, one thread each); since
 # 2026-12-03 ~17:45 UTC the frame term's warped copy spans vocal tracts 0.7-1.4x (was 0.85-1.18x):
 # content ABX across speaker 18.07 -> 15.17 % on the unseen voices (trial b10, 17:27-17:41 UTC beside
-# another Barlow Twins trial and a JOOCI trial, one thread each).
+# another Barlow Twins trial and a JOOCI trial, one thread each); likewise JOOCI's stage-2 content input
+# since 2026-12-03 ~18:15 UTC (warped 0.7-1.4x: content ABX across speaker 20.37 -> 18.85 %, trial j8,
+# 17:28-17:52 UTC beside Barlow Twins trials and a hubert-compact trial, one thread each).
 # Every other setting is the recipe default (`harness pretrain --recipe NAME --show-config`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +56,7 @@ pre --recipe learn2diss-compact --out runs/learn2diss-compact backbone_ckpt=chec
   club_weight=0.01 data.disjoint_views=true &
 pre --recipe jooci-compact --out runs/jooci-compact init_ckpt=checkpoints/hubert-compact teacher=resemblyzer \
   k=100 kmeans_frames=100000 \
-  teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen \
+  teacher_whiten=true content_perturb.prob=0.8 content_perturb.alpha=0.7,1.4 stage2_shared=frozen \
   stage1.steps=1200 stage1.lr=5e-4 stage1.warmup_steps=60 stage1.ckpt_every=200 \
   stage2.steps=800 stage2.lr=1e-4 stage2.warmup_steps=50 stage2.ckpt_every=200 &
 pre --recipe barlow-twins-compact --out runs/barlow-twins-compact init_ckpt=checkpoints/hubert-compact \

@@ -166,7 +166,7 @@ HUBERT="$COMMON $K_HUBERT kmeans_frames=100000 speaker_perturb.prob=0.8 $(phase 
 if [ "$PRESET" = tiny ]; then BT_LAYERS="content_layers=1 frame_layer=1"; else BT_LAYERS="content_layers=2 frame_layer=2"; fi
 BARLOW="$COMMON views_mode=split data.same_crop=false data.disjoint_views=true $BT_LAYERS freeze_layers=1 detach_content=true utt_rows=segments speaker_perturb.alpha=0.7,1.4 $(phase train 400 2e-4 20)"
 L2D="$COMMON $K_L2D kmeans_frames=100000 club_weight=0.01 data.disjoint_views=true $(phase stage1 300 5e-4 30) $(phase stage2 150 2e-4 15) stage2.aux_steps=5"
-JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true content_perturb.prob=0.8 stage2_shared=frozen $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
+JOOCI="$COMMON $K_JOOCI kmeans_frames=100000 teacher=resemblyzer teacher_whiten=true content_perturb.prob=0.8 content_perturb.alpha=0.7,1.4 stage2_shared=frozen $(phase stage1 200 5e-4 20) $(phase stage2 200 1e-4 20)"
 
 pretrain() {  # RECIPE SECONDS THREADS OVERRIDES...: train, stop at SECONDS, then finish from the last checkpoint
   local recipe=$1 secs=$2 threads=$3; shift 3

@@ -35,7 +35,10 @@ at 0.821 (its top layer 0.700 against 0.646): the decoder is not what bounds it.
 checkpoint uses ``content_perturb.prob=0.8 stage2_shared=frozen``. With Learn2Diss's utterance
 embedding as the teacher instead (0.904 on those voices against resemblyzer's 0.825; trial j7) the
 other stream's best layer is still its O_0 (0.825: hubert-compact's layer 0 averaged to 5 Hz) and
-O_1-O_4 reach 0.738-0.771: its input, not the teacher, bounds its speaker probe.
+O_1-O_4 reach 0.738-0.771: its input, not the teacher, bounds its speaker probe. Warping stage 2's content
+input over 0.7-1.4x (``content_perturb.alpha=0.7,1.4``, trial j8) instead of 0.85-1.18x lowered the content
+stream's ABX across speaker from 20.37 % to 18.85 % (phone probe 0.596 -> 0.597, other stream unchanged):
+the bundled setting since 2026-12-03 ~18:15 UTC.
 """
 from __future__ import annotations
 
