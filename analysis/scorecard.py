@@ -240,6 +240,7 @@ class Best:
     chance: float
     warnings: str = ""   # the picked row's small-sample warnings ("" when none)
     n_test: int = 0      # probes: the held-out items the value was measured on (0: unknown / not a probe)
+    ci: tuple[float, float] = (math.nan, math.nan)   # ABX: its 95 % speaker-bootstrap interval (nan: none)
 
 
 def _finite(v) -> bool:
@@ -265,8 +266,10 @@ def summarize(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, Best]]
                 continue
             pick = (max if HIGHER_IS_MORE[m] else min)(rs, key=lambda r: (float(r["value"]), -int(r["layer"])))
             n = pick.get("n_test")
+            ci = tuple(float(pick[k]) if _finite(pick.get(k)) else math.nan for k in ("ci_lo", "ci_hi"))
             out[key][m] = Best(float(pick["value"]), int(pick["layer"]), float(pick.get("chance", float("nan"))),
-                               str(pick.get("warnings") or ""), int(float(n)) if m.startswith("probe_") and _finite(n) else 0)
+                               str(pick.get("warnings") or ""), int(float(n)) if m.startswith("probe_") and _finite(n) else 0,
+                               ci if m.startswith("abx_") else (math.nan, math.nan))
     return out
 
 
@@ -279,8 +282,9 @@ class Criterion:
 
     @property
     def close(self) -> bool:
-        """Whether a probe comparison in it was decided by at most CLOSE_ITEMS held-out items (``close_call``)."""
-        return CLOSE_MARK in self.measured
+        """Whether a comparison in it is a tie at its sample size: a probe verdict decided by at most
+        CLOSE_ITEMS held-out items (``close_call``) or two ABX errors inside each other's interval (``abx_tie``)."""
+        return CLOSE_MARK in self.measured or TIE_MARK in self.measured
 
 
 # (id, description) of issue 11's "what must hold"; TWIN is checked column by column
@@ -318,6 +322,19 @@ def close_call(a: Best, b: float, b_n_test: int | None = None) -> str:
     return f" [{k} of {a.n_test} {CLOSE_MARK}" if k <= CLOSE_ITEMS else ""
 
 
+TIE_MARK = "inside each other's 95 % interval]"
+
+
+def abx_tie(a: Best, b: Best) -> str:
+    """" [inside each other's 95 % interval]" when each of two ABX errors lies inside the other's
+    speaker-bootstrap interval (hubert-compact's 20.51 % [19.6, 21.3] against its twin's 20.49 %), else "".
+    The intervals are marginal, not of the difference: this marks a tie, it is not a test."""
+    if not all(_finite(x) for x in (a.value, b.value, *a.ci, *b.ci)):
+        return ""
+    inside = a.ci[0] <= b.value <= a.ci[1] and b.ci[0] <= a.value <= b.ci[1]
+    return f" [{TIE_MARK}" if inside else ""
+
+
 def _cmp(a: Best, b: Best | float, op: str, fmt: str = ".3f", close: bool = False) -> tuple[str, bool | None]:
     """``a op b`` as (text, verdict); ``b`` another probe's Best or a fixed number. ``close``: mark a
     verdict decided by at most CLOSE_ITEMS held-out items (close_call)."""
@@ -353,6 +370,7 @@ def criteria(summary: Mapping[tuple[str, str], Mapping[str, Best]], models: Mapp
             out.append(Criterion(name, "phone_vs_fbank", m + (f" ({fb} {fp.value:.3f} + {PHONE_MARGIN})" if ok is not None else
                                                             f" (no {fb or 'fbank_no_cmvn at this rate'})"), ok))
             m, ok = _cmp(c.get("abx_across", nan), fa.value, "<", ".2f")
+            m += abx_tie(c.get("abx_across", nan), fa) if ok is not None else ""
             out.append(Criterion(name, "abx_vs_fbank", m + (f" ({fb})" if ok is not None else ""), ok))
             m, ok = _cmp(o["probe_speaker"], OTHER_SPEAKER_MIN, ">=", close=True)
             out.append(Criterion(name, "other_speaker", m, ok))
@@ -377,6 +395,6 @@ def criteria(summary: Mapping[tuple[str, str], Mapping[str, Best]], models: Mapp
                 ok = a.value > b.value if higher else a.value < b.value
                 oks.append(ok)
                 parts.append(f"{stream} {TITLES[metric]} {a.value:.3g} vs {b.value:.3g} {'ok' if ok else 'WORSE'}"
-                             + close_call(a, b.value, b.n_test))
+                             + (abx_tie(a, b) if metric.startswith("abx_") else close_call(a, b.value, b.n_test)))
             out.append(Criterion(name, "twin", "; ".join(parts), all(oks) if oks else None))
     return out

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.abx import read_item_file
 from analysis.scorecard import (Best, EvalSet, ScorecardConfig, criteria, frame_labels, mean_std, phone_probe,
-                                pool_factor, pool_frames, speaker_probe, split_speakers, summarize)
+                                pool_factor, pool_frames, speaker_probe, split_speakers, summarize, TIE_MARK)
 
 
 # --- frames, labels, splits --------------------------------------------------------------------
@@ -329,3 +329,34 @@ def test_a_probe_verdict_decided_by_one_held_out_item_is_marked_a_close_call():
     assert close_call(Best(107 / 120, 0, 0.0, n_test=120), 0.90) == " [1 of 120 held-out items apart]"
     assert close_call(Best(0.5, 0, 0.0), 0.5) == ""                # no size known: no claim
     assert close_call(Best(0.5, 0, 0.0, n_test=120), 0.5, 240) == ""  # different test sets
+
+
+def test_two_abx_errors_inside_each_others_interval_are_marked_a_tie():
+    """hubert-compact's content ABX across 20.51 % [19.56, 20.99] against its random twin's 20.49 %
+    [19.72, 21.01]: the twin comparison still says WORSE (and the criterion fails) but carries the tie
+    mark; 15.17 % [14.60, 15.86] against the same twin does not. The interval comes from the CSV row."""
+    from analysis.scorecard import abx_tie, summarize
+
+    rows = [dict(model="m", stream="content", layer=2, metric="abx_across", value=20.51, chance=50.0,
+                 ci_lo=19.56, ci_hi=20.99, n_items=30834, n_items_total=32775),
+            dict(model="t", stream="content", layer=0, metric="abx_across", value=20.49, chance=50.0,
+                 ci_lo=19.72, ci_hi=21.01, n_items=30834, n_items_total=32775)]
+    s = summarize(rows)
+    assert s[("m", "content")]["abx_across"].ci == (19.56, 20.99)
+    assert abx_tie(s[("m", "content")]["abx_across"], s[("t", "content")]["abx_across"]).endswith(TIE_MARK)
+    far = Best(15.17, 2, 50.0, ci=(14.60, 15.86))
+    assert abx_tie(far, s[("t", "content")]["abx_across"]) == ""
+    assert abx_tie(Best(20.51, 2, 50.0), s[("t", "content")]["abx_across"]) == ""   # no interval: no claim
+
+    def with_ci(summ, half):
+        return {k: {m: Best(b.value, b.layer, b.chance, ci=(b.value - half, b.value + half) if m.startswith("abx_")
+                            else (float("nan"), float("nan"))) for m, b in v.items()} for k, v in summ.items()}
+
+    summ = _summary(content=(0.50, 8.0, 20.51, 0.2), twin=((0.45, 9.0, 20.49, 0.9),))
+    cr = {c.name: c for c in criteria(with_ci(summ, 0.6), {"m": {"upstream": "hubert_compact", "twin": "t",
+                                                                  "rate": 50.0}}, {}, None)}
+    assert cr["twin"].passed is False and cr["twin"].close
+    assert "abx across" in cr["twin"].measured.lower() and TIE_MARK in cr["twin"].measured
+    cr = {c.name: c for c in criteria(with_ci(summ, 0.005), {"m": {"upstream": "hubert_compact", "twin": "t",
+                                                                    "rate": 50.0}}, {}, None)}
+    assert cr["twin"].passed is False and not cr["twin"].close

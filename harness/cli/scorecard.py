@@ -377,7 +377,8 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
     L += ["", f"{n_pass} of {len(crits)} criteria pass. Content/other values are the summary's (best layer for "
           "what a stream is for, the most-leaking layer for what it should not hold). "
           f"\"[k of n held-out items apart]\" marks a probe comparison decided by at most {CLOSE_ITEMS} held-out "
-          f"items ({n_close} of the criteria have one): read it as a tie, not as a pass or a fail.", ""]
+          "items, \"[inside each other's 95 % interval]\" two ABX errors each inside the other's speaker-bootstrap "
+          f"interval ({n_close} of the criteria have one or the other): read them as ties, not as passes or fails.", ""]
     warns = sorted({(r["model"], r["metric"], r["warnings"]) for r in rows if r.get("warnings")})
     if warns:
         L += ["Small-sample warnings (analysis/samples.py):", ""]
