@@ -242,12 +242,22 @@ class SpeakerPerturbConfig:
     gain_db: float = 6.0
 
 
+def perturb_error(option: str, cfg: SpeakerPerturbConfig) -> str | None:
+    """Why ``cfg`` (the recipe option named ``option``: speaker_perturb, voice_perturb, content_perturb)
+    is not a usable formant-warp setting, or None. Every recipe's check() asks this before any work."""
+    if not 0 <= cfg.prob <= 1:
+        return f"{option}.prob={cfg.prob}: use a fraction in [0, 1] (0: off)"
+    if len(cfg.alpha) != 2 or not 0 < cfg.alpha[0] <= cfg.alpha[1]:
+        return f"{option}.alpha={','.join(map(str, cfg.alpha))}: use LOW,HIGH with 0 < low <= high (e.g. 0.85,1.18)"
+    return None
+
+
 class SpeakerPerturb:
     """callable(wav (S,), gen) -> wav (S,): formant warp + gain on ``prob`` of the inputs."""
 
-    def __init__(self, cfg: SpeakerPerturbConfig):
-        if not 0 < cfg.alpha[0] <= cfg.alpha[1]:
-            raise ValueError(f"speaker_perturb.alpha must be 0 < low <= high, got {cfg.alpha}")
+    def __init__(self, cfg: SpeakerPerturbConfig, option: str = "speaker_perturb"):
+        if (err := perturb_error(option, cfg)) is not None:
+            raise ValueError(err)
         self.cfg = cfg
 
     def _draw(self, gen: torch.Generator) -> tuple[float, float] | None:

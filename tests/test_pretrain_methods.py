@@ -317,6 +317,23 @@ def test_barlow_twins_check_refuses_inconsistent_views():
     check(apply_overrides(BarlowTwinsRecipeConfig(), ["voice_perturb.prob=1", "voice_perturb.alpha=0.7,1.4"]))
 
 
+def test_every_recipes_formant_warp_is_checked_before_any_work():
+    """A reversed warp range or a prob outside [0, 1] in any recipe's warp option (hubert's and Barlow
+    Twins' speaker_perturb, Barlow Twins' voice_perturb, JOOCI's content_perturb) is refused by check(),
+    naming the option: hubert-compact used to find a reversed range only after its MFCC k-means, and
+    took prob=2 as 'always'."""
+    from pretrain.recipes import barlow_twins_compact as bt, hubert_compact as hb, jooci_compact as jo
+    from pretrain.recipes.common import apply_overrides
+
+    cases = ((hb, hb.HubertRecipeConfig(), "speaker_perturb"), (bt, bt.BarlowTwinsRecipeConfig(), "speaker_perturb"),
+             (bt, bt.BarlowTwinsRecipeConfig(), "voice_perturb"), (jo, jo.JoociRecipeConfig(init_ckpt=""), "content_perturb"))
+    for mod, cfg, opt in cases:
+        for bad, msg in (([f"{opt}.alpha=1.4,0.7"], f"{opt}.alpha=1.4,0.7"), ([f"{opt}.prob=2"], f"{opt}.prob=2")):
+            with pytest.raises(ValueError, match=msg.replace(".", r"\.")):
+                mod.check(apply_overrides(cfg, bad))
+        mod.check(apply_overrides(cfg, [f"{opt}.prob=1", f"{opt}.alpha=0.7,1.4"]))
+
+
 def test_barlow_twins_content_layers_split_the_streams_by_layer():
     """content_layers=k: content = H_0..H_k, other = H_{k+1}..H_L each pooled over DF frames, and the
     utterance term's rows come from the top layer; 0 (every bundled config before it) keeps content =

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pretrain.augment import AugmentBank, AugmentConfig, SpeakerPerturb, SpeakerPerturbConfig, TwoViews, ViewConfig
+from pretrain.augment import (AugmentBank, AugmentConfig, SpeakerPerturb, SpeakerPerturbConfig, TwoViews, ViewConfig,
+                              perturb_error)
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import BarlowTwins, LossOutput
 from pretrain.recipes.common import required_train_split
@@ -188,12 +189,9 @@ def check(cfg: BarlowTwinsRecipeConfig) -> None:
         if not 0 < cfg.freeze_layers <= top:
             raise RecipeError(f"freeze_layers={cfg.freeze_layers}: use 0..{top} (at least one layer of the content "
                               f"stream must train)")
-    try:
-        SpeakerPerturb(cfg.voice_perturb)
-    except ValueError as e:
-        raise RecipeError(f"voice_perturb: {e}") from None
-    if not 0 <= cfg.voice_perturb.prob <= 1:
-        raise RecipeError(f"voice_perturb.prob={cfg.voice_perturb.prob}: use a fraction in [0, 1]")
+    for option in ("speaker_perturb", "voice_perturb"):
+        if (err := perturb_error(option, getattr(cfg, option))) is not None:
+            raise RecipeError(err)
     if cfg.utt_rows not in ("segments", "utterances"):
         raise RecipeError(f"utt_rows must be segments or utterances, got {cfg.utt_rows!r}")
     if cfg.w_utt > 0:
@@ -232,7 +230,7 @@ def run(cfg: BarlowTwinsRecipeConfig, ctx: RunContext):
     if cfg.views_mode == "split":
         warp = SpeakerPerturb(cfg.speaker_perturb)
         aligned = lambda w, gen: views(warp(w, gen), gen)   # noqa: E731  view A's crop, another vocal tract
-    voice = SpeakerPerturb(cfg.voice_perturb).pair if cfg.voice_perturb.prob > 0 else None
+    voice = SpeakerPerturb(cfg.voice_perturb, "voice_perturb").pair if cfg.voice_perturb.prob > 0 else None
     batches = CropBatches(bank, cfg.data, ctx.seed, view_augment=views, aligned_augment=aligned, pair_augment=voice)
     run_phase(ctx, "train", cfg.train, obj, batches)
     init = f"Initialised from `{ctx.notes['init']}`. " if src is not None else "Random init. "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig
+from pretrain.augment import SpeakerPerturb, SpeakerPerturbConfig, perturb_error
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import LossOutput, MaskedPrediction
 from pretrain.masking import span_mask
@@ -86,6 +86,8 @@ def check(cfg: HubertRecipeConfig) -> None:
         if k > cfg.kmeans_frames:
             raise ValueError(f"{opt}={k} clusters, but kmeans_frames={cfg.kmeans_frames} rows are sampled to fit "
                              f"them; set kmeans_frames >= {k} or lower {opt}")
+    if (err := perturb_error("speaker_perturb", cfg.speaker_perturb)) is not None:
+        raise ValueError(err)
 
 
 def run(cfg: HubertRecipeConfig, ctx: RunContext):

@@ -49,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain.augment import AugmentBank, AugmentConfig, Augmenter, SpeakerPerturb, SpeakerPerturbConfig
+from pretrain.augment import (AugmentBank, AugmentConfig, Augmenter, SpeakerPerturb, SpeakerPerturbConfig,
+                              perturb_error)
 from pretrain.data import CropBatches, DataConfig
 from pretrain.losses import CosineDistillation, LossOutput, MulticlusterMaskedPrediction
 from pretrain.masking import span_mask
@@ -208,13 +209,8 @@ def check(cfg: JoociRecipeConfig) -> None:
                           f"principal components, with teacher_whiten=true")
     if len(cfg.label_layers) != len(cfg.predict_layers) or not cfg.label_layers:
         raise RecipeError("label_layers and predict_layers must be non-empty and of equal length")
-    if not 0 <= cfg.content_perturb.prob <= 1:
-        raise RecipeError(f"content_perturb.prob={cfg.content_perturb.prob} must be in [0, 1] (0: off)")
-    if cfg.content_perturb.prob > 0:
-        try:
-            SpeakerPerturb(cfg.content_perturb)
-        except ValueError as e:
-            raise RecipeError(f"content_perturb: {e}") from None
+    if (err := perturb_error("content_perturb", cfg.content_perturb)) is not None:
+        raise RecipeError(err)
     if cfg.stage2_shared not in STAGE2_SHARED:
         raise RecipeError(f"stage2_shared={cfg.stage2_shared!r}: use one of {', '.join(STAGE2_SHARED)}")
     if cfg.w_reg < 0:
@@ -276,7 +272,7 @@ def run(cfg: JoociRecipeConfig, ctx: RunContext):
     if aug_bank is None:
         aug_bank = AugmentBank.build(ctx.cache / "augment", bank, cfg.augment)
     pairs = [(pl, n, cfg.k) for pl, n in zip(cfg.predict_layers, names)]
-    warp = SpeakerPerturb(cfg.content_perturb) if cfg.content_perturb.prob > 0 else None
+    warp = SpeakerPerturb(cfg.content_perturb, "content_perturb") if cfg.content_perturb.prob > 0 else None
     batches = lambda s, aligned=None: CropBatches(bank, cfg.data, s, labels={n: labels[n] for n in set(names)},  # noqa: E731
                                                   teacher=teacher, augment=Augmenter(aug_bank, cfg.augment),
                                                   aligned_augment=aligned)
