@@ -185,9 +185,8 @@ def test_random_twin_of_a_checkpoint_dir_is_the_scorecards_twin(tmp_path):
     import pytest
     import torch
 
-    from harness.cli.scorecard import random_checkpoint as scorecard_twin
     from harness.superb.sweep import SweepError, random_checkpoint
-    from upstream.checkpoint import load_checkpoint
+    from upstream.checkpoint import load_checkpoint, save_random_init
     from upstream.facts import weights_hash
 
     src = Path(__file__).resolve().parents[1] / "checkpoints" / "barlow-twins-compact"
@@ -196,7 +195,7 @@ def test_random_twin_of_a_checkpoint_dir_is_the_scorecards_twin(tmp_path):
     twin = random_checkpoint("barlow_twins", str(src), tmp_path / "ckpts")
     assert json.loads((twin / "config.json").read_text())["config"] == meta["config"]
     h = weights_hash(src / "model.safetensors")
-    ref = scorecard_twin("barlow_twins", meta["config"], tmp_path / "sc", f"twin-of-{h}", 0, {})
+    ref = save_random_init("barlow_twins", meta["config"], tmp_path / "sc", 0, {})   # same config + seed, elsewhere
     assert weights_hash(twin / "model.safetensors") == weights_hash(ref / "model.safetensors")
     assert weights_hash(twin / "model.safetensors") != h
     model, _ = load_checkpoint(twin)

@@ -360,3 +360,25 @@ def test_two_abx_errors_inside_each_others_interval_are_marked_a_tie():
     cr = {c.name: c for c in criteria(with_ci(summ, 0.005), {"m": {"upstream": "hubert_compact", "twin": "t",
                                                                     "rate": 50.0}}, {}, None)}
     assert cr["twin"].passed is False and not cr["twin"].close
+
+
+def test_scorecard_random_preset_is_the_same_model_as_harness_runs(tmp_path):
+    """`harness scorecard --upstreams jooci=random:tiny` scores the very weights `harness run --ckpt
+    jooci=random:tiny` trains on (one seeded random init of the preset, upstream.checkpoint); an unknown
+    preset is refused before any extraction, naming it."""
+    from argparse import Namespace
+
+    from harness.cli.scorecard import resolve_entries
+    from harness.features.analysis_io import AnalysisError
+    from harness.superb.sweep import random_checkpoint
+    from upstream.facts import weights_hash
+
+    def args(spec):
+        return Namespace(upstreams=spec, cache=tmp_path / "cache", no_twins=True, twin_seed=0, baselines="")
+
+    [e] = resolve_entries(args("jooci=random:tiny"))
+    assert e.role == "model" and e.model.startswith("jooci[random-tiny@")
+    run_ckpt = random_checkpoint("jooci", "tiny", tmp_path / "run")
+    assert weights_hash(e.ckpt / "model.safetensors") == weights_hash(run_ckpt / "model.safetensors")
+    with pytest.raises(AnalysisError, match="jooci=random:nope"):
+        resolve_entries(args("jooci=random:nope"))

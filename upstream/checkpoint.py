@@ -146,6 +146,17 @@ def save_random_init(name: str, config: Any, dir: str | os.PathLike, seed: int, 
     return save_checkpoint(model, d, name=name, config=config, provenance={**provenance, "seed": seed})
 
 
+def save_random_preset(name: str, preset: str, root: str | os.PathLike, seed: int) -> Path:
+    """The seeded random init of ``name``'s preset ``preset``, saved once under ``root`` as
+    ``<name>-<preset>-random<seed>``: ``harness run --ckpt NAME=random:PRESET`` and ``harness scorecard
+    --upstreams NAME=random:PRESET`` both come from here. KeyError / ValueError: no such model or preset."""
+    from upstream.registry import make_config
+
+    cfg = make_config(name, preset)
+    d = Path(root) / f"{name.replace('_', '-')}-{preset}-random{seed}"
+    return save_random_init(name, cfg, d, seed, {"recipe": f"random_init:{preset}"})
+
+
 def save_twin(name: str, ckpt: str | os.PathLike, root: str | os.PathLike, seed: int) -> Path:
     """The random-init twin of checkpoint ``ckpt`` (a ``name`` model): its own config (e.g. a Barlow
     Twins split by layer) with seeded random weights, saved once under ``root`` as

@@ -18,6 +18,7 @@ Features are cached per upstream x checkpoint x evaluation set under ``--cache``
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,21 +101,13 @@ def parse_upstreams(spec: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def random_checkpoint(name: str, config: dict, root: Path, tag: str, seed: int, provenance: dict) -> Path:
-    """A seeded random-init model of ``config`` in ``root`` (upstream.checkpoint.save_random_init)."""
-    from upstream.checkpoint import save_random_init
-
-    return save_random_init(name, config, Path(root) / f"{name.replace('_', '-')}-{tag}-seed{seed}", seed, provenance)
-
-
 def resolve_entries(args) -> list[Entry]:
     import json
 
     from harness.features.analysis_io import AnalysisError, ckpt_tag
-    from upstream.checkpoint import save_twin
+    from upstream.checkpoint import save_random_preset, save_twin
     from upstream.expert_base import bundled_checkpoint
     from upstream.facts import weights_hash
-    from upstream.registry import config_to_dict, make_config
 
     twins_dir = Path(args.cache) / "random_checkpoints"
     entries: list[Entry] = []
@@ -122,11 +115,9 @@ def resolve_entries(args) -> list[Entry]:
         if ckpt and ckpt.startswith("random:"):
             preset = ckpt.split(":", 1)[1]
             try:
-                cfg = config_to_dict(make_config(name, preset))
+                p = save_random_preset(name, preset, twins_dir, args.twin_seed)
             except (KeyError, ValueError) as e:
                 raise AnalysisError(f"--upstreams {name}={ckpt}: {e}") from e
-            p = random_checkpoint(name, cfg, twins_dir, f"random-{preset}", args.twin_seed,
-                                  {"recipe": f"random_init:{preset}"})
             entries.append(Entry(name, p, "model", f"{name}[random-{preset}@{weights_hash(p / 'model.safetensors')[:8]}]"))
             continue
         p = Path(ckpt).expanduser() if ckpt else bundled_checkpoint(name)
@@ -396,11 +387,8 @@ def render_markdown(rows: list[dict], entries: list[Entry], meta: dict, info: di
             r = d.get(met)
             shown = bool(r) and not abx_coverage_too_low(r)
             v = _fmt(r["value"], met) if shown else "n/a"
-            if shown and met.startswith("abx") and r.get("ci_lo") == r.get("ci_lo") and r.get("ci_lo") is not None:
-                import math
-
-                if not math.isnan(float(r["ci_lo"])):
-                    v += f" [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]"
+            if shown and met.startswith("abx") and r.get("ci_lo") is not None and math.isfinite(float(r["ci_lo"])):
+                v += f" [{float(r['ci_lo']):.1f}, {float(r['ci_hi']):.1f}]"
             cells.append(v)
         L.append(f"| {m} | {s} | {layer} | {rate:g} | " + " | ".join(cells) + " |")
     L += ["", "ABX brackets: 95 % speaker-bootstrap interval. Figure: "

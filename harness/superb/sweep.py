@@ -124,8 +124,8 @@ def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path
     name, or a checkpoint directory of ``name``: then the random twin of that checkpoint, its own config
     (e.g. a Barlow Twins split by layer) with seeded random weights, the same weights as
     ``harness scorecard``'s twin of it at the same seed."""
-    from upstream.checkpoint import CheckpointError, save_random_init, save_twin
-    from upstream.registry import get_spec, make_config
+    from upstream.checkpoint import CheckpointError, save_random_preset, save_twin
+    from upstream.registry import get_spec
 
     src = Path(preset).expanduser()
     if (src / "config.json").is_file():
@@ -142,11 +142,9 @@ def random_checkpoint(name: str, preset: str, root: Path, seed: int = 0) -> Path
         raise SweepError(f"--ckpt {name}=random:{preset}: {what}; write random:PRESET ({', '.join(sorted(presets))}) "
                          f"or random:CHECKPOINT_DIR")
     try:
-        cfg = make_config(name, preset)
+        return save_random_preset(name, preset, Path(root).resolve(), seed)
     except (KeyError, ValueError) as e:
         raise SweepError(f"--ckpt {name}=random:{preset}: {e}") from e
-    d = Path(root).resolve() / f"{name.replace('_', '-')}-{preset}-random{seed}"
-    return save_random_init(name, cfg, d, seed, {"recipe": f"random_init:{preset}"})
 
 
 def resolve_checkpoints(upstreams: list[str], ckpt_args: list[str] | None,
