@@ -128,8 +128,6 @@ def save_checkpoint(model: nn.Module, dir: str | os.PathLike, *, name: str, conf
     return dest
 
 
-# ----------------------------------------------------------------------------------- load
-
 def save_random_init(name: str, config: Any, dir: str | os.PathLike, seed: int, provenance: dict) -> Path:
     """A seeded random-init model of ``config`` saved once at ``dir`` (kept when it is there already):
     the same config and seed give the same weights, hence the same hash, wherever it is saved. The
@@ -169,6 +167,8 @@ def save_twin(name: str, ckpt: str | os.PathLike, root: str | os.PathLike, seed:
     d = Path(root) / f"{name.replace('_', '-')}-twin-of-{weights_hash(src)}-seed{seed}"
     return save_random_init(name, meta["config"], d, seed, {"recipe": "random_init (twin)", "twin_of": str(src.resolve())})
 
+
+# ----------------------------------------------------------------------------------- load
 
 def is_checkpoint_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a directory whose config.json declares the DUET format."""

@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "uses downstream_configs/real/<task>.yaml; overrides --corpus")
     p.add_argument("--ckpt", action="append", default=None, metavar="[NAME=]PATH",
                    help="what `run_downstream.py -u NAME -k` takes: a DUET checkpoint dir (NAME from its config.json "
-                        "if omitted), NAME=random:PRESET (seeded random init of a preset), NAME=random:CKPT_DIR (seeded random init of that checkpoint's own config: its twin), a transformers HuBERT/WavLM dir or "
+                        "if omitted), NAME=random:PRESET (seeded random init of a preset), NAME=random:CKPT_DIR "
+                        "(seeded random init of that checkpoint's own config: its twin), a transformers HuBERT/WavLM dir or "
                         "fairseq .pt for hubert_compact/learn2diss, or for an s3prl upstream its own -k "
                         "(default: bundled checkpoints/)")
     p.add_argument("--steps", type=int, default=None,
