@@ -117,3 +117,46 @@ def test_report_names_each_checkpoint_of_a_rebundled_upstream(run_cli, tmp_path)
     md = out.read_text()
     assert "| sid acc % ↑ | jooci@a483ea10 | content | 1.3" in md and "| sid acc % ↑ | jooci@c373f843 | content | 2.7" in md
     assert "| sid acc % ↑ | jooci | " not in md and "| sid acc % ↑ | fbank_no_cmvn | " in md
+
+
+def test_report_lists_and_on_request_leaves_out_cells_of_a_changed_checkpoint(run_cli, tmp_path):
+    """A results CSV outlived a re-bundle: its old jooci cells recorded a hash that the files now at
+    their path no longer have. The report says so (and names them jooci@hash); --current-checkpoints
+    leaves exactly those out and says how many. A checkpoint path that is not there is kept, flagged."""
+    import shutil
+
+    from upstream.checkpoint import checkpoint_hash, save_random_preset
+
+    old = save_random_preset("jooci", "tiny", tmp_path / "a", seed=1)
+    new = save_random_preset("jooci", "tiny", tmp_path / "b", seed=2)
+    here = tmp_path / "checkpoints" / "jooci-compact"
+    shutil.copytree(new, here)                                   # the re-bundle: new weights at the old path
+    h_old, h_new = checkpoint_hash(old), checkpoint_hash(new)
+    assert h_old != h_new
+    df = pd.read_csv(_rows_with_chance(tmp_path))
+    df["ckpt_hash"], df["ckpt"] = "-", None
+    j = df.upstream == "jooci"
+    df.loc[j, "ckpt_hash"], df.loc[j, "ckpt"] = h_new, str(here)
+    was = df[j].assign(ckpt_hash=h_old, value=2.7)               # the same cell, run on the old weights
+    gone = df[j].assign(upstream="learn2diss", ckpt_hash="0123456789ab", ckpt=str(tmp_path / "moved"), value=3.1)
+    src = tmp_path / "mixed.csv"
+    pd.concat([df, was, gone]).to_csv(src, index=False)
+
+    out = tmp_path / "all.md"
+    p = run_cli("report", src, "--out", out, "--no-plots")
+    md = out.read_text()
+    assert f"**Stale cells in these tables**: `jooci` sha {h_old} at `{here}`: 1 cell(s), stale: the files at " \
+           f"that path now hash to {h_new}" in md
+    assert f"jooci@{h_old[:8]} | content | 2.7" in md and f"jooci@{h_new[:8]} | content | 1.3" in md
+    assert "--current-checkpoints" in md and h_old in p.stderr
+    assert f"`learn2diss` sha 0123456789ab at `{tmp_path / 'moved'}`: 1 cell(s), cannot be checked" in md
+    assert f"sha {h_new} at" not in md                                    # the current one: no note
+
+    cur = tmp_path / "current.md"
+    run_cli("report", src, "--out", cur, "--no-plots", "--current-checkpoints")
+    md = cur.read_text()
+    assert f"Left out (`--current-checkpoints`), because the checkpoint at their recorded path has changed since " \
+           f"they ran: `jooci` sha {h_old}" in md
+    assert "| sid acc % ↑ | jooci | content | 1.3" in md and "2.7" not in md.split("## Every cell")[1]
+    assert "| sid acc % ↑ | learn2diss | content | 3.1" in md                # not checkable: kept
+    assert "| sid acc % ↑ | fbank_no_cmvn | hidden_states | 85.0" in md     # no checkpoint: always current

@@ -97,3 +97,30 @@ def test_run_end_to_end_killed_mid_cell_then_resumed(run_cli, tiny_corpus, tmp_p
     # the DUET cells learned a weighted sum over the content layers (read back from the s3prl ckpt)
     row = json.loads(next(cells.glob(f"sid-{DUET}-*.json")).read_text())
     assert len(row["layer_weights"]) > 1 and abs(sum(row["layer_weights"]) - 1) < 1e-5
+
+
+def test_rerun_after_a_rebundle_keeps_the_old_cells_and_says_they_are_stale(run_cli, tiny_corpus, tmp_path):
+    """A checkpoint directory gets new weights (a re-bundle) and the same named run goes again: the new
+    cell is run, the old one is kept (nothing computed is lost), and the run says which cells are now
+    stale and how the report leaves them out."""
+    import shutil
+
+    from upstream.checkpoint import checkpoint_hash, save_random_preset
+
+    old = save_random_preset(DUET, "tiny", tmp_path / "a", seed=1)
+    new = save_random_preset(DUET, "tiny", tmp_path / "b", seed=2)
+    here = tmp_path / "ck"
+    shutil.copytree(old, here)
+    res = tmp_path / "results"
+    args = ["run", "--tasks", "sid", "--upstreams", DUET, "--features", "content", "--ckpt", f"{DUET}={here}",
+            "--corpus", tiny_corpus, "--steps", "5", "--results", res, "--name", "re", "--device", "cpu",
+            "--cache-dir", tmp_path / "cache", "--no-preflight"]
+    p = run_cli(*args)
+    assert "changed since they ran" not in p.stderr
+    shutil.rmtree(here)
+    shutil.copytree(new, here)
+    p = run_cli(*args)
+    assert "1 cells (0 already done)" in p.stdout
+    assert f"`{DUET}` sha {checkpoint_hash(old)} at `{here}`: 1 cell(s), stale: the files at that path now hash " \
+           f"to {checkpoint_hash(new)}" in p.stderr and "--current-checkpoints` leaves them out" in p.stderr
+    assert sorted(pd.read_csv(res / "re.csv").ckpt_hash) == sorted([checkpoint_hash(old), checkpoint_hash(new)])

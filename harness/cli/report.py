@@ -1,12 +1,15 @@
 """`harness report`: every cell with its chance level and whether it learned, leaderboards, the task x
 stream matrix and plots (PNG + PDF), from `harness run` results. All metrics in percent. Rows from
 `--steps`-capped runs, from `--folds` subsets and from mini configs are marked as not comparable with
-SUPERB (footnotes say why). The report's first line is a marker; a file without it (hand-written) is
-never overwritten (exit 2).
+SUPERB (footnotes say why). Cells of a checkpoint whose files have changed since they ran (a model
+re-bundled while the results file lived on) are listed as stale and named upstream@hash;
+--current-checkpoints leaves them out. The report's first line is a marker; a file without it
+(hand-written) is never overwritten (exit 2).
 
 Examples:
   harness report results/superb_small.csv                 # -> results/superb_small.md + results/superb_small/plots/
   harness report results/superb_small --out /tmp/r.md --plots /tmp/plots
+  harness report results/superb_small.csv --current-checkpoints   # without the cells of re-bundled checkpoints
 """
 from __future__ import annotations
 
@@ -25,11 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default=None)
     p.add_argument("--note", action="append", default=None, metavar="TEXT",
                    help="a paragraph to add under the provenance (repeatable), e.g. what the checkpoints are")
+    p.add_argument("--current-checkpoints", action="store_true",
+                   help="leave out the cells of checkpoints whose files have changed since the cell ran (a model "
+                        "re-bundled while the results file lived on); the report says which and how many. Without "
+                        "it they stay in, named upstream@hash, and the report lists them as stale")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.superb.report import REPORT_MARKER, render, written_by_report
+    from harness.superb.report import REPORT_MARKER, checkpoint_notes, render, written_by_report
     from harness.superb.results import load_results
+    from harness.superb.stale import checkpoint_states, drop_changed
     from upstream.facts import atomic_write_text
 
     src = Path(args.results)
@@ -55,7 +63,19 @@ def run(args: argparse.Namespace) -> int:
               f"the marker {REPORT_MARKER!r}); refusing to overwrite a hand-written file. Pass --out OTHER.md, "
               f"or move {out} away if it may be replaced", file=sys.stderr)
         return 2
-    md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent, notes=args.note)
+    states = checkpoint_states(df)
+    dropped = []
+    if args.current_checkpoints:
+        df, dropped = drop_changed(df, states)
+        if not len(df):
+            print(f"harness report: error: every row of {src} is of a checkpoint that has changed since; "
+                  f"re-run them with `harness run`, or report without --current-checkpoints", file=sys.stderr)
+            return 2
+    stale = checkpoint_notes(states, dropped)
+    for line in stale:
+        print(f"harness report: {line}", file=sys.stderr)
+    md = render(df, args.title or f"DUET SUPERB results: {base.name}", plots, out.parent,
+                notes=stale + (args.note or []))
     atomic_write_text(out, md)
     print(md)
     print(f"\nwrote {out}" + (f" and plots in {plots}" if plots else ""), file=sys.stderr)

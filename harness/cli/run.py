@@ -127,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     from upstream.facts import git_commit, machine
     from harness.superb.execute import CellReport, SweepExecutor
     from harness.superb.results import ResultStore, RunContext, format_table
+    from harness.superb.stale import checkpoint_states
 
     try:
         # every check that can fail, before a corpus is generated or anything trains
@@ -240,9 +241,15 @@ def _run(args: argparse.Namespace) -> int:
 
     df = store.frame()
     ids = {c.id for c in sweep.cells}
+    stale = [s for s in checkpoint_states(df) if s.status == "changed"]
     df = df[df["cell_id"].isin(ids)] if len(df) else df
     print(format_table(df))
     print(f"results: {store.csv_path}")
+    if stale:
+        print(f"\n{store.csv_path} also holds cells of checkpoints that have changed since they ran (kept; "
+              f"`harness report {store.csv_path} --current-checkpoints` leaves them out):", file=sys.stderr)
+        for s in stale:
+            print(f"  {s.describe()}", file=sys.stderr)
     skipped = [r for r in reports if r.status == "n/a"]
     failed = [r for r in reports if r.status == "failed"]
     if skipped:

@@ -297,6 +297,25 @@ def provenance_markdown(df) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_notes(states, dropped) -> list[str]:
+    """The report's paragraph on checkpoints that changed since their cells ran
+    (:mod:`harness.superb.stale`): what was left out (``--current-checkpoints``), or what is still
+    in the tables under ``upstream@hash`` names and how to leave it out. Empty when all are current."""
+    changed = [s for s in states if s.status == "changed"]
+    unsure = [s for s in states if s.status in ("missing", "unreadable")]
+    out = []
+    if dropped:
+        out.append("Left out (`--current-checkpoints`), because the checkpoint at their recorded path has changed "
+                   "since they ran: " + "; ".join(s.describe() for s in dropped) + ".")
+    elif changed:
+        out.append("**Stale cells in these tables**: " + "; ".join(s.describe() for s in changed) + ". They are "
+                   "named `upstream@hash`; `harness report --current-checkpoints` leaves them out.")
+    if unsure:
+        out.append("Checkpoints not checked against their recorded hash (kept): "
+                   + "; ".join(s.describe() for s in unsure) + ".")
+    return out
+
+
 def label_checkpoints(df):
     """A copy of ``df`` where an upstream with cells from more than one checkpoint (a model re-bundled
     while its results CSV lived on) is named ``upstream@hash`` per checkpoint, so that no table puts
