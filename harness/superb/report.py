@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+from harness.superb.stale import has_checkpoint
+
 # The first line of every report this module writes; `harness report` overwrites only files that have it.
 REPORT_MARKER = "<!-- written by `harness report` (harness/superb/report.py); regenerate it, do not edit by hand -->"
 
@@ -284,7 +286,7 @@ def provenance_markdown(df) -> str:
     if "ckpt_hash" in df.columns:
         seen = []
         for _, r in df.iterrows():
-            if str(r["ckpt_hash"]) in ("-", "nan"):
+            if not has_checkpoint(r["ckpt_hash"]):
                 continue
             where = Path(str(r.get("ckpt", ""))).name if str(r.get("ckpt", "nan")) != "nan" else "?"
             item = f"`{r['upstream']}`: `{where}` (sha {r['ckpt_hash']})"
@@ -324,7 +326,7 @@ def label_checkpoints(df):
         return df
     df = df.copy()
     h = df["ckpt_hash"].astype(str)
-    real = ~h.isin(["-", "nan", ""])
+    real = df["ckpt_hash"].map(has_checkpoint)
     n = df[real].groupby("upstream")["ckpt_hash"].nunique()
     sel = real & df["upstream"].isin(set(n[n > 1].index))
     df.loc[sel, "upstream"] = df.loc[sel, "upstream"] + "@" + h[sel].str[:8]

@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-STATUSES = ("current", "changed", "missing", "unreadable")
-NO_CHECKPOINT = ("-", "nan", "", "None")
+NO_CHECKPOINT = ("-", "nan", "", "None")   # what a row without a checkpoint (fbank, MFCC) holds as its hash
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class CheckpointState:
     ckpt: str                   # the path the rows recorded
     recorded: str               # the hash the rows recorded
     now: str | None             # the hash of what is at ``ckpt`` now (None: missing or unreadable)
-    status: str                 # one of STATUSES
+    status: str                 # "current", "changed", "missing" or "unreadable"
     n_cells: int
     why: str = ""               # for "unreadable": the checkpoint loader's message
 
@@ -47,20 +46,21 @@ class CheckpointState:
         return f"`{self.upstream}` sha {self.recorded} at `{self.ckpt}`: {self.n_cells} cell(s), {what}"
 
 
-def _has_checkpoint(hash_: object) -> bool:
+def has_checkpoint(hash_: object) -> bool:
+    """Whether a row's recorded ``ckpt_hash`` names a checkpoint (fbank's "-", a blank or NaN do not)."""
     return str(hash_) not in NO_CHECKPOINT
 
 
 def checkpoint_states(df) -> list[CheckpointState]:
     """One state per (upstream, recorded path, recorded hash) among the rows that have a checkpoint,
     in the order the rows first name them. Each path is hashed once."""
-    from harness.superb.sweep import SweepError, ckpt_hash_of
+    from harness.superb.sweep import ckpt_hash_of
 
     if df is None or not len(df) or not {"ckpt_hash", "ckpt", "upstream"} <= set(df.columns):
         return []
     now: dict[tuple[str, str], tuple[str | None, str, str]] = {}
     out = []
-    keyed = df[df["ckpt_hash"].map(_has_checkpoint)]
+    keyed = df[df["ckpt_hash"].map(has_checkpoint)]
     for (up, ck, h), sub in keyed.groupby(["upstream", keyed["ckpt"].astype(str), keyed["ckpt_hash"].astype(str)],
                                           sort=False):
         if (up, ck) not in now:
@@ -69,7 +69,7 @@ def checkpoint_states(df) -> list[CheckpointState]:
             else:
                 try:
                     now[(up, ck)] = (ckpt_hash_of(up, ck), "", "")
-                except (SweepError, OSError, ValueError) as e:
+                except (OSError, ValueError) as e:        # SweepError is a ValueError
                     now[(up, ck)] = (None, "unreadable", str(e))
         cur, status, why = now[(up, ck)]
         if not status:
